@@ -126,7 +126,8 @@ def test_posterior_matches_bayes_closed_form():
         prior_var = 1 - abar[step - 1]  # x_{t-1} | x_0
         alpha, beta = 1 - betas[step], betas[step]  # x_t | x_{t-1}
         post_var = 1.0 / (1.0 / prior_var + alpha / beta)
-        post_mean = post_var * (abar[step - 1].sqrt() * x0[i].double() / prior_var + alpha.sqrt() * x_t[i].double() / beta)
+        precision_weighted = abar[step - 1].sqrt() * x0[i].double() / prior_var + alpha.sqrt() * x_t[i].double() / beta
+        post_mean = post_var * precision_weighted
         assert variance[i].item() == pytest.approx(post_var.item(), rel=1e-5)
         assert torch.allclose(mean[i].double(), post_mean, atol=1e-5)
     # At t = 0 the posterior collapses on x0.

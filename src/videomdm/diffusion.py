@@ -195,7 +195,9 @@ class GaussianDiffusion:
         """
         if noise is None:
             noise = torch.randn_like(x0)
-        return _gather(self.sqrt_alphas_cumprod, t, x0) * x0 + _gather(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+        signal = _gather(self.sqrt_alphas_cumprod, t, x0)  # (B, 1, ..., 1)
+        sigma = _gather(self.sqrt_one_minus_alphas_cumprod, t, x0)  # (B, 1, ..., 1)
+        return signal * x0 + sigma * noise
 
     def posterior_mean_variance(self, x0: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and variance of q(x_{t-1} | x_t, x_0) (DDPM eqs. 6-7).
@@ -371,7 +373,8 @@ class GaussianDiffusion:
         abar_next = self._abar64[t_next] if t_next >= 0 else 1.0
         sigma = eta * math.sqrt((1.0 - abar_next) / (1.0 - abar_t) * (1.0 - abar_t / abar_next))  # eq. 16
         eps_coef = math.sqrt(max(1.0 - abar_next - sigma**2, 0.0)) / math.sqrt(1.0 - abar_t)
-        # x_s = sqrt(abar_s) x0 + c (x_t - sqrt(abar_t) x0) + sigma z, with c = sqrt(1 - abar_s - sigma^2) / sqrt(1 - abar_t)
+        # x_s = sqrt(abar_s) x0 + c (x_t - sqrt(abar_t) x0) + sigma z,
+        # with c = sqrt(1 - abar_s - sigma^2) / sqrt(1 - abar_t) (eq. 12 with eps_hat written out).
         x_next = (math.sqrt(abar_next) - eps_coef * math.sqrt(abar_t)) * x0_hat + eps_coef * x_t
         if sigma > 0.0:
             x_next = x_next + sigma * z()

@@ -103,8 +103,8 @@ def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, nu
         def model_fn(x, t):
             return run.model(x, t, mask)
 
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(shape, generator=generator).to(run.device)
+    generator = torch.Generator(device=run.device).manual_seed(seed)
+    noise = torch.randn(shape, generator=generator, device=run.device)
     if sampler == "ddpm":
         x0 = run.diffusion.ddpm_sample(model_fn, shape, noise=noise, generator=generator, progress=progress)
     else:

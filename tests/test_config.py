@@ -1,0 +1,55 @@
+import json
+
+import pytest
+
+from videomdm.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, load_config
+
+
+def test_presets_and_overrides():
+    small = load_config("small")
+    assert small.model.width < Config().model.width
+    c = load_config("small", ["train.lr=0.001", "model.layers=2", "train.supervision=teacher", "data.fps=30"])
+    assert c.train.lr == 0.001 and c.model.layers == 2 and c.train.supervision == "teacher"
+    assert isinstance(c.data.fps, float)
+
+
+def test_round_trip_through_dict():
+    c = load_config("small", ["train.seed=7"])
+    assert config_from_dict(json.loads(json.dumps(config_to_dict(c)))) == c
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.nope=1", "unknown config key"),
+    ("nope.lr=1", "unknown config key"),
+    ("train=1", "unknown config key"),
+    ("train.lr=fast", "expects float"),
+    ("model.layers=2.5", "expects an integer"),
+    ("model.layers=true", "expects an integer"),
+    ("train.supervision=4d", "must be one of"),
+    ("model.heads=5", "divisible"),
+    ("train.steps=0", "positive"),
+    ("lr", "section.key=value"),
+])
+def test_bad_overrides_are_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(Config(), [override])
+
+
+def test_config_files(tmp_path):
+    good = tmp_path / "c.json"
+    good.write_text(json.dumps({"model": {"layers": 3}, "train": {"steps": 10}}))
+    c = load_config(good)
+    assert c.model.layers == 3 and c.train.steps == 10 and c.model.width == Config().model.width
+    toml = tmp_path / "c.toml"
+    toml.write_text("[train]\nlr = 0.01\n")
+    assert load_config(toml).train.lr == 0.01
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model": {"depth": 3}}))
+    with pytest.raises(ConfigError, match=r"bad\.json.*model\.depth"):
+        load_config(bad)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ConfigError, match="broken.json"):
+        load_config(broken)
+    with pytest.raises(ConfigError, match="neither a preset"):
+        load_config(tmp_path / "missing.json")
