@@ -1,0 +1,39 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from synthetic import walk  # noqa: E402
+
+
+def make_motion_dataset(root: Path, *, num_train: int = 6, num_test: int = 2, frames: int = 50,
+                        texts: bool = False) -> Path:
+    """A tiny dataset of synthetic walks in the project's dataset format (gt_3d and a perturbed teacher_3d)."""
+    from videomdm.data.clip import Clip, save_clip, write_dataset_index
+
+    rng = np.random.default_rng(0)
+    splits: dict[str, list[str]] = {"train": [], "test": []}
+    for split, count in (("train", num_train), ("test", num_test)):
+        for i in range(count):
+            gt = walk(frames, seed=hash((split, i)) % 1000)
+            teacher = gt + rng.normal(scale=0.02, size=gt.shape).astype(np.float32)
+            caption = ["a person walks forward" if i % 2 == 0 else "someone strolls and turns"] if texts else []
+            rel = f"clips/{split}/walk_{i:02d}.npz"
+            save_clip(root / rel, Clip(name=f"{split}_walk_{i:02d}", fps=20.0, skeleton="smpl22", source="synthetic",
+                                       gt_3d=gt, teacher_3d=teacher, text=caption))
+            splits[split].append(rel)
+    write_dataset_index(root, name="synthetic", fps=20.0, skeleton="smpl22", splits=splits, license=None, extra={})
+    return root
+
+
+@pytest.fixture
+def motion_dataset(tmp_path: Path) -> Path:
+    return make_motion_dataset(tmp_path / "data")
+
+
+@pytest.fixture
+def text_dataset(tmp_path: Path) -> Path:
+    return make_motion_dataset(tmp_path / "data_text", texts=True)
