@@ -20,6 +20,7 @@ __all__ = [
     "DiffusionConfig",
     "DataConfig",
     "LossConfig",
+    "TwoDConfig",
     "TrainConfig",
     "Config",
     "ConfigError",
@@ -86,6 +87,19 @@ class LossConfig:
 
 
 @dataclass
+class TwoDConfig:
+    """The ``2d`` supervision mode (VideoMDM): noised teacher in, 3D out, supervised by reprojection."""
+
+    depth_weighting: str = "depth_squared"  # none | mean_depth | depth_squared (see losses.py for the derivation)
+    reprojection: float = 7.0  # weight of the depth-weighted reprojection loss
+    velocity: float = 350.0  # weight of the 2D velocity consistency loss (7·50 as the public release)
+    alignment: float = 0.0  # weight of the representation alignment loss (rotations, velocities, contacts)
+    teacher_min_t: int = 12  # t*: the teacher is only ever noised to t ≥ t*
+    chain_steps: int = 4  # below t*, inputs come from chains of this many detached self-predictions
+    min_depth: float = 0.1  # metres; points nearer the camera are clamped in the projection
+
+
+@dataclass
 class TrainConfig:
     """Optimization and bookkeeping."""
 
@@ -110,6 +124,7 @@ class Config:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    two_d: TwoDConfig = field(default_factory=TwoDConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -250,6 +265,7 @@ def _validate(config: Config) -> Config:
         "diffusion.sampler": (config.diffusion.sampler, ("ddim", "ddpm")),
         "data.text_encoder": (config.data.text_encoder, ("none", "minilm")),
         "model.activation": (config.model.activation, ("gelu", "relu")),
+        "two_d.depth_weighting": (config.two_d.depth_weighting, ("none", "mean_depth", "depth_squared")),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -258,6 +274,10 @@ def _validate(config: Config) -> Config:
         raise ConfigError("model.width must be divisible by model.heads")
     if not 1 <= config.diffusion.sample_steps <= config.diffusion.steps:
         raise ConfigError("diffusion.sample_steps must be between 1 and diffusion.steps")
+    if not 0 <= config.two_d.teacher_min_t < config.diffusion.steps:
+        raise ConfigError("two_d.teacher_min_t must be in [0, diffusion.steps)")
+    if config.two_d.chain_steps < 1:
+        raise ConfigError("two_d.chain_steps must be at least 1")
     if config.data.min_frames > config.data.num_frames:
         raise ConfigError("data.min_frames must not exceed data.num_frames")
     positive = {"train.steps": config.train.steps, "train.batch_size": config.train.batch_size,

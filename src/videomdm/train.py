@@ -26,9 +26,11 @@ from .checkpoint import (CheckpointError, atomic_write_text, check_compatible, l
 from .config import Config
 from .data.dataset import MOTION_SOURCES, Batch, MotionWindows
 from .diffusion import GaussianDiffusion
-from .losses import foot_contact_loss, joint_position_loss, joint_velocity_loss, masked_mse
+from .camera import ray_nearest_point
+from .losses import (foot_contact_loss, joint_position_loss, joint_velocity_loss, masked_mse, reprojection_loss,
+                     velocity_2d_loss)
 from .model import MotionDenoiser
-from .representation import FeatureLayout, Normalizer, decode
+from .representation import FeatureLayout, Normalizer, decode, encode
 from .skeleton import get_skeleton
 from .text import TextEncoder, build_text_encoder
 
@@ -119,6 +121,90 @@ def loss_3d(state: TrainState, batch: Batch, generator: torch.Generator) -> tupl
     return total, {name: float(value.detach()) for name, value in terms.items()}
 
 
+def noised_teacher(state: TrainState, teacher: Tensor, t: Tensor, mask: Tensor, cond: Tensor | None,
+                   uncond: Tensor | None, generator: torch.Generator) -> Tensor:
+    """The model input at level ``t`` for ``2d`` supervision; the teacher is only ever noised to levels ≥ t*.
+
+    Items with ``t ≥ t*`` get ``q_sample(teacher, t)``. Items with ``t < t*`` start from ``q_sample(teacher, t*)``
+    and walk down to ``t`` in ``chain_steps`` evenly spaced levels: at each level the model's prediction is detached
+    and re-noised to the next level. At low noise the model therefore sees its own denoised motion, never the
+    lifter's artifacts, which would otherwise be reproduced almost unchanged.
+
+    Args:
+        teacher: (B, T, D) normalized teacher features. t: (B,) target levels.
+    Returns:
+        (B, T, D) the noised input at level ``t`` (no gradient).
+    """
+    t_star = state.config.two_d.teacher_min_t
+    diffusion = state.diffusion
+    noise = torch.randn(teacher.shape, generator=generator).to(state.device)
+    x = diffusion.q_sample(teacher, t.clamp_min(t_star), noise)
+    low = t < t_star
+    if not bool(low.any()):
+        return x
+    chain = state.config.two_d.chain_steps
+    with torch.no_grad():
+        for k in range(1, chain + 1):
+            # Levels t* → t in ``chain`` steps: level_k = round(t* + (t − t*)·k/chain) for the low-noise items.
+            current = torch.round(t_star + (t - t_star) * (k - 1) / chain).long().clamp_min(t)
+            nxt = torch.round(t_star + (t - t_star) * k / chain).long().clamp_min(t)
+            x0_hat = state.model(x, current, mask, cond=cond, uncond=uncond)
+            step_noise = torch.randn(teacher.shape, generator=generator).to(state.device)
+            renoised = diffusion.q_sample(x0_hat, nxt, step_noise)
+            x = torch.where(low[:, None, None], renoised, x)
+    return x
+
+
+def loss_2d(state: TrainState, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    """VideoMDM: the noised teacher in, 3D out, supervised by reprojection (DESIGN.md, supervision ``2d``).
+
+    Terms: depth-weighted reprojection of the decoded prediction against the keypoints, 2D velocity consistency,
+    and (optionally) alignment of the prediction's rotation/velocity/contact slices with the re-encoded prediction
+    moved onto the keypoint rays. ``batch.features`` hold the teacher; no ground truth is read.
+    """
+    cfg = state.config.two_d
+    teacher = state.normalizer.normalize(batch.features)  # (B, T, D)
+    b = teacher.shape[0]
+    t = torch.randint(0, state.diffusion.num_steps, (b,), generator=generator).to(state.device)
+    cond, uncond = _condition(state, batch.texts)
+    x_t = noised_teacher(state, teacher, t, batch.mask, cond, uncond, generator)
+    pred = state.model(x_t, t, batch.mask, cond=cond, uncond=uncond)
+    joints = decode(state.normalizer.denormalize(pred), state.layout.num_joints)  # (B, T, J, 3) canonical frame
+    observed = (batch.keypoints, batch.confidence, batch.mask, batch.R, batch.t)
+    terms = {
+        "reprojection": reprojection_loss(joints, *observed, weighting=cfg.depth_weighting, min_depth=cfg.min_depth),
+        "velocity_2d": velocity_2d_loss(joints, *observed, weighting=cfg.depth_weighting, min_depth=cfg.min_depth),
+    }
+    if cfg.alignment:
+        terms["alignment"] = alignment_loss(state, pred, joints, batch)
+    weights = {"reprojection": cfg.reprojection, "velocity_2d": cfg.velocity, "alignment": cfg.alignment}
+    total = sum(weights[name] * value for name, value in terms.items())
+    return total, {name: float(value.detach()) for name, value in terms.items()}
+
+
+def alignment_loss(state: TrainState, pred: Tensor, joints: Tensor, batch: Batch) -> Tensor:
+    """Representation alignment: pull the predicted rotation, local-velocity and foot-contact slices toward the
+    features of the predicted joints moved onto their keypoint rays (re-encoded without gradient).
+
+    Joints without a keypoint (confidence 0) stay where they are. Each item is re-encoded over its real frames only.
+    """
+    layout = state.layout
+    with torch.no_grad():
+        eye = torch.eye(3, device=joints.device, dtype=joints.dtype)  # keypoints are normalized coordinates: K = I
+        moved = ray_nearest_point(joints, batch.keypoints, eye, batch.R, batch.t, min_depth=state.config.two_d.min_depth)
+        moved = torch.where(batch.confidence[..., None] > 0, moved, joints)
+        target = torch.zeros_like(pred)
+        skeleton = get_skeleton(state.config.data.skeleton)
+        for i, length in enumerate(batch.mask.sum(1).tolist()):
+            features = encode(moved[i, :length], skeleton, contact_threshold=state.config.data.contact_threshold,
+                              facing_sigma=state.config.data.facing_sigma)
+            target[i, :length] = state.normalizer.normalize(features)
+    slots = torch.zeros(layout.dim, dtype=torch.bool, device=pred.device)
+    for part in (layout.rot6d, layout.local_velocity, layout.foot_contacts):
+        slots[part] = True
+    return masked_mse(pred[..., slots], target[..., slots], batch.mask)
+
+
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """``θ_ema ← decay·θ_ema + (1 − decay)·θ``."""
@@ -165,13 +251,13 @@ def train(data_dir: Path, run_dir: Path, config: Config, *, resume: bool = False
     """
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     supervision = config.train.supervision
-    if supervision not in MOTION_SOURCES:
-        raise NotImplementedError(f"supervision {supervision!r} is not available in this build")
     device = resolve_device(config.train.device)
     dataset = MotionWindows(data_dir, "train", motion_field=MOTION_SOURCES[supervision],
                             num_frames=config.data.num_frames, min_frames=config.data.min_frames,
                             skeleton=config.data.skeleton, fps=config.data.fps,
-                            contact_threshold=config.data.contact_threshold, facing_sigma=config.data.facing_sigma)
+                            contact_threshold=config.data.contact_threshold, facing_sigma=config.data.facing_sigma,
+                            with_keypoints=supervision == "2d")
+    compute_loss = loss_2d if supervision == "2d" else loss_3d
     _prepare_run_dir(run_dir, config, resume)
     text_encoder = build_text_encoder(config.data.text_encoder, device=str(device))
     cond_dim = text_encoder.dim if text_encoder is not None else 0
@@ -227,7 +313,7 @@ def train(data_dir: Path, run_dir: Path, config: Config, *, resume: bool = False
             lr = _learning_rate(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss, terms = loss_3d(state, batch, generator)
+            loss, terms = compute_loss(state, batch, generator)
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"non-finite loss at step {step}: {terms}")
             optimizer.zero_grad(set_to_none=True)

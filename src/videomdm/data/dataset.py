@@ -1,5 +1,9 @@
 """Training windows: random crops of a split's clips, encoded as HumanML3D-style features.
 
+For ``2d`` supervision a window also carries its 2D keypoints (normalized image coordinates, in the motion
+skeleton's joint order, confidence 0 where the detector's skeleton has no such joint) and its camera, moved into the
+teacher window's canonical frame together with the joints (DESIGN.md, "Canonicalization moves the camera too").
+
 Randomness is explicit: :meth:`MotionWindows.sample` takes a ``numpy.random.Generator``, so the training loop can
 derive every batch from ``(seed, step)`` and a resumed run sees exactly the batches an uninterrupted run would.
 Each window is canonicalized at its own first frame by :func:`videomdm.representation.encode`.
@@ -14,28 +18,68 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..representation import FeatureLayout, Normalizer, encode
-from ..skeleton import get_skeleton
+from ..camera import pixels_to_normalized
+from ..representation import FeatureLayout, Normalizer, canonicalize, encode
+from ..skeleton import get_skeleton, joint_map
 from .clip import load_clip, read_dataset_index
 from .errors import DataError
 
 __all__ = ["MotionWindows", "Batch", "MOTION_SOURCES"]
 
-# Which clip field supervision reads its 3D motion from.
-MOTION_SOURCES = {"3d": "gt_3d", "teacher": "teacher_3d"}
+# Which clip field each supervision mode reads its 3D motion from (``2d`` reads the teacher and the keypoints).
+MOTION_SOURCES = {"3d": "gt_3d", "teacher": "teacher_3d", "2d": "teacher_3d"}
 
 
 @dataclass
 class Batch:
     """A padded batch. ``features (B, T, D)`` unnormalized, ``mask (B, T)`` True = real frame, one caption per item
-    (``""`` when the clip has none)."""
+    (``""`` when the clip has none). With keypoints: ``keypoints (B, T, J, 2)`` normalized image coordinates,
+    ``confidence (B, T, J)`` (0 on padding), per-frame camera ``R (B, T, 3, 3)``, ``t (B, T, 3)`` mapping the
+    canonical frame of ``features`` to the camera."""
 
     features: Tensor
     mask: Tensor
     texts: list[str]
+    keypoints: Tensor | None = None
+    confidence: Tensor | None = None
+    R: Tensor | None = None
+    t: Tensor | None = None
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(self.features.to(device), self.mask.to(device), self.texts)
+        def move(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x.to(device)
+
+        return Batch(self.features.to(device), self.mask.to(device), self.texts, move(self.keypoints),
+                     move(self.confidence), move(self.R), move(self.t))
+
+
+@dataclass
+class _Keypoints:
+    """One clip's 2D observations in the motion skeleton's joint order, with a per-frame camera."""
+
+    keypoints: np.ndarray  # (T, J, 2) normalized image coordinates
+    confidence: np.ndarray  # (T, J)
+    R: np.ndarray  # (T, 3, 3)
+    t: np.ndarray  # (T, 3)
+
+
+def _clip_keypoints(clip, path: Path, skeleton) -> _Keypoints:
+    """Map a clip's keypoints to the motion skeleton and normalize them with its intrinsics."""
+    if clip.keypoints_2d is None or clip.K is None or clip.R is None or clip.t is None:
+        raise DataError(f"{path}: clip {clip.name} has no keypoints_2d/K/R/t, needed by 2d supervision")
+    mapping = joint_map(get_skeleton(clip.keypoint_skeleton or skeleton.name), skeleton)
+    uv, present = mapping.apply(clip.keypoints_2d.astype(np.float64))  # (T, J, 2)
+    conf_src = clip.confidence.astype(np.float64)[..., None]  # (T, J2, 1)
+    # A derived joint is as confident as its least confident source; missing joints get 0.
+    conf = np.stack([conf_src[:, list(src), 0].min(axis=1) if src else np.zeros(len(uv)) for src in mapping.sources],
+                    axis=1)
+    conf[:, ~present] = 0.0
+    num_frames = len(uv)
+    R = np.broadcast_to(clip.R, (num_frames, 3, 3)) if clip.R.ndim == 2 else clip.R
+    t = np.broadcast_to(clip.t, (num_frames, 3)) if clip.t.ndim == 1 else clip.t
+    xy = pixels_to_normalized(torch.from_numpy(uv), torch.as_tensor(clip.K, dtype=torch.float64)).numpy()
+    return _Keypoints(xy.astype(np.float32), conf.astype(np.float32), np.asarray(R, np.float32),
+                      np.asarray(t, np.float32))
 
 
 class MotionWindows:
@@ -51,7 +95,7 @@ class MotionWindows:
 
     def __init__(self, root: Path, split: str, *, motion_field: str, num_frames: int, min_frames: int,
                  skeleton: str = "smpl22", fps: float = 20.0, contact_threshold: float = 0.002,
-                 facing_sigma: float = 20.0) -> None:
+                 facing_sigma: float = 20.0, with_keypoints: bool = False) -> None:
         index = read_dataset_index(Path(root))
         if abs(index.fps - fps) > 1e-6:
             raise DataError(f"{root}: dataset is at {index.fps} fps but the config expects {fps} fps")
@@ -64,6 +108,8 @@ class MotionWindows:
         self.motions: list[np.ndarray] = []  # (T_i, J, 3) float32 metres
         self.texts: list[list[str]] = []
         self.names: list[str] = []
+        self.observations: list[_Keypoints] = []
+        self.with_keypoints = with_keypoints
         self.skipped = 0
         for path in index.clip_paths(split):
             clip = load_clip(path)
@@ -73,6 +119,12 @@ class MotionWindows:
             if motion.shape[0] < min_frames:
                 self.skipped += 1
                 continue
+            if with_keypoints:
+                observed = _clip_keypoints(clip, path, self.skeleton)
+                if len(observed.keypoints) != len(motion):
+                    raise DataError(f"{path}: clip {clip.name} has {len(observed.keypoints)} keypoint frames but "
+                                    f"{len(motion)} frames of {motion_field}")
+                self.observations.append(observed)
             self.motions.append(np.asarray(motion, dtype=np.float32))
             self.texts.append(list(clip.text))
             self.names.append(clip.name)
@@ -91,25 +143,46 @@ class MotionWindows:
         joints = torch.as_tensor(joints, dtype=torch.float32)
         return encode(joints, self.skeleton, **self.encode_kwargs)
 
-    def sample(self, index: int, rng: np.random.Generator) -> tuple[Tensor, str]:
-        """A random window of clip ``index`` as features ``(T_w, D)`` and a random caption of it."""
+    def sample(self, index: int, rng: np.random.Generator) -> Batch:
+        """A random window of clip ``index`` as a batch of one: features ``(1, T_w, D)``, a random caption, and
+        (with keypoints) its observations with the camera carried into the window's canonical frame."""
         motion = self.motions[index]
         length = min(len(motion), self.num_frames)
         start = int(rng.integers(0, len(motion) - length + 1))
         captions = self.texts[index]
         text = captions[int(rng.integers(len(captions)))] if captions else ""
-        return self.encode(motion[start:start + length]), text
+        window = torch.from_numpy(motion[start:start + length])  # (T_w, J, 3)
+        features = self.encode(window)[None]
+        mask = torch.ones(1, length, dtype=torch.bool)
+        if not self.with_keypoints:
+            return Batch(features, mask, [text])
+        obs = self.observations[index]
+        _, transform = canonicalize(window, self.skeleton, facing_sigma=self.encode_kwargs["facing_sigma"])
+        R, t = transform.transform_extrinsics(torch.from_numpy(obs.R[start:start + length]),
+                                              torch.from_numpy(obs.t[start:start + length]))
+        return Batch(features, mask, [text], torch.from_numpy(obs.keypoints[start:start + length])[None],
+                     torch.from_numpy(obs.confidence[start:start + length])[None], R[None], t[None])
 
     def batch(self, indices: list[int], rng: np.random.Generator) -> Batch:
-        """Windows of the given clips, padded to the longest with zeros."""
+        """Windows of the given clips, padded to the longest (features and keypoints with zeros, confidence 0,
+        the camera of the last real frame repeated)."""
         items = [self.sample(i, rng) for i in indices]
-        length = max(f.shape[0] for f, _ in items)
-        features = torch.zeros(len(items), length, self.layout.dim)
-        mask = torch.zeros(len(items), length, dtype=torch.bool)
-        for b, (f, _) in enumerate(items):
-            features[b, : f.shape[0]] = f
-            mask[b, : f.shape[0]] = True
-        return Batch(features, mask, [text for _, text in items])
+        length = max(item.features.shape[1] for item in items)
+
+        def pad(x: Tensor, mode: str = "zeros") -> Tensor:  # (1, T_w, ...) -> (1, length, ...)
+            extra = length - x.shape[1]
+            if extra == 0:
+                return x
+            fill = x[:, -1:].expand(1, extra, *x.shape[2:]) if mode == "edge" else x.new_zeros(1, extra, *x.shape[2:])
+            return torch.cat([x, fill], dim=1)
+
+        def stack(name: str, mode: str = "zeros") -> Tensor | None:
+            if getattr(items[0], name) is None:
+                return None
+            return torch.cat([pad(getattr(item, name), mode) for item in items])
+
+        return Batch(stack("features"), stack("mask"), [item.texts[0] for item in items], stack("keypoints"),
+                     stack("confidence"), stack("R", "edge"), stack("t", "edge"))
 
     def normalizer(self) -> Normalizer:
         """Feature mean/std over every whole clip of the split (each encoded from its own first frame)."""
