@@ -1,0 +1,188 @@
+"""Mocap joint sequences (BVH or joint ``.npy``) in SMPL-22 order, resampling and windowing.
+
+A :class:`MocapSequence` holds ``joints (T, 22, 3)`` float32 metres in SMPL-22 order (HumanML3D's), y up, in the
+file's own world frame (no canonicalization here: :func:`videomdm.representation.canonicalize` does that per window).
+
+Accepted files:
+
+- ``.bvh`` whose joint names include all of LAFAN1's 22 names (``Hips``, ``LeftUpLeg``, ...; mapped with
+  ``joint_map(LAFAN_22, SMPL_22)``) or all of SMPL-22's names (``pelvis``, ``left_hip``, ...). Extra joints are
+  ignored. Units are detected as described in :mod:`videomdm.data.bvh`.
+- ``.npy`` holding ``(T, 22, 3)`` joint positions in SMPL-22 order, metres, y up. Its fps comes from ``npy_fps`` or
+  from a sidecar ``<name>.json`` holding ``{"fps": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..skeleton import LAFAN_22, SMPL_22, Skeleton, joint_map
+from .bvh import read_bvh
+from .errors import DataError
+
+__all__ = ["MocapSequence", "load_mocap", "resample", "window_starts", "find_mocap_files", "MOCAP_SUFFIXES"]
+
+MOCAP_SUFFIXES = (".bvh", ".npy")
+
+
+@dataclass
+class MocapSequence:
+    """One mocap take.
+
+    Attributes:
+        joints: (T, 22, 3) float32 world positions in metres, SMPL-22 joint order, y up.
+        fps: frames per second.
+        source: where it came from (file name and skeleton), for provenance.
+    """
+
+    joints: np.ndarray
+    fps: float
+    source: str
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.joints.shape[0])
+
+
+def _select_bvh_joints(path: Path, names: list[str], positions: np.ndarray) -> tuple[np.ndarray, Skeleton]:
+    """(T, 22, 3) SMPL-22 positions from a BVH's (T, J, 3) positions, by joint name."""
+    lookup = {n: i for i, n in enumerate(names)}
+    missing: dict[str, list[str]] = {}
+    for skeleton in (LAFAN_22, SMPL_22):
+        absent = [n for n in skeleton.joint_names if n not in lookup]
+        if not absent:
+            picked = positions[:, [lookup[n] for n in skeleton.joint_names]]  # (T, 22, 3) in skeleton's order
+            mapped, present = joint_map(skeleton, SMPL_22).apply(picked)
+            assert present.all()
+            return mapped, skeleton
+        missing[skeleton.name] = absent
+    closest = min(missing, key=lambda k: len(missing[k]))
+    raise DataError(
+        f"{path}: the BVH joint names match neither LAFAN1's nor SMPL-22's 22 joints; closest is {closest}, which "
+        f"misses {missing[closest]} (the file has {names})"
+    )
+
+
+def _npy_fps(path: Path, npy_fps: float | None) -> float:
+    if npy_fps is not None:
+        fps = float(npy_fps)
+    else:
+        sidecar = path.with_suffix(".json")
+        if not sidecar.exists():
+            raise DataError(f"{path}: a joints .npy has no frame rate; pass npy_fps or write {sidecar.name} with "
+                            f'{{"fps": 30}} next to it')
+        try:
+            meta = json.loads(sidecar.read_text())
+            fps = float(meta["fps"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise DataError(f"{sidecar}: cannot read the fps (expected a JSON object {{\"fps\": number}}): "
+                            f"{err!r}") from None
+    if not np.isfinite(fps) or fps <= 0:
+        raise DataError(f"{path}: fps must be positive, got {fps}")
+    return fps
+
+
+def _load_npy(path: Path, npy_fps: float | None) -> MocapSequence:
+    try:
+        joints = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: cannot read as a .npy array: {err}") from None
+    if joints.ndim != 3 or joints.shape[1:] != (SMPL_22.num_joints, 3) or joints.shape[0] < 1:
+        raise DataError(f"{path}: expected joints of shape (T, {SMPL_22.num_joints}, 3) in SMPL-22 order, got shape "
+                        f"{joints.shape}")
+    if not np.issubdtype(joints.dtype, np.number):
+        raise DataError(f"{path}: expected numbers, got dtype {joints.dtype}")
+    finite = np.isfinite(joints).all(axis=(1, 2))
+    if not finite.all():
+        raise DataError(f"{path}: joints of shape {joints.shape} contain NaN or infinite values (first at frame "
+                        f"{int(np.argmin(finite))})")
+    return MocapSequence(joints.astype(np.float32), _npy_fps(path, npy_fps), f"{path.name} (smpl22 npy)")
+
+
+def load_mocap(path: str | Path, *, unit: str = "auto", npy_fps: float | None = None) -> MocapSequence:
+    """Load a ``.bvh`` or joints ``.npy`` file as SMPL-22 joints in metres (see module docstring).
+
+    Args:
+        path: the file.
+        unit: BVH length unit (``"auto"``, ``"m"``, ``"cm"``, ``"mm"``, ``"inch"``); ignored for ``.npy``.
+        npy_fps: frame rate of a ``.npy`` file (else read from the sidecar ``<name>.json``).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".bvh":
+        motion = read_bvh(path, unit=unit)
+        joints, skeleton = _select_bvh_joints(path, motion.joint_names, motion.positions)
+        source = f"{path.name} ({skeleton.name} bvh, {motion.unit})"
+        return MocapSequence(joints.astype(np.float32), motion.fps, source)
+    if suffix == ".npy":
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        return _load_npy(path, npy_fps)
+    raise DataError(f"{path}: unsupported mocap file type {path.suffix!r} (expected one of {MOCAP_SUFFIXES})")
+
+
+def resample(joints: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Resample ``(T, J, 3)`` joint positions from ``src_fps`` to ``dst_fps`` by linear interpolation in time.
+
+    Output frame ``k`` is at time ``k / dst_fps`` (the first frames coincide); frames are produced while that time
+    is within the input's span ``(T - 1) / src_fps``, so ``T' = floor((T - 1) · dst / src) + 1``. Linear
+    interpolation is right for positions (it is not for rotations, which this never touches): a constant-velocity
+    motion stays exactly constant-velocity.
+
+    Returns:
+        (T', J, 3) array of the input's dtype.
+    """
+    joints = np.asarray(joints)
+    if src_fps <= 0 or dst_fps <= 0:
+        raise ValueError(f"fps must be positive, got {src_fps} -> {dst_fps}")
+    num_frames = joints.shape[0]
+    if num_frames == 0:
+        raise ValueError("cannot resample an empty sequence")
+    if src_fps == dst_fps:
+        return joints.copy()
+    count = int(np.floor((num_frames - 1) * dst_fps / src_fps + 1e-9)) + 1
+    source_index = np.arange(count) * (src_fps / dst_fps)  # (T',) fractional input frame of each output frame
+    lower = np.minimum(np.floor(source_index).astype(np.int64), num_frames - 1)
+    upper = np.minimum(lower + 1, num_frames - 1)
+    weight = (source_index - lower).reshape(-1, *([1] * (joints.ndim - 1)))  # (T', 1, 1)
+    data = joints.astype(np.float64)
+    out = (1.0 - weight) * data[lower] + weight * data[upper]
+    return out.astype(joints.dtype)
+
+
+def window_starts(num_frames: int, length: int, stride: int, *, min_length: int | None = None) -> list[int]:
+    """Start frames of windows ``[s, min(s + length, num_frames))`` over a sequence.
+
+    Full windows start at ``0, stride, 2·stride, ...`` while they fit. With ``min_length``, one shorter tail window
+    is added after the last full one (at the next stride step, or at 0 if no full window fits) when frames are left
+    uncovered and the tail holds at least ``min_length`` frames. Without ``min_length`` only full windows are returned.
+    """
+    if length <= 0 or stride <= 0:
+        raise ValueError(f"length and stride must be positive, got {length} and {stride}")
+    starts = list(range(0, num_frames - length + 1, stride)) if num_frames >= length else []
+    if min_length is not None:
+        covered = starts[-1] + length if starts else 0
+        tail = starts[-1] + stride if starts else 0
+        if covered < num_frames and num_frames - tail >= max(min_length, 1):
+            starts.append(tail)
+    return starts
+
+
+def find_mocap_files(folder: str | Path, *, recursive: bool = False) -> list[Path]:
+    """Sorted ``.bvh`` / ``.npy`` files in ``folder`` (and below it with ``recursive``).
+
+    Raises:
+        DataError: the folder does not exist or holds no such file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in MOCAP_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder}: no mocap files (expected {' or '.join(MOCAP_SUFFIXES)})")
+    return files

@@ -1,0 +1,226 @@
+"""Build a 2D training dataset from a mocap dataset: virtual cameras, detector noise, and a teacher's 3D.
+
+:func:`prepare_mocap_2d` reads a dataset whose clips carry ``gt_3d`` (e.g. made by the mocap importers), films every
+clip with random virtual cameras (:func:`videomdm.data.virtual.observe_clip`), asks a teacher (a 2D→3D lifter) for
+``teacher_3d`` from each observed clip, and writes the observed clips as a new dataset: exactly what ``2d``
+supervision trains on, with ``gt_3d`` kept so the result can be evaluated against the truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from ..skeleton import get_skeleton
+from .clip import INDEX_NAME, Clip, check_output_dir, load_clip, read_dataset_index, save_clip, write_dataset_index
+from .errors import DataError
+from .virtual import (DEFAULT_AZIMUTH_DEG, DEFAULT_DISTANCE, DEFAULT_ELEVATION_DEG, DEFAULT_FOCAL_PX,
+                      DEFAULT_IMAGE_SIZE, DetectorNoise, observe_clip)
+
+__all__ = ["prepare_mocap_2d", "clip_rng"]
+
+
+def clip_rng(seed: int, split: str, name: str) -> np.random.Generator:
+    """The generator of one source clip, a function of ``(seed, split, clip name)`` only (not of processing order)."""
+    digest = hashlib.sha256(f"{split}\x00{name}".encode("utf-8")).digest()
+    words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+    return np.random.default_rng(np.random.SeedSequence([int(seed), *words]))
+
+
+def _file_name(name: str) -> str:
+    """A clip name made safe as a file name (characters other than letters, digits, ``._-`` become ``_``)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return safe if safe.strip(".") else "_" + safe
+
+
+def _check_teacher_output(result: object, clip: Clip, split: str, expected: tuple[int, int, int]) -> np.ndarray:
+    """The teacher's answer as ``(T, J, 3)`` float32, or DataError naming the clip."""
+    try:
+        teacher_3d = np.asarray(result, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"teacher output for clip {clip.name} (split {split}) is not an array: {error}") from None
+    if teacher_3d.shape != expected:
+        raise DataError(f"teacher output for clip {clip.name} (split {split}) has shape {teacher_3d.shape}, "
+                        f"expected {expected} (T, J, 3)")
+    if not np.isfinite(teacher_3d).all():
+        bad = int((~np.isfinite(teacher_3d)).any(axis=(1, 2)).sum())
+        raise DataError(f"teacher output for clip {clip.name} (split {split}) is not finite in {bad} frame(s)")
+    return teacher_3d
+
+
+def _check_output_folder(src: Path, out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that contains ``src`` or lies inside it, and (without ``overwrite``) one holding a dataset."""
+    src_r, out_r = src.resolve(), out.resolve()
+    if out_r == src_r or out_r in src_r.parents or src_r in out_r.parents:
+        raise DataError(f"output {out} and source {src} must not contain each other")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"output {out} exists and is not a folder")
+    if not overwrite:
+        check_output_dir(out, overwrite=False)  # raises if out holds dataset.json or clips/
+
+
+def prepare_mocap_2d(
+    src: Path,
+    out: Path,
+    *,
+    teacher: Callable[[Clip], np.ndarray],
+    teacher_name: str,
+    num_cameras: int = 2,
+    noise: DetectorNoise | None = None,
+    seed: int = 0,
+    splits: list[str] | None = None,
+    distance: float | tuple[float, float] = DEFAULT_DISTANCE,
+    elevation_deg: float | tuple[float, float] = DEFAULT_ELEVATION_DEG,
+    azimuth_deg: float | tuple[float, float] = DEFAULT_AZIMUTH_DEG,
+    focal_px: float | tuple[float, float] = DEFAULT_FOCAL_PX,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Make a 2D training dataset (keypoints, cameras, teacher 3D, kept GT 3D) from a mocap dataset.
+
+    For every clip of the chosen splits of ``src`` (clips with ``gt_3d (T, J, 3)``, metres): ``num_cameras``
+    observed clips from :func:`~videomdm.data.virtual.observe_clip`, each given
+    ``teacher_3d = teacher(observed_clip)`` (``(T, J, 3)`` metres, world frame, the dataset's skeleton), validated
+    and saved as ``out/clips/<split>/<name>.npz`` (name ``<clip>_cam<k>``). The index keeps the split names, fps,
+    skeleton and license of the source; its ``extra`` records the source path, teacher, noise, cameras and seed.
+
+    The teacher receives the whole observed clip, ``gt_3d`` included (so a synthetic "noisy GT" teacher is
+    possible); a real lifter must read only ``keypoints_2d``, ``confidence``, ``K``, ``R``, ``t``, ``fps``.
+
+    Randomness: each source clip's cameras and noise come from :func:`clip_rng` ``(seed, split, clip name)``, so the
+    output does not depend on processing order or on which other clips/splits are prepared.
+
+    Safety: the dataset is written to a temporary folder next to ``out`` and moved to ``out`` only when complete,
+    so a failure never leaves a partial dataset under ``out`` (nor touches an existing one). An existing dataset
+    (``dataset.json`` or ``clips/``) in ``out`` is replaced only with ``overwrite=True``, and then only those two
+    entries: other files in ``out`` are kept. ``out`` must not contain ``src`` nor lie inside it.
+
+    Args:
+        src: source dataset folder.
+        out: output dataset folder.
+        teacher: ``Clip → (T, J, 3)`` array; a wrong shape or a non-finite value raises DataError naming the clip.
+        teacher_name: recorded in the index (e.g. ``"builtin-lifter"``).
+        num_cameras: views per source clip.
+        noise: detector noise model; default ``DetectorNoise()``.
+        seed: base seed.
+        splits: split names to prepare; None = all splits of the source.
+        distance, elevation_deg, azimuth_deg, focal_px, image_size: camera ranges (see ``virtual.camera_for_clip``).
+        overwrite: replace an existing dataset in ``out``.
+        progress: show a tqdm bar (one step per source clip).
+
+    Returns:
+        A summary: ``{"out", "teacher", "num_cameras", "clips", "frames", "splits": {split: {"source_clips",
+        "clips", "frames"}}}`` (frames counted over observed clips).
+    """
+    src, out = Path(src), Path(out)
+    noise = DetectorNoise() if noise is None else noise
+    if num_cameras < 1:
+        raise ValueError(f"num_cameras must be >= 1, got {num_cameras}")
+    index = read_dataset_index(src)
+    chosen = list(index.splits) if splits is None else list(splits)
+    unknown = [s for s in chosen if s not in index.splits]
+    if unknown:
+        raise DataError(f"{src}: no split(s) {unknown}; the dataset has {sorted(index.splits)}")
+    _check_output_folder(src, out, overwrite)
+    num_joints = get_skeleton(index.skeleton).num_joints
+    camera_ranges = {"distance": distance, "elevation_deg": elevation_deg, "azimuth_deg": azimuth_deg,
+                     "focal_px": focal_px, "image_size": tuple(image_size)}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        summary_splits: dict[str, dict[str, int]] = {}
+        written: dict[str, list[str]] = {}
+        paths = {s: [index.root / rel for rel in index.splits[s]] for s in chosen}  # empty splits allowed
+        total = sum(len(p) for p in paths.values())
+        with tqdm(total=total, desc=f"prepare {out.name}", unit="clip", disable=not progress) as bar:
+            for split in chosen:
+                counts = {"source_clips": 0, "clips": 0, "frames": 0}
+                written[split] = []
+                taken: dict[str, str] = {}  # file name → clip name, to catch collisions after sanitizing
+                for path in paths[split]:
+                    source = load_clip(path)
+                    if source.gt_3d is None:
+                        raise DataError(f"{path}: clip {source.name} has no gt_3d to film")
+                    views = observe_clip(source, num_cameras=num_cameras, rng=clip_rng(seed, split, source.name),
+                                         noise=noise, **camera_ranges)
+                    for view in views:
+                        expected = (len(view.gt_3d), num_joints, 3)
+                        view.teacher_3d = _check_teacher_output(teacher(view), view, split, expected)
+                        view.validate()
+                        file_name = _file_name(view.name)
+                        if file_name in taken:
+                            raise DataError(f"{src}: clips {taken[file_name]!r} and {view.name!r} of split {split} "
+                                            f"would both be saved as {file_name}.npz")
+                        taken[file_name] = view.name
+                        rel = f"clips/{split}/{file_name}.npz"
+                        save_clip(tmp / rel, view)
+                        written[split].append(rel)
+                        counts["clips"] += 1
+                        counts["frames"] += len(view.gt_3d)
+                    counts["source_clips"] += 1
+                    bar.update(1)
+                summary_splits[split] = counts
+        extra = {
+            "source_dataset": str(src.resolve()),
+            "source_name": index.name,
+            "teacher": teacher_name,
+            "noise": asdict(noise),
+            "num_cameras": num_cameras,
+            "seed": seed,
+            "cameras": camera_ranges,
+        }
+        write_dataset_index(tmp, name=f"{index.name}-2d", fps=index.fps, skeleton=index.skeleton, splits=written,
+                            license=index.license, extra=extra)
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {
+        "out": str(out),
+        "teacher": teacher_name,
+        "num_cameras": num_cameras,
+        "clips": sum(c["clips"] for c in summary_splits.values()),
+        "frames": sum(c["frames"] for c in summary_splits.values()),
+        "splits": summary_splits,
+    }
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Move the finished dataset in ``tmp`` to ``out``.
+
+    A missing ``out`` is simply renamed from ``tmp``. Otherwise only ``out/dataset.json`` and ``out/clips`` are
+    replaced (other files in ``out`` are left alone): the old index is moved aside first (so an interruption leaves
+    a folder without an index, i.e. recognisably unfinished, never a mix of old index and new clips), then the clips,
+    then the new index is moved in last; the old files are deleted at the very end.
+    """
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    moved: list[str] = []
+    try:
+        for entry in (INDEX_NAME, "clips"):  # index first: out is 'unfinished' from here on
+            if (out / entry).exists():
+                os.replace(out / entry, old / entry)
+                moved.append(entry)
+        for entry in ("clips", INDEX_NAME):  # index last
+            if (tmp / entry).exists():
+                os.replace(tmp / entry, out / entry)
+    except BaseException:
+        for entry in reversed(moved):  # best effort: put the previous dataset back
+            if not (out / entry).exists():
+                os.replace(old / entry, out / entry)
+        raise
+    shutil.rmtree(old)
+    shutil.rmtree(tmp)

@@ -1,0 +1,1222 @@
+"""The noisy teacher: a built-in temporal 2D→3D lifter, world grounding, a parametric error model, imported files.
+
+A clip's ``teacher_3d`` (DESIGN.md, clip record) comes from one of three sources, picked by ``--teacher``:
+
+- ``lifter``: :class:`TemporalLifter`, a VideoPose3D-style stack of dilated temporal convolutions trained here on
+  mocap rendered through random virtual cameras and a simulated 2D detector (:func:`train_lifter`). It lifts the
+  keypoints to root-relative camera-frame joints; :func:`ground_to_world` places them in the world by solving, per
+  frame, the root translation that best reprojects onto the keypoints and undoing the extrinsics. It reads only the
+  2D keypoints, their confidences and the camera, never ``gt_3d``.
+- ``corrupt``: :func:`corrupt_teacher`, the ground truth damaged by a documented model of lifter errors with one
+  severity knob (for controlled experiments on mocap benchmarks).
+- ``file``: :func:`load_teacher_file`, an ``.npz`` of per-clip arrays made by any external lifter.
+
+:func:`make_teacher` turns each into a function ``Clip → teacher_3d (T, J, 3)`` (world frame, metres, SMPL-22).
+
+Frames and equations used below (``camera.py``): world y up; camera OpenCV (x right, y down, z forward);
+``X_c = R X_w + t`` (eq. 1); normalized image coordinates ``(x, y) = (X_c / Z_c, Y_c / Z_c) = K⁻¹ (u, v, 1)``
+(eq. 3).
+
+Lifter input normalization (:func:`normalize_keypoints`), in three steps, each removing a nuisance the network
+should not have to learn:
+
+1. **Normalized image coordinates** (eq. 3): the focal length, principal point and resolution are gone.
+2. **Ray alignment**: per frame, the keypoint rays are rotated by the smallest rotation ``Q_t`` that takes the ray
+   through the 2D root (pelvis; mid-hip when the pelvis is missing) to the optical axis, and re-projected. The root
+   lands at ``(0, 0)`` and the image becomes the one a camera turned to look at the subject would see, so where the
+   subject stands in the frame (which otherwise shears the apparent pose, ``δx ≈ (δX − x_root δZ) / Z``) no longer
+   matters. The network predicts root-relative joints in this aligned frame; they are rotated back with ``Q_tᵀ``.
+3. **Per-clip 2D scale**: the aligned coordinates are divided by the clip's median 2D torso length (root to neck;
+   mid-shoulder when the neck is missing). A subject twice as far away, or seen through a lens of twice the focal
+   length, gives the same input. Depth and size are therefore not observable from the input: the network outputs
+   metres from the body-size prior it learned from mocap, which is exactly the monocular scale ambiguity; absolute
+   depth is recovered afterwards from the reprojection (:func:`solve_root_translation`).
+
+Each joint's input is ``(x̃, ỹ, c)``: the normalized aligned coordinates (0 when missing) and the confidence (0 when
+missing). Joints that the lifter's keypoint skeleton (``LifterConfig.keypoint_skeleton``) does not provide are
+always zeroed, in training and at inference alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+import zlib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .checkpoint import CheckpointError, atomic_write_text, load_tensors, save_tensors
+from .skeleton import SMPL_22, Skeleton, get_skeleton, joint_map
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data.clip import Clip
+
+__all__ = [
+    "LifterConfig",
+    "TemporalLifter",
+    "Lifter",
+    "NormalizedKeypoints",
+    "build_network",
+    "normalize_keypoints",
+    "train_lifter",
+    "load_lifter",
+    "lift_clip",
+    "evaluate_lifter",
+    "solve_root_translation",
+    "ground_to_world",
+    "floor_from_feet",
+    "CorruptionParams",
+    "corrupt_teacher",
+    "TeacherFile",
+    "load_teacher_file",
+    "make_teacher",
+    "TEACHER_KINDS",
+    "mpjpe",
+]
+
+LIFTER_WEIGHTS = "lifter.safetensors"
+LIFTER_INFO = "lifter.json"
+_FORMAT = "videomdm-lifter"
+_FORMAT_VERSION = 1
+
+
+# ====================================================================================================================
+# Small shared helpers
+# ====================================================================================================================
+
+
+def mpjpe(pred: np.ndarray | Tensor, target: np.ndarray | Tensor) -> float:
+    """Mean per-joint position error (protocol #1 of Human3.6M, no alignment): mean Euclidean distance, metres.
+
+    ``pred``, ``target``: ``(..., J, 3)`` metres, same shape. Root-relative MPJPE is this applied to root-relative
+    joints.
+    """
+    pred_t, target_t = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(target, dtype=torch.float64)
+    if pred_t.shape != target_t.shape:
+        raise ValueError(f"pred {tuple(pred_t.shape)} and target {tuple(target_t.shape)} must have the same shape")
+    return float((pred_t - target_t).norm(dim=-1).mean())
+
+
+def _per_frame_extrinsics(R: np.ndarray, t: np.ndarray, num_frames: int, where: str = "") -> tuple[np.ndarray,
+                                                                                                    np.ndarray]:
+    """Broadcast per-clip ``R (3, 3)``, ``t (3,)`` or per-frame ``R (T, 3, 3)``, ``t (T, 3)`` to per-frame arrays."""
+    R = np.asarray(R, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    prefix = f"{where}: " if where else ""
+    if R.shape == (3, 3) and t.shape == (3,):
+        return np.broadcast_to(R, (num_frames, 3, 3)), np.broadcast_to(t, (num_frames, 3))
+    if R.shape == (num_frames, 3, 3) and t.shape == (num_frames, 3):
+        return R, t
+    raise ValueError(f"{prefix}extrinsics must be per clip R (3, 3), t (3,) or per frame R ({num_frames}, 3, 3), "
+                     f"t ({num_frames}, 3); got R {R.shape}, t {t.shape}")
+
+
+def _camera_to_world_np(points_cam: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Inverse of eq. 1, ``X_w = Rᵀ (X_c − t)``: ``(T, J, 3)`` with per-frame ``R (T, 3, 3)``, ``t (T, 3)``."""
+    return np.einsum("tji,tkj->tki", R, points_cam - t[:, None, :])
+
+
+def _world_to_camera_np(points: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Eq. 1, ``X_c = R X_w + t``: ``(T, J, 3)`` with per-frame ``R (T, 3, 3)``, ``t (T, 3)``."""
+    return np.einsum("tij,tkj->tki", R, points) + t[:, None, :]
+
+
+def _pixels_to_normalized_np(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Inverse of eq. 4 (skew honoured): pixels ``(..., 2)``, ``K (3, 3)`` → normalized ``(..., 2)``."""
+    K = np.asarray(K, dtype=np.float64)
+    uv = np.asarray(uv, dtype=np.float64)
+    y = (uv[..., 1] - K[1, 2]) / K[1, 1]
+    x = (uv[..., 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
+    return np.stack([x, y], axis=-1)
+
+
+def _project_pixels_np(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Eqs. 3–4: camera-frame ``(..., 3)`` → pixels ``(..., 2)`` (depth clamped at 0.1 m as ``camera.py``)."""
+    K = np.asarray(K, dtype=np.float64)
+    z = np.maximum(points_cam[..., 2], 0.1)
+    x, y = points_cam[..., 0] / z, points_cam[..., 1] / z
+    return np.stack([K[0, 0] * x + K[0, 1] * y + K[0, 2], K[1, 1] * y + K[1, 2]], axis=-1)
+
+
+def _fill_gaps(values: Tensor, valid: Tensor) -> Tensor:
+    """Fill invalid frames by linear interpolation between the nearest valid frames (nearest value at the ends).
+
+    Args:
+        values: ``(B, T, C)``. valid: ``(B, T)`` bool.
+    Returns:
+        ``(B, T, C)``; items without any valid frame are returned as zeros.
+    """
+    b, num_frames = valid.shape
+    frames = torch.arange(num_frames, device=values.device).expand(b, num_frames)  # (B, T)
+    prev = torch.where(valid, frames, torch.full_like(frames, -1)).cummax(dim=1).values  # last valid index ≤ t
+    nxt = torch.where(valid, frames, torch.full_like(frames, num_frames))
+    nxt = nxt.flip(1).cummin(dim=1).values.flip(1)  # first valid index ≥ t
+    has_prev, has_next = prev >= 0, nxt < num_frames
+    prev_c, next_c = prev.clamp(0, num_frames - 1), nxt.clamp(0, num_frames - 1)
+    span = (next_c - prev_c).clamp_min(1).to(values.dtype)
+    w = ((frames - prev_c).to(values.dtype) / span).unsqueeze(-1)  # (B, T, 1) weight of the next valid frame
+    w = torch.where(has_prev.unsqueeze(-1), w, torch.ones_like(w))
+    w = torch.where(has_next.unsqueeze(-1), w, torch.zeros_like(w))
+    gather = lambda idx: values.gather(1, idx.unsqueeze(-1).expand(-1, -1, values.shape[-1]))  # noqa: E731
+    filled = (1 - w) * gather(prev_c) + w * gather(next_c)
+    any_valid = valid.any(dim=1)[:, None, None]
+    return torch.where(any_valid, filled, torch.zeros_like(filled))
+
+
+# ====================================================================================================================
+# 1. The learned lifter
+# ====================================================================================================================
+
+
+@dataclass
+class LifterConfig:
+    """Architecture, training budget and data synthesis of the built-in lifter.
+
+    Architecture (VideoPose3D, Pavllo et al. 2019, fig. 2, with "same" replicate padding): an expansion convolution
+    (``kernel``, dilation 1), then ``blocks`` residual blocks with dilation ``kernel^(i+1)``, then a 1×1 projection
+    to ``3 J``. The receptive field is ``1 + (kernel − 1) Σ_{i=0..blocks} kernel^i`` frames: 27 for (3, 2), 81 for
+    (3, 3), i.e. 1.35 s / 4 s at 20 fps.
+
+    Training: ``steps`` Adam steps on ``batch_size`` random windows of ``window`` frames of the split's ``gt_3d``,
+    each seen through a random virtual camera (``distance`` m, ``elevation_deg``, ``azimuth_deg``, ``focal_px``,
+    ``image_size``; ranges ``(low, high)``) and the simulated detector at ``noise_severity`` (0 = clean keypoints),
+    mirrored with probability ``flip_probability``. Loss: root-relative MPJPE + ``velocity_weight`` × mean velocity
+    error. The learning rate follows a cosine from ``lr`` to ``lr · final_lr_fraction``. The last ``val_fraction``
+    of every clip's frames is held out and lifted through ``val_views`` fixed random cameras for the validation
+    MPJPE.
+
+    Default budget (measured on 2 CPU cores, torch 2.13): 1000 steps in ≈ 110 s. Trained on the ``train`` split of
+    the LAFAN1 sample at 20 fps (``build_lafan1_dataset``), its ``test`` split lifted through 2 random cameras per
+    clip with the default detector noise gives 70 mm root-relative MPJPE and 171 mm world MPJPE after grounding
+    (depth dominates: a 3% body-size error is 15 cm of depth at 5 m); 600 steps: 81 / 230 mm; batch 64 with lr 3e-3
+    (≈ 215 s): 65 / 175 mm.
+
+    ``keypoint_skeleton``: the 2D detector skeleton the lifter is meant for; SMPL-22 joints that it cannot provide
+    (per :func:`videomdm.skeleton.joint_map`) are zeroed in training and at inference.
+    """
+
+    channels: int = 256
+    blocks: int = 2
+    kernel: int = 3
+    dropout: float = 0.1
+    window: int = 64
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 2e-3
+    final_lr_fraction: float = 0.05
+    velocity_weight: float = 0.5
+    seed: int = 0
+    distance: tuple[float, float] = (3.0, 8.0)
+    elevation_deg: tuple[float, float] = (-5.0, 30.0)
+    azimuth_deg: tuple[float, float] = (-180.0, 180.0)
+    focal_px: tuple[float, float] = (600.0, 1600.0)
+    image_size: tuple[int, int] = (1280, 720)
+    noise_severity: float = 1.0
+    flip_probability: float = 0.5
+    keypoint_skeleton: str = "smpl22"
+    val_fraction: float = 0.1
+    val_views: int = 2
+    fps: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise ValueError(f"kernel must be odd (symmetric receptive field), got {self.kernel}")
+        for name in ("channels", "window", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    @property
+    def receptive_field(self) -> int:
+        """Frames seen by one output frame: ``1 + (k − 1) Σ_{i=0..blocks} k^i``."""
+        return 1 + (self.kernel - 1) * sum(self.kernel ** i for i in range(self.blocks + 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "LifterConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown lifter config keys {unknown}")
+        converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**converted)
+
+
+def _rotation_to_optical_axis(direction: Tensor) -> Tensor:
+    """Smallest rotation ``Q`` with ``Q d = e_z`` for unit ``d (..., 3)`` with ``d_z > 0`` (Rodrigues' formula).
+
+    With ``v = d × e_z = (d_y, −d_x, 0)`` and ``c = d · e_z = d_z``: ``Q = I + [v]× + [v]×² / (1 + c)``.
+    Returns ``(..., 3, 3)``.
+    """
+    dx, dy, dz = direction.unbind(-1)
+    zero = torch.zeros_like(dx)
+    vx, vy = dy, -dx
+    skew = torch.stack([
+        torch.stack([zero, zero, vy], -1),
+        torch.stack([zero, zero, -vx], -1),
+        torch.stack([-vy, vx, zero], -1),
+    ], dim=-2)  # (..., 3, 3) [v]× with v = (vx, vy, 0)
+    eye = torch.eye(3, dtype=direction.dtype, device=direction.device).expand_as(skew)
+    return eye + skew + (skew @ skew) / (1.0 + dz)[..., None, None]
+
+
+@dataclass
+class NormalizedKeypoints:
+    """The lifter's input and what is needed to undo it.
+
+    Attributes:
+        features: ``(B, T, 3 J)`` per joint ``(x̃, ỹ, c)`` (module docstring, steps 1–3).
+        rotation: ``(B, T, 3, 3)`` ``Q_t``, camera frame → ray-aligned frame.
+        scale: ``(B,)`` per-clip 2D torso length in aligned normalized coordinates.
+    """
+
+    features: Tensor
+    rotation: Tensor
+    scale: Tensor
+
+
+def normalize_keypoints(keypoints: Tensor, confidence: Tensor, skeleton: Skeleton = SMPL_22,
+                        joint_mask: Tensor | None = None) -> NormalizedKeypoints:
+    """The lifter's input normalization (module docstring): normalized coords → ray alignment → per-clip scale.
+
+    Args:
+        keypoints: ``(B, T, J, 2)`` normalized image coordinates (eq. 3), motion-skeleton joint order.
+        confidence: ``(B, T, J)`` in [0, 1]; 0 = missing (its coordinates are ignored, even if NaN).
+        skeleton: the motion skeleton (root = joint 0; uses its hips, shoulders and ``neck``).
+        joint_mask: ``(J,)`` bool, joints the lifter may see (others are zeroed); default all.
+
+    Returns:
+        :class:`NormalizedKeypoints`.
+
+    The 2D root is the pelvis, else the mid-hip, else linearly interpolated from the nearest frames that have one.
+    The scale is the median over frames of the 2D distance root → neck (or mid-shoulder); without any such frame,
+    0.3 × the median vertical extent of the visible joints; without any visible joint, 1.
+    """
+    if keypoints.shape[-1] != 2 or keypoints.ndim != 4 or confidence.shape != keypoints.shape[:-1]:
+        raise ValueError(f"keypoints must be (B, T, J, 2) and confidence (B, T, J), got {tuple(keypoints.shape)}, "
+                         f"{tuple(confidence.shape)}")
+    if keypoints.shape[2] != skeleton.num_joints:
+        raise ValueError(f"expected {skeleton.num_joints} joints of {skeleton.name}, got {keypoints.shape[2]}")
+    conf = confidence.clamp(0.0, 1.0)
+    if joint_mask is not None:
+        conf = conf * joint_mask.to(conf.dtype)
+    seen = conf > 0  # (B, T, J)
+    xy = torch.where(seen.unsqueeze(-1), keypoints, torch.zeros_like(keypoints))  # NaN-safe
+
+    def pick(names: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+        """Mean 2D position ``(B, T, 2)`` of joints, valid ``(B, T)`` where all are seen."""
+        idx = skeleton.indices(names)
+        return xy[:, :, idx].mean(dim=2), seen[:, :, idx].all(dim=2)
+
+    right_hip, left_hip, right_shoulder, left_shoulder = skeleton.facing or ("", "", "", "")
+    root, root_ok = xy[:, :, 0], seen[:, :, 0]
+    if skeleton.facing is not None:
+        mid_hip, mid_hip_ok = pick((left_hip, right_hip))
+        root = torch.where(root_ok.unsqueeze(-1), root, mid_hip)
+        root_ok = root_ok | mid_hip_ok
+    root = _fill_gaps(root, root_ok)  # (B, T, 2)
+
+    # Step 2: rotate every keypoint ray (x, y, 1) by Q_t, the rotation taking the root ray to the optical axis.
+    root_ray = F.normalize(torch.cat([root, torch.ones_like(root[..., :1])], dim=-1), dim=-1)  # (B, T, 3)
+    rotation = _rotation_to_optical_axis(root_ray)  # (B, T, 3, 3)
+    rays = torch.cat([xy, torch.ones_like(xy[..., :1])], dim=-1)  # (B, T, J, 3)
+    rotated = (rotation.unsqueeze(2) @ rays.unsqueeze(-1)).squeeze(-1)  # (B, T, J, 3)
+    aligned = rotated[..., :2] / rotated[..., 2:3].clamp_min(1e-6)  # (B, T, J, 2), root at (0, 0)
+
+    # Step 3: per-clip scale = median 2D torso length in the aligned image.
+    neck, neck_ok = (aligned[:, :, skeleton.index("neck")], seen[:, :, skeleton.index("neck")]) \
+        if "neck" in skeleton.joint_names else (aligned[:, :, 0], torch.zeros_like(root_ok))
+    if skeleton.facing is not None:
+        idx = skeleton.indices((left_shoulder, right_shoulder))
+        mid_shoulder, mid_shoulder_ok = aligned[:, :, idx].mean(dim=2), seen[:, :, idx].all(dim=2)
+        neck = torch.where(neck_ok.unsqueeze(-1), neck, mid_shoulder)
+        neck_ok = neck_ok | mid_shoulder_ok
+    torso = neck.norm(dim=-1)  # (B, T): distance from the root, which sits at (0, 0)
+    torso_ok = neck_ok & root_ok & (torso > 0)
+    nan = torch.full_like(torso, float("nan"))
+    scale = torch.where(torso_ok, torso, nan).nanmedian(dim=1).values  # (B,)
+    y_seen = torch.where(seen, aligned[..., 1], float("nan"))  # (B, T, J)
+    extent = y_seen.nan_to_num(float("-inf")).amax(dim=2) - y_seen.nan_to_num(float("inf")).amin(dim=2)  # (B, T)
+    extent = torch.where(seen.sum(dim=2) >= 2, extent, float("nan"))
+    fallback = 0.3 * extent.nanmedian(dim=1).values
+    scale = torch.where(torch.isfinite(scale), scale, fallback)
+    scale = torch.where(torch.isfinite(scale) & (scale > 1e-6), scale, torch.ones_like(scale))
+
+    coords = torch.where(seen.unsqueeze(-1), aligned / scale[:, None, None, None], torch.zeros_like(aligned))
+    features = torch.cat([coords, conf.unsqueeze(-1)], dim=-1)  # (B, T, J, 3)
+    return NormalizedKeypoints(features.flatten(2), rotation, scale)  # features (B, T, 3J)
+
+
+class _ResidualBlock(nn.Module):
+    """``x + drop(relu(bn(conv1×1(drop(relu(bn(conv_k,d(x))))))))`` over ``(B, C, T)``, length-preserving."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.pad = (kernel - 1) // 2 * dilation
+        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation, bias=False)
+        self.bn = nn.BatchNorm1d(channels)
+        self.mix = nn.Conv1d(channels, channels, 1, bias=False)
+        self.bn_mix = nn.BatchNorm1d(channels)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.pad(x, (self.pad, self.pad), mode="replicate")  # symmetric, output length = input length
+        h = self.drop(F.relu(self.bn(self.conv(h))))
+        h = self.drop(F.relu(self.bn_mix(self.mix(h))))
+        return x + h
+
+
+class TemporalLifter(nn.Module):
+    """Dilated temporal convolutions: keypoints ``(B, T, J, 2)`` + confidence → root-relative camera-frame joints.
+
+    ``forward`` applies :func:`normalize_keypoints`, the network (module docstring; :class:`LifterConfig` for the
+    architecture), and undoes the ray alignment: the output is ``(B, T, J, 3)`` metres in the camera frame
+    (OpenCV axes), root (joint 0) exactly at 0. The output length equals the input length (replicate padding).
+    """
+
+    def __init__(self, num_joints: int = 22, *, channels: int = 256, blocks: int = 2, kernel: int = 3,
+                 dropout: float = 0.1, skeleton: Skeleton = SMPL_22, joint_mask: np.ndarray | None = None) -> None:
+        super().__init__()
+        if skeleton.num_joints != num_joints:
+            raise ValueError(f"skeleton {skeleton.name} has {skeleton.num_joints} joints, not {num_joints}")
+        if kernel % 2 == 0:
+            raise ValueError(f"kernel must be odd, got {kernel}")
+        self.num_joints, self.skeleton = num_joints, skeleton
+        mask = np.ones(num_joints, dtype=bool) if joint_mask is None else np.asarray(joint_mask, dtype=bool)
+        self.register_buffer("joint_mask", torch.from_numpy(mask.copy()), persistent=False)
+        self.expand_pad = (kernel - 1) // 2
+        self.expand = nn.Conv1d(3 * num_joints, channels, kernel, bias=False)
+        self.expand_bn = nn.BatchNorm1d(channels)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(_ResidualBlock(channels, kernel, kernel ** (i + 1), dropout)
+                                    for i in range(blocks))
+        self.shrink = nn.Conv1d(channels, 3 * num_joints, 1)
+
+    def network(self, features: Tensor) -> Tensor:
+        """``(B, T, 3 J)`` normalized features → ``(B, T, J, 3)`` root-relative joints in the aligned frame."""
+        b, num_frames, _ = features.shape
+        x = features.transpose(1, 2)  # (B, 3J, T)
+        x = F.pad(x, (self.expand_pad, self.expand_pad), mode="replicate")
+        x = self.drop(F.relu(self.expand_bn(self.expand(x))))  # (B, C, T)
+        for block in self.blocks:
+            x = block(x)
+        out = self.shrink(x).transpose(1, 2).reshape(b, num_frames, self.num_joints, 3)  # (B, T, J, 3)
+        return out - out[:, :, :1]  # root at 0
+
+    def forward(self, keypoints: Tensor, confidence: Tensor) -> Tensor:
+        """``keypoints (B, T, J, 2)`` normalized image coords, ``confidence (B, T, J)`` → ``(B, T, J, 3)`` metres."""
+        normalized = normalize_keypoints(keypoints, confidence, self.skeleton, self.joint_mask)
+        aligned = self.network(normalized.features)
+        # Back to the camera frame: X_c = Q_tᵀ X_aligned.
+        return (normalized.rotation.transpose(-1, -2).unsqueeze(2) @ aligned.unsqueeze(-1)).squeeze(-1)
+
+
+def _input_joint_mask(keypoint_skeleton: str, skeleton: Skeleton = SMPL_22) -> np.ndarray:
+    """``(J,)`` bool: motion-skeleton joints that the keypoint skeleton provides (directly or derived)."""
+    return joint_map(get_skeleton(keypoint_skeleton), skeleton).present
+
+
+def build_network(config: LifterConfig, skeleton: Skeleton = SMPL_22) -> TemporalLifter:
+    return TemporalLifter(skeleton.num_joints, channels=config.channels, blocks=config.blocks, kernel=config.kernel,
+                          dropout=config.dropout, skeleton=skeleton,
+                          joint_mask=_input_joint_mask(config.keypoint_skeleton, skeleton))
+
+
+@dataclass
+class Lifter:
+    """A trained lifter: the network (in eval mode), its config and what it was trained on (``lifter.json``)."""
+
+    network: TemporalLifter
+    config: LifterConfig
+    info: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def skeleton(self) -> Skeleton:
+        return self.network.skeleton
+
+    @property
+    def trained_on(self) -> tuple[str | None, str | None]:
+        """(dataset name, split) of the training data."""
+        dataset = self.info.get("dataset", {})
+        return dataset.get("name"), dataset.get("split")
+
+    @torch.no_grad()
+    def predict(self, keypoints: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """Root-relative camera-frame joints of one clip, one batched pass over all its frames.
+
+        Args:
+            keypoints: ``(T, J, 2)`` normalized image coordinates, motion-skeleton order.
+            confidence: ``(T, J)``.
+        Returns:
+            ``(T, J, 3)`` float32 metres, root at 0.
+        """
+        self.network.eval()
+        kp = torch.as_tensor(np.asarray(keypoints), dtype=torch.float32)[None]
+        conf = torch.as_tensor(np.asarray(confidence), dtype=torch.float32)[None]
+        return self.network(kp, conf)[0].numpy()
+
+
+# --- training data: mocap windows seen through virtual cameras ------------------------------------------------------
+
+
+def _detector_noise(severity: float):
+    """The simulated detector (``data.virtual.DetectorNoise``) at ``severity``: 0 = clean keypoints, 1 = the
+    default detector, other values scale its jitter, drop and swap rates."""
+    from .data.virtual import DetectorNoise
+
+    if severity <= 0:
+        return DetectorNoise.clean()
+    return replace(DetectorNoise(), severity=float(severity))
+
+
+@dataclass
+class _Motions:
+    """The ``gt_3d`` of a split in SMPL-22, with the frames held out for validation."""
+
+    motions: list[np.ndarray]  # (T_i, J, 3) float32 world metres
+    train_frames: list[int]  # first train_frames[i] frames are for training, the rest held out
+
+
+def _load_motions(data_dir: Path, split: str, skeleton: Skeleton, val_fraction: float) -> tuple[_Motions, Any]:
+    from .data.clip import load_clip, read_dataset_index
+    from .data.errors import DataError
+
+    index = read_dataset_index(Path(data_dir))
+    paths = list(index.clip_paths(split))
+    if not paths:
+        raise DataError(f"{data_dir}: split {split!r} has no clips")
+    motions, train_frames = [], []
+    for path in paths:
+        clip = load_clip(path)
+        if clip.gt_3d is None:
+            raise DataError(f"{path}: clip {clip.name} has no gt_3d, needed to train the lifter")
+        gt = np.asarray(clip.gt_3d, dtype=np.float64)
+        source = get_skeleton(clip.skeleton)
+        if source.name != skeleton.name:
+            mapping = joint_map(source, skeleton)
+            if not mapping.present.all():
+                missing = [skeleton.joint_names[j] for j in np.flatnonzero(~mapping.present)]
+                raise DataError(f"{path}: clip {clip.name} skeleton {source.name} lacks {missing}")
+            gt, _ = mapping.apply(gt)
+        if not np.isfinite(gt).all():
+            raise DataError(f"{path}: clip {clip.name} gt_3d has non-finite values")
+        num_val = int(round(val_fraction * len(gt)))
+        if len(gt) - num_val < 1:
+            num_val = 0
+        motions.append(gt.astype(np.float32))
+        train_frames.append(len(gt) - num_val)
+    return _Motions(motions, train_frames), index
+
+
+def _render_window(window: np.ndarray, config: LifterConfig, noise, rng: np.random.Generator,
+                   skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One virtual view of a world window ``(T, J, 3)``.
+
+    Returns normalized noisy keypoints ``(T, J, 2)``, confidence ``(T, J)`` and the root-relative camera-frame
+    target ``(T, J, 3)``, all float32.
+    """
+    from .data.virtual import camera_for_clip, simulate_detections
+
+    stride = max(1, math.ceil(len(window) / 16))  # the camera is chosen to fit every 'stride'-th frame: 4× cheaper
+    K, R, t = camera_for_clip(window[::stride], rng, distance=config.distance, elevation_deg=config.elevation_deg,
+                              azimuth_deg=config.azimuth_deg, focal_px=config.focal_px,
+                              image_size=config.image_size)
+    R_f, t_f = _per_frame_extrinsics(R, t, len(window))
+    cam = _world_to_camera_np(window.astype(np.float64), R_f, t_f)  # (T, J, 3)
+    uv = _project_pixels_np(cam, K)
+    uv_noisy, conf = simulate_detections(uv.astype(np.float32), skeleton, noise, rng)
+    xy = _pixels_to_normalized_np(uv_noisy, K)
+    conf = np.asarray(conf, dtype=np.float64)
+    xy = np.where(conf[..., None] > 0, xy, 0.0)  # missing detections may carry any value
+    return xy.astype(np.float32), conf.astype(np.float32), (cam - cam[:, :1]).astype(np.float32)
+
+
+def _training_batch(motions: _Motions, config: LifterConfig, noise, rng: np.random.Generator,
+                    skeleton: Skeleton) -> tuple[Tensor, Tensor, Tensor]:
+    """``batch_size`` random windows, each with its own virtual camera, detector noise and random mirroring.
+
+    Windows are drawn from the training frames of every clip, clips weighted by their number of training frames;
+    a clip shorter than ``window`` is padded by repeating its last frame. Mirroring negates camera-frame x (and hence
+    normalized x) and swaps left/right joints in the keypoints, confidences and target alike.
+    """
+    lengths = np.asarray(motions.train_frames, dtype=np.float64)
+    mirror = skeleton.mirror_permutation
+    keypoints, confidences, targets = [], [], []
+    for _ in range(config.batch_size):
+        i = int(rng.choice(len(lengths), p=lengths / lengths.sum()))
+        available = motions.train_frames[i]
+        start = int(rng.integers(0, max(available - config.window, 0) + 1))
+        window = motions.motions[i][start:min(start + config.window, available)]
+        if len(window) < config.window:
+            window = np.concatenate([window, np.repeat(window[-1:], config.window - len(window), axis=0)])
+        xy, conf, target = _render_window(window, config, noise, rng, skeleton)
+        if rng.random() < config.flip_probability:
+            xy = xy[:, mirror] * np.array([-1.0, 1.0], dtype=np.float32)
+            conf = conf[:, mirror]
+            target = target[:, mirror] * np.array([-1.0, 1.0, 1.0], dtype=np.float32)
+        keypoints.append(xy)
+        confidences.append(conf)
+        targets.append(target)
+    return (torch.from_numpy(np.stack(keypoints)), torch.from_numpy(np.stack(confidences)),
+            torch.from_numpy(np.stack(targets)))
+
+
+def _lifter_loss(pred: Tensor, target: Tensor, velocity_weight: float) -> tuple[Tensor, Tensor]:
+    """Root-relative MPJPE + ``velocity_weight`` × mean per-joint velocity error (VideoPose3D eq. for MPJVE).
+
+    ``pred``, ``target``: ``(B, T, J, 3)`` metres. Returns (total loss, MPJPE), scalars.
+    """
+    position = (pred - target).norm(dim=-1).mean()
+    if pred.shape[1] > 1:
+        velocity = ((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])).norm(dim=-1).mean()
+    else:
+        velocity = pred.new_zeros(())
+    return position + velocity_weight * velocity, position
+
+
+def _validation_views(motions: _Motions, config: LifterConfig, noise,
+                      skeleton: Skeleton) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Held-out segments (the last frames of each clip) seen through ``val_views`` fixed cameras each.
+
+    The cameras and detector noise are seeded by ``(seed, clip, view)``, independent of the training steps.
+    """
+    views = []
+    for i, (motion, start) in enumerate(zip(motions.motions, motions.train_frames)):
+        segment = motion[start:]
+        if len(segment) < 2:
+            continue
+        for v in range(config.val_views):
+            rng = np.random.default_rng([config.seed, 2**31 - 1, i, v])
+            xy, conf, target = _render_window(segment, config, noise, rng, skeleton)
+            views.append((torch.from_numpy(xy)[None], torch.from_numpy(conf)[None], torch.from_numpy(target)[None]))
+    return views
+
+
+@torch.no_grad()
+def _validation_mpjpe(network: TemporalLifter, views: list[tuple[Tensor, Tensor, Tensor]]) -> float | None:
+    """Frame-weighted root-relative MPJPE (metres) over the validation views; None without any."""
+    if not views:
+        return None
+    was_training = network.training
+    network.eval()
+    total, count = 0.0, 0
+    for kp, conf, target in views:
+        pred = network(kp, conf)
+        total += float((pred - target).norm(dim=-1).mean(dim=-1).sum())
+        count += target.shape[1]
+    network.train(was_training)
+    return total / count
+
+
+def _learning_rate(config: LifterConfig, step: int) -> float:
+    """Cosine decay from ``lr`` to ``lr · final_lr_fraction`` over ``steps``."""
+    progress = step / max(config.steps - 1, 1)
+    low = config.lr * config.final_lr_fraction
+    return low + 0.5 * (config.lr - low) * (1 + math.cos(math.pi * progress))
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % (2**63)
+
+
+def train_lifter(data_dir: Path, out_dir: Path, *, split: str = "lifter", config: LifterConfig = LifterConfig(),
+                 progress: bool = True) -> Path:
+    """Train :class:`TemporalLifter` on the ``gt_3d`` of one split of a mocap dataset.
+
+    Pairs are made on the fly (:func:`_training_batch`): random windows, a random virtual camera per window
+    (``camera_for_clip``), projection and ``simulate_detections``, random mirroring. Step ``s`` draws everything
+    (windows, cameras, detector noise, flips, dropout) from generators seeded by ``(config.seed, s)``; the weights
+    are initialized from ``config.seed``; on the CPU two runs give identical weights.
+
+    Writes ``out_dir/lifter.safetensors`` (weights and BatchNorm statistics) and ``out_dir/lifter.json`` (config,
+    dataset path/name/split/fps, final training loss and MPJPE (mean of the last 10% of steps), validation MPJPE
+    on the held-out frames before and after training, wall time). Returns ``out_dir``.
+    """
+    from tqdm.auto import tqdm
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    skeleton = SMPL_22
+    motions, index = _load_motions(data_dir, split, skeleton, config.val_fraction)
+    if abs(float(index.fps) - config.fps) > 1e-6:
+        warnings.warn(f"{data_dir}: dataset is at {index.fps} fps, the lifter config expects {config.fps} fps; "
+                      f"its receptive field in seconds changes accordingly", stacklevel=2)
+    noise = _detector_noise(config.noise_severity)
+    started = time.time()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        network = build_network(config, skeleton)
+        optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, amsgrad=True)
+        val_views = _validation_views(motions, config, noise, skeleton)
+        val_initial = _validation_mpjpe(network, val_views)
+        network.train()
+        losses, errors = [], []
+        bar = tqdm(range(config.steps), desc="lifter", disable=not progress, leave=False)
+        for step in bar:
+            rng = np.random.default_rng([config.seed, step])
+            torch.manual_seed(_step_seed(config.seed, step))  # dropout
+            keypoints, confidence, target = _training_batch(motions, config, noise, rng, skeleton)
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(config, step)
+            pred = network(keypoints, confidence)
+            loss, error = _lifter_loss(pred, target, config.velocity_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            errors.append(float(error.detach()))
+            if progress:
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", mpjpe_mm=f"{1000 * errors[-1]:.0f}")
+        val_final = _validation_mpjpe(network, val_views)
+    tail = max(1, config.steps // 10)
+    info = {
+        "format": _FORMAT,
+        "version": _FORMAT_VERSION,
+        "config": config.to_dict(),
+        "skeleton": skeleton.name,
+        "receptive_field": config.receptive_field,
+        "dataset": {"path": str(data_dir.resolve()), "name": index.name, "split": split, "fps": float(index.fps),
+                    "clips": len(motions.motions)},
+        "final_train_loss": float(np.mean(losses[-tail:])),
+        "final_train_mpjpe_m": float(np.mean(errors[-tail:])),
+        "val_mpjpe_m": val_final,
+        "val_mpjpe_initial_m": val_initial,
+        "val_frames": int(sum(v[2].shape[1] for v in val_views)),
+        "train_seconds": round(time.time() - started, 2),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_tensors(out_dir / LIFTER_WEIGHTS, network.state_dict())
+    atomic_write_text(out_dir / LIFTER_INFO, json.dumps(info, indent=2) + "\n")
+    return out_dir
+
+
+def load_lifter(directory: Path) -> Lifter:
+    """Load a lifter written by :func:`train_lifter`; any missing/corrupt file raises ``CheckpointError`` naming it."""
+    directory = Path(directory)
+    info_path = directory / LIFTER_INFO
+    try:
+        info = json.loads(info_path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{info_path}: file not found") from None
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{info_path}: not valid JSON ({err})") from None
+    if not isinstance(info, dict) or info.get("format") != _FORMAT:
+        raise CheckpointError(f"{info_path}: not a lifter description (format {_FORMAT!r} expected)")
+    try:
+        config = LifterConfig.from_dict(info["config"])
+        skeleton = get_skeleton(info.get("skeleton", SMPL_22.name))
+        network = build_network(config, skeleton)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{info_path}: invalid lifter config ({err})") from None
+    weights_path = directory / LIFTER_WEIGHTS
+    state = load_tensors(weights_path)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{weights_path}: weights do not match the config in {info_path} ({err})") from None
+    network.eval()
+    return Lifter(network=network, config=config, info=info, path=directory)
+
+
+def lift_clip(lifter: Lifter, keypoints_2d: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np.ndarray,
+              t: np.ndarray, *, level_floor: bool = False) -> np.ndarray:
+    """Lift one clip to a world-frame teacher.
+
+    Args:
+        keypoints_2d: ``(T, J, 2)`` pixels in the motion skeleton's order (SMPL-22); entries with confidence 0
+            are ignored.
+        confidence: ``(T, J)``.
+        K: ``(3, 3)`` intrinsics. R, t: per-clip ``(3, 3)``, ``(3,)`` or per-frame ``(T, 3, 3)``, ``(T, 3)``.
+        level_floor: shift the result so that :func:`floor_from_feet` is at y = 0 (for estimated extrinsics).
+
+    Returns:
+        ``(T, J, 3)`` float32 world metres: root-relative prediction (one batched pass), grounded with
+        :func:`ground_to_world`.
+    """
+    keypoints_2d = np.asarray(keypoints_2d, dtype=np.float64)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    J = lifter.skeleton.num_joints
+    if keypoints_2d.ndim != 3 or keypoints_2d.shape[1:] != (J, 2) or confidence.shape != keypoints_2d.shape[:2]:
+        raise ValueError(f"keypoints_2d must be (T, {J}, 2) and confidence (T, {J}), got {keypoints_2d.shape}, "
+                         f"{confidence.shape}")
+    confidence = np.where(np.isfinite(keypoints_2d).all(-1), confidence, 0.0)
+    xy = np.where(confidence[..., None] > 0, _pixels_to_normalized_np(np.nan_to_num(keypoints_2d), K), 0.0)
+    rel_cam = lifter.predict(xy, confidence)
+    world = ground_to_world(rel_cam, xy, confidence, R, t, lifter.skeleton, level_floor=level_floor)
+    return world.astype(np.float32)
+
+
+@torch.no_grad()
+def evaluate_lifter(lifter: Lifter, motions: list[np.ndarray], *, views: int = 2, seed: int = 0,
+                    noise_severity: float | None = None) -> dict[str, float]:
+    """Root-relative and grounded world MPJPE (metres) of a lifter on world motions ``(T, J, 3)`` (SMPL-22),
+    each seen through ``views`` seeded virtual cameras (the lifter's camera ranges) and the simulated detector."""
+    from .data.virtual import camera_for_clip, simulate_detections
+
+    config = lifter.config
+    noise = _detector_noise(config.noise_severity if noise_severity is None else noise_severity)
+    rel_total, world_total, frames = 0.0, 0.0, 0
+    for i, motion in enumerate(motions):
+        for v in range(views):
+            rng = np.random.default_rng([seed, i, v])
+            K, R, t = camera_for_clip(motion, rng, distance=config.distance, elevation_deg=config.elevation_deg,
+                                      azimuth_deg=config.azimuth_deg, focal_px=config.focal_px,
+                                      image_size=config.image_size)
+            R_f, t_f = _per_frame_extrinsics(R, t, len(motion))
+            cam = _world_to_camera_np(np.asarray(motion, np.float64), R_f, t_f)
+            uv, conf = simulate_detections(_project_pixels_np(cam, K).astype(np.float32), lifter.skeleton, noise,
+                                           rng)
+            xy = np.where(np.asarray(conf)[..., None] > 0, _pixels_to_normalized_np(uv, K), 0.0)
+            rel = lifter.predict(xy, conf)
+            world = ground_to_world(rel, xy, conf, R, t, lifter.skeleton)
+            rel_total += mpjpe(rel, cam - cam[:, :1]) * len(motion)
+            world_total += mpjpe(world, motion) * len(motion)
+            frames += len(motion)
+    return {"mpjpe_m": rel_total / frames, "world_mpjpe_m": world_total / frames, "frames": frames}
+
+
+# ====================================================================================================================
+# 2. World grounding
+# ====================================================================================================================
+
+
+def solve_root_translation(rel_cam: np.ndarray, keypoints_norm: np.ndarray, confidence: np.ndarray, *,
+                           min_joints: int = 2, min_depth: float = 0.1) -> np.ndarray:
+    """Per frame, the camera-frame translation ``T`` that puts ``rel_cam + T`` on the keypoint rays.
+
+    Reprojection ``x_j = (X_j + T_x) / (Z_j + T_z)`` (eq. 3) is linearized by multiplying out the depth::
+
+        T_x − x_j T_z = x_j Z_j − X_j,      T_y − y_j T_z = y_j Z_j − Y_j                       (eq. G1)
+
+    and solved by confidence-weighted linear least squares, ``min_T Σ_j c_j ‖A_j T − b_j‖²`` (each joint gives the
+    two rows of G1), through the 3×3 normal equations ``(Σ_j c_j A_jᵀ A_j) T = Σ_j c_j A_jᵀ b_j`` (eq. G2). The
+    residual of G1 is the reprojection error times the joint's depth, i.e. metres in the image plane at the joint.
+    With exact keypoints of ``rel_cam + T*`` the solution is exactly ``T*``.
+
+    Frames with fewer than ``min_joints`` joints of positive confidence, an ill-conditioned G2, or a solution that
+    puts any joint closer than ``min_depth`` are filled by linear interpolation of ``T`` from the nearest solved
+    frames (nearest value at the ends).
+
+    Args:
+        rel_cam: ``(T, J, 3)`` root-relative (or any) camera-frame joints, metres.
+        keypoints_norm: ``(T, J, 2)`` normalized image coordinates.
+        confidence: ``(T, J)`` weights ≥ 0 (0 = ignored, whatever its keypoint).
+
+    Returns:
+        ``(T, 3)`` float64 translation, metres. ``ValueError`` if no frame can be solved.
+    """
+    P = np.asarray(rel_cam, dtype=np.float64)
+    xy = np.asarray(keypoints_norm, dtype=np.float64)
+    w = np.clip(np.asarray(confidence, dtype=np.float64), 0.0, None)
+    if P.ndim != 3 or P.shape[-1] != 3 or xy.shape != P.shape[:-1] + (2,) or w.shape != P.shape[:-1]:
+        raise ValueError(f"need rel_cam (T, J, 3), keypoints (T, J, 2), confidence (T, J); got {P.shape}, "
+                         f"{xy.shape}, {w.shape}")
+    w = np.where(np.isfinite(xy).all(-1) & np.isfinite(P).all(-1), w, 0.0)
+    xy = np.where(w[..., None] > 0, xy, 0.0)
+    P = np.where(w[..., None] > 0, P, 0.0)
+    x, y = xy[..., 0], xy[..., 1]
+    X, Y, Z = P[..., 0], P[..., 1], P[..., 2]
+    bx, by = x * Z - X, y * Z - Y  # (T, J) right-hand sides of G1
+    sw, swx, swy = w.sum(1), (w * x).sum(1), (w * y).sum(1)
+    swr = (w * (x * x + y * y)).sum(1)
+    zeros = np.zeros_like(sw)
+    M = np.stack([  # (T, 3, 3) Σ c_j A_jᵀ A_j with rows (1, 0, −x_j) and (0, 1, −y_j)
+        np.stack([sw, zeros, -swx], -1),
+        np.stack([zeros, sw, -swy], -1),
+        np.stack([-swx, -swy, swr], -1),
+    ], axis=-2)
+    rhs = np.stack([(w * bx).sum(1), (w * by).sum(1), -(w * (x * bx + y * by)).sum(1)], -1)  # (T, 3)
+    enough = (w > 0).sum(1) >= max(min_joints, 2)
+    # Conditioning: the smallest eigenvalue relative to the largest (M is symmetric positive semi-definite).
+    eig = np.linalg.eigvalsh(np.where(enough[:, None, None], M, np.eye(3)))
+    ok = enough & (eig[:, 0] > 1e-9 * np.maximum(eig[:, -1], 1e-12))
+    solution = np.zeros((len(P), 3))
+    if ok.any():
+        solution[ok] = np.linalg.solve(M[ok], rhs[ok][..., None])[..., 0]
+    in_front = (Z + solution[:, 2:3] > min_depth) | (w == 0)  # (T, J)
+    ok &= in_front.all(1)
+    if not ok.any():
+        raise ValueError("no frame has enough confident joints to solve the root translation")
+    filled = _fill_gaps(torch.from_numpy(solution)[None], torch.from_numpy(ok)[None])[0]
+    return filled.numpy()
+
+
+def floor_from_feet(world: np.ndarray, skeleton: Skeleton = SMPL_22, *, percentile: float = 5.0) -> float:
+    """Floor height (world y, metres) from the feet: the ``percentile``-th percentile over frames of the lowest
+    foot joint (ankles and toes) of each frame.
+
+    On clean data the lowest foot joint touches the floor whenever a foot is planted, so this is HumanML3D's
+    "lowest foot joint over the clip" (used by ``representation.canonicalize``) made robust: a low percentile
+    instead of the minimum ignores the few frames where a lifter pushes a foot through the floor. ``world`` is
+    ``(T, J, 3)``.
+    """
+    world = np.asarray(world, dtype=np.float64)
+    left, right = skeleton.foot_indices
+    feet = left + right
+    if not feet:
+        raise ValueError(f"skeleton {skeleton.name} defines no foot joints")
+    lowest = world[:, feet, 1].min(axis=1)  # (T,)
+    return float(np.percentile(lowest, percentile))
+
+
+def ground_to_world(rel_cam: np.ndarray, keypoints_norm: np.ndarray, confidence: np.ndarray, R: np.ndarray,
+                    t: np.ndarray, skeleton: Skeleton = SMPL_22, *, level_floor: bool = False) -> np.ndarray:
+    """Root-relative camera-frame joints → world joints.
+
+    ``X_c = rel_cam + T`` with ``T`` from :func:`solve_root_translation`, then ``X_w = Rᵀ (X_c − t)`` (inverse of
+    eq. 1) with per-clip ``R (3, 3)``, ``t (3,)`` or per-frame ``R (T, 3, 3)``, ``t (T, 3)``. With
+    ``level_floor`` the result is shifted vertically so that :func:`floor_from_feet` is 0; use it when the
+    extrinsics are estimated (their floor is then a guess), not when they are calibrated.
+
+    Returns ``(T, J, 3)`` float64 world metres.
+    """
+    rel_cam = np.asarray(rel_cam, dtype=np.float64)
+    translation = solve_root_translation(rel_cam, keypoints_norm, confidence)
+    cam = rel_cam + translation[:, None, :]
+    R_f, t_f = _per_frame_extrinsics(R, t, len(cam))
+    world = _camera_to_world_np(cam, R_f, t_f)
+    if level_floor:
+        world[..., 1] -= floor_from_feet(world, skeleton)
+    return world
+
+
+# ====================================================================================================================
+# 3. The ``corrupt`` teacher: a parametric model of lifter errors
+# ====================================================================================================================
+
+
+@dataclass(frozen=True)
+class CorruptionParams:
+    """Magnitudes of the lifter-error model of :func:`corrupt_teacher` at severity 1 (all scale linearly).
+
+    Defaults give ≈ 7 cm root-relative MPJPE (≈ 15–25 cm world MPJPE, dominated by the depth error) on walking
+    motion seen from 3–8 m, in the range of published monocular lifters (VideoPose3D 4.7 cm on Human3.6M with
+    ground-truth 2D, 5–9 cm with detected 2D and in the wild), with visible jitter:
+
+    - ``scale_sigma`` 0.05: per-clip log-std of the scale about the camera centre (5% depth and size error; 25 cm
+      of depth at 5 m; ≈ 1.5 cm root-relative).
+    - ``depth_sigma`` 0.05 m, ``depth_time`` 0.4 s: per-frame displacement of the whole pose along the camera ray
+      through the root, Gaussian-smoothed white noise with this correlation time (depth wobble).
+    - ``bone_sigma`` 0.04: per-clip relative error of each bone length (≈ 1–2 cm at the extremities).
+    - ``pose_sigma`` 0.03 m, ``pose_time`` 0.3 s: slowly varying per-joint offsets (systematic pose errors, the
+      largest part of a real lifter's MPJPE). Not a separate item of the brief; documented here.
+    - ``jitter_sigma`` 0.008 m: white per-joint per-frame Gaussian noise (frame-to-frame jitter).
+    - ``flip_rate`` 0.05 per second, ``flip_seconds`` (0.15, 0.5): segments where every left/right pair of joints
+      is swapped (a label flip), starting as a Poisson process.
+    """
+
+    scale_sigma: float = 0.05
+    depth_sigma: float = 0.05
+    depth_time: float = 0.4
+    bone_sigma: float = 0.04
+    pose_sigma: float = 0.03
+    pose_time: float = 0.3
+    jitter_sigma: float = 0.008
+    flip_rate: float = 0.05
+    flip_seconds: tuple[float, float] = (0.15, 0.5)
+
+    def only(self, *names: str) -> "CorruptionParams":
+        """These params with every magnitude except ``names`` set to 0 (to study one component)."""
+        magnitudes = ("scale_sigma", "depth_sigma", "bone_sigma", "pose_sigma", "jitter_sigma", "flip_rate")
+        unknown = set(names) - set(magnitudes)
+        if unknown:
+            raise ValueError(f"unknown components {sorted(unknown)}; known: {magnitudes}")
+        return replace(self, **{m: 0.0 for m in magnitudes if m not in names})
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float, frames: float) -> np.ndarray:
+    """Stationary Gaussian noise ``shape = (T, ...)`` with std ``sigma`` and a Gaussian autocorrelation of width
+    ``frames`` along axis 0: white noise filtered by a Gaussian kernel normalized to unit energy (Σ g² = 1)."""
+    num_frames = shape[0]
+    if frames <= 0.5:
+        return sigma * rng.standard_normal(shape)
+    radius = int(math.ceil(3 * frames))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / frames) ** 2)
+    taps /= np.sqrt((taps ** 2).sum())
+    white = rng.standard_normal((num_frames + 2 * radius,) + tuple(shape[1:]))
+    flat = white.reshape(len(white), -1)
+    out = np.stack([np.convolve(flat[:, k], taps, mode="valid") for k in range(flat.shape[1])], axis=1)
+    return sigma * out.reshape(shape)
+
+
+def _rescale_bones(joints: np.ndarray, skeleton: Skeleton, factors: np.ndarray) -> np.ndarray:
+    """Scale every bone ``parent → j`` by ``factors[j]`` keeping its direction, root fixed (forward along the tree).
+
+    ``joints (T, J, 3)``, ``factors (J,)`` → ``(T, J, 3)``.
+    """
+    out = joints.copy()
+    for j, p in enumerate(skeleton.parents):
+        if p >= 0:
+            out[:, j] = out[:, p] + factors[j] * (joints[:, j] - joints[:, p])
+    return out
+
+
+def corrupt_teacher(gt_3d: np.ndarray, K: np.ndarray | None, R: np.ndarray, t: np.ndarray,
+                    skeleton: Skeleton = SMPL_22, *, severity: float = 1.0, rng: np.random.Generator,
+                    fps: float = 20.0, params: CorruptionParams = CorruptionParams()) -> np.ndarray:
+    """The ground truth damaged like a monocular lifter's output (:class:`CorruptionParams` gives the magnitudes,
+    each multiplied by ``severity``; severity 0 returns ``gt_3d`` exactly).
+
+    Applied in this order (C_t = −R_tᵀ t_t the camera centre, ``X`` world joints):
+
+    1. bone lengths: each bone scaled by ``1 + bone_sigma·n_j``, ``n_j ~ N(0, 1)`` per clip (:func:`_rescale_bones`);
+    2. pose error + jitter: ``X_tj += e_tj + ε_tj``, ``e`` smooth (``pose_sigma``, ``pose_time``), ``ε`` white
+       (``jitter_sigma``);
+    3. left/right flips: over short segments the positions of mirrored joints are swapped;
+    4. depth jitter: ``X_t += δ_t u_t`` with ``u_t`` the unit ray from ``C_t`` through the root and ``δ_t`` smooth
+       (``depth_sigma``, ``depth_time``): the root still projects where it did, the pose moves in depth;
+    5. depth/scale: ``X ← C + s (X − C)``, ``s = exp(scale_sigma·n)`` per clip; in the camera frame ``X_c ← s X_c``,
+       so every projection is unchanged while depth and size are wrong by ``s`` (the monocular ambiguity).
+
+    Args:
+        gt_3d: ``(T, J, 3)`` world metres. K: unused (kept for a uniform camera signature; may be None).
+        R, t: per-clip ``(3, 3)``, ``(3,)`` or per-frame ``(T, 3, 3)``, ``(T, 3)``.
+        rng: the only source of randomness (same seed, same output).
+        fps: frame rate, to turn the correlation times and flip rate into frames.
+
+    Returns:
+        ``(T, J, 3)`` float32 world metres.
+    """
+    del K
+    gt = np.asarray(gt_3d, dtype=np.float64)
+    if gt.ndim != 3 or gt.shape[1:] != (skeleton.num_joints, 3):
+        raise ValueError(f"gt_3d must be (T, {skeleton.num_joints}, 3), got {gt.shape}")
+    if severity < 0:
+        raise ValueError(f"severity must be ≥ 0, got {severity}")
+    if severity == 0:
+        return np.asarray(gt_3d, dtype=np.float32).copy()
+    num_frames, num_joints, _ = gt.shape
+    R_f, t_f = _per_frame_extrinsics(R, t, num_frames)
+    p = params
+    # Every draw is made whatever the magnitudes, so one component's noise does not depend on another's setting.
+    bone_n = rng.standard_normal(num_joints)
+    pose_e = _smooth_noise(rng, (num_frames, num_joints, 3), 1.0, p.pose_time * fps)
+    jitter = rng.standard_normal((num_frames, num_joints, 3))
+    depth_d = _smooth_noise(rng, (num_frames,), 1.0, p.depth_time * fps)
+    scale_n = rng.standard_normal()
+    flips = np.zeros(num_frames, dtype=bool)
+    frame = 0.0
+    rate = p.flip_rate * severity / fps  # flips per frame
+    while rate > 0:
+        frame += rng.exponential(1.0 / rate)
+        if frame >= num_frames:
+            break
+        length = int(round(rng.uniform(*p.flip_seconds) * fps))
+        flips[int(frame):int(frame) + max(length, 1)] = True
+
+    out = _rescale_bones(gt, skeleton, np.clip(1.0 + severity * p.bone_sigma * bone_n, 0.5, 1.5))
+    out = out + severity * (p.pose_sigma * pose_e + p.jitter_sigma * jitter)
+    out[flips] = out[flips][:, skeleton.mirror_permutation]
+    centre = -np.einsum("tji,tj->ti", R_f, t_f)  # (T, 3) C = −Rᵀ t
+    ray = gt[:, 0] - centre
+    ray /= np.linalg.norm(ray, axis=-1, keepdims=True).clip(1e-9)
+    out = out + (severity * p.depth_sigma * depth_d)[:, None, None] * ray[:, None, :]
+    s = math.exp(severity * p.scale_sigma * scale_n)
+    out = centre[:, None, :] + s * (out - centre[:, None, :])
+    return out.astype(np.float32)
+
+
+# ====================================================================================================================
+# 4. The ``file`` teacher
+# ====================================================================================================================
+
+
+class TeacherFile:
+    """Per-clip 3D arrays from an external lifter, stored in one ``.npz``.
+
+    The file holds one array per clip name, ``(T, J_s, 3)`` metres, and optionally ``__frame__`` (``"world"``,
+    the default, or ``"camera"``: OpenCV camera frame of the clip's camera) and ``__skeleton__`` (the arrays'
+    skeleton name, default ``smpl22``; mapped to SMPL-22 with :func:`videomdm.skeleton.joint_map`, which must
+    provide every SMPL-22 joint). Use :func:`load_teacher_file`.
+    """
+
+    def __init__(self, path: Path, arrays: dict[str, np.ndarray], frame: str, skeleton: Skeleton,
+                 target: Skeleton = SMPL_22) -> None:
+        self.path, self.arrays, self.frame, self.skeleton, self.target = Path(path), arrays, frame, skeleton, target
+        self._map = joint_map(skeleton, target)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.arrays)
+
+    def for_clip(self, clip: "Clip") -> np.ndarray:
+        """The clip's teacher, ``(T, J, 3)`` float32 world metres in SMPL-22 order; ``DataError`` naming the file
+        and the clip for a missing name, a wrong shape or joint count, non-finite values, a frame-count mismatch
+        with the clip's keypoints (or ``gt_3d``), or camera-frame data for a clip without ``R, t``."""
+        from .data.errors import DataError
+
+        where = f"{self.path}: clip {clip.name}"
+        if clip.name not in self.arrays:
+            raise DataError(f"{where}: not in the teacher file")
+        data = np.asarray(self.arrays[clip.name])
+        if data.ndim != 3 or data.shape[-1] != 3 or data.shape[1] != self.skeleton.num_joints:
+            raise DataError(f"{where}: expected (T, {self.skeleton.num_joints}, 3) joints of {self.skeleton.name}, "
+                            f"got shape {data.shape}")
+        if not np.issubdtype(data.dtype, np.number) or not np.isfinite(data).all():
+            raise DataError(f"{where}: teacher has NaN or non-finite values")
+        reference = clip.keypoints_2d if clip.keypoints_2d is not None else clip.gt_3d
+        if reference is not None and len(reference) != len(data):
+            raise DataError(f"{where}: teacher has {len(data)} frames but the clip has {len(reference)}")
+        joints, _ = self._map.apply(data.astype(np.float64))  # (T, J, 3) SMPL-22
+        if self.frame == "camera":
+            if clip.R is None or clip.t is None:
+                raise DataError(f"{where}: camera-frame teacher but the clip has no extrinsics R, t")
+            try:
+                R_f, t_f = _per_frame_extrinsics(clip.R, clip.t, len(joints))
+            except ValueError as err:
+                raise DataError(f"{where}: {err}") from None
+            joints = _camera_to_world_np(joints, R_f, t_f)
+        return joints.astype(np.float32)
+
+
+def load_teacher_file(path: Path) -> TeacherFile:
+    """Open a teacher ``.npz`` (see :class:`TeacherFile`); an unreadable file, an unknown ``__frame__`` or
+    ``__skeleton__``, or a skeleton whose map to SMPL-22 misses joints raises ``DataError`` naming the file."""
+    from .data.errors import DataError
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise DataError(f"{path}: teacher file not found") from None
+    except (OSError, ValueError, zlib.error) as err:
+        raise DataError(f"{path}: not a readable .npz teacher file ({err})") from None
+    frame = str(arrays.pop("__frame__", np.array("world")))
+    skeleton_name = str(arrays.pop("__skeleton__", np.array(SMPL_22.name)))
+    if frame not in ("world", "camera"):
+        raise DataError(f"{path}: __frame__ must be 'world' or 'camera', got {frame!r}")
+    try:
+        skeleton = get_skeleton(skeleton_name)
+        mapping = joint_map(skeleton, SMPL_22)
+    except KeyError as err:
+        raise DataError(f"{path}: {err.args[0]}") from None
+    if not mapping.present.all():
+        missing = [SMPL_22.joint_names[j] for j in np.flatnonzero(~mapping.present)]
+        raise DataError(f"{path}: skeleton {skeleton_name} cannot provide SMPL-22 joints {missing}")
+    return TeacherFile(path, arrays, frame, skeleton)
+
+
+# ====================================================================================================================
+# 5. One entry point
+# ====================================================================================================================
+
+TEACHER_KINDS = ("lifter", "corrupt", "file")
+
+
+def _observed_keypoints(clip: "Clip", skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
+    """The clip's keypoints mapped to the motion skeleton: pixels ``(T, J, 2)`` and confidence ``(T, J)``.
+
+    A derived joint (mean of several detector joints) is as confident as its least confident source; a joint the
+    detector skeleton lacks gets confidence 0.
+    """
+    mapping = joint_map(get_skeleton(clip.keypoint_skeleton or skeleton.name), skeleton)
+    uv = np.asarray(clip.keypoints_2d, dtype=np.float64)
+    conf_src = np.asarray(clip.confidence, dtype=np.float64)
+    conf_src = np.where(np.isfinite(uv).all(-1), conf_src, 0.0)
+    uv_mapped, present = mapping.apply(np.nan_to_num(uv))
+    conf = np.zeros(uv_mapped.shape[:2])
+    for j, sources in enumerate(mapping.sources):
+        if sources:
+            conf[:, j] = conf_src[:, list(sources)].min(axis=1)
+    conf[:, ~present] = 0.0
+    return uv_mapped, conf
+
+
+def make_teacher(kind: str, **options: Any) -> Callable[["Clip"], np.ndarray]:
+    """A function ``clip → teacher_3d (T, 22, 3)`` float32 world metres (SMPL-22).
+
+    Kinds and options:
+
+    - ``lifter``: ``lifter`` (a :class:`Lifter`) or ``lifter_dir`` (a folder for :func:`load_lifter`);
+      ``level_floor`` (default False). Reads ONLY ``keypoints_2d``, ``confidence``, ``keypoint_skeleton``, ``K``,
+      ``R``, ``t`` (and ``name``, ``fps`` for messages), never ``gt_3d``.
+    - ``corrupt``: ``severity`` (1.0), ``seed`` (0), ``params`` (:class:`CorruptionParams`). Reads ``gt_3d``,
+      ``R``, ``t``, ``fps``; each clip's randomness is seeded by ``(seed, crc32(clip.name))``.
+    - ``file``: ``path`` (a teacher ``.npz``, :func:`load_teacher_file`).
+
+    Missing inputs raise ``DataError`` naming the clip.
+    """
+    from .data.errors import DataError
+
+    def take(name: str, default: Any) -> Any:
+        return options.pop(name, default)
+
+    if kind == "lifter":
+        lifter = take("lifter", None)
+        lifter_dir = take("lifter_dir", None)
+        level_floor = bool(take("level_floor", False))
+        if lifter is None:
+            if lifter_dir is None:
+                raise ValueError("make_teacher('lifter') needs lifter= or lifter_dir=")
+            lifter = load_lifter(Path(lifter_dir))
+        _reject_unknown(kind, options)
+        warned: set[str] = set()  # warn once per teacher about a keypoint-skeleton mismatch
+
+        def lifter_teacher(clip: "Clip") -> np.ndarray:
+            if clip.keypoints_2d is None or clip.confidence is None or clip.K is None or clip.R is None \
+                    or clip.t is None:
+                raise DataError(f"clip {clip.name}: the lifter teacher needs keypoints_2d, confidence, K, R and t")
+            if abs(float(clip.fps) - lifter.config.fps) > 1e-6:
+                warnings.warn(f"clip {clip.name} is at {clip.fps} fps, the lifter was trained at "
+                              f"{lifter.config.fps} fps", stacklevel=2)
+            expected = lifter.config.keypoint_skeleton
+            if (clip.keypoint_skeleton or lifter.skeleton.name) != expected and expected not in warned:
+                warned.add(expected)
+                warnings.warn(f"clip {clip.name} has {clip.keypoint_skeleton} keypoints but the lifter was trained "
+                              f"for {expected} keypoints; joints the clip lacks are treated as always missing "
+                              f"(train with LifterConfig(keypoint_skeleton={clip.keypoint_skeleton!r}))",
+                              stacklevel=2)
+            uv, conf = _observed_keypoints(clip, lifter.skeleton)
+            try:
+                return lift_clip(lifter, uv, conf, clip.K, clip.R, clip.t, level_floor=level_floor)
+            except ValueError as err:
+                raise DataError(f"clip {clip.name}: {err}") from None
+
+        return lifter_teacher
+
+    if kind == "corrupt":
+        severity = float(take("severity", 1.0))
+        seed = int(take("seed", 0))
+        params = take("params", CorruptionParams())
+        _reject_unknown(kind, options)
+
+        def corrupt(clip: "Clip") -> np.ndarray:
+            if clip.gt_3d is None or clip.R is None or clip.t is None:
+                raise DataError(f"clip {clip.name}: the corrupt teacher needs gt_3d, R and t")
+            rng = np.random.default_rng([seed, zlib.crc32(clip.name.encode())])
+            skeleton = get_skeleton(clip.skeleton)
+            try:
+                return corrupt_teacher(clip.gt_3d, clip.K, clip.R, clip.t, skeleton, severity=severity, rng=rng,
+                                       fps=float(clip.fps), params=params)
+            except ValueError as err:
+                raise DataError(f"clip {clip.name}: {err}") from None
+
+        return corrupt
+
+    if kind == "file":
+        path = take("path", None)
+        if path is None:
+            raise ValueError("make_teacher('file') needs path=")
+        _reject_unknown(kind, options)
+        return load_teacher_file(Path(path)).for_clip
+
+    raise ValueError(f"unknown teacher kind {kind!r}; known: {list(TEACHER_KINDS)}")
+
+
+def _reject_unknown(kind: str, options: dict[str, Any]) -> None:
+    if options:
+        raise ValueError(f"make_teacher({kind!r}) got unknown options {sorted(options)}")

@@ -1,0 +1,183 @@
+"""Building a 2D training dataset from mocap (videomdm.data.prepare)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import walk
+
+from videomdm.data.clip import Clip, load_clip, read_dataset_index, save_clip, write_dataset_index
+from videomdm.data.errors import DataError
+from videomdm.data.prepare import prepare_mocap_2d
+from videomdm.data.virtual import DetectorNoise
+
+FIELDS = ("keypoints_2d", "confidence", "K", "R", "t", "teacher_3d", "gt_3d")
+
+
+def make_mocap(root: Path, *, reverse: bool = False, frames: int = 40) -> Path:
+    """A tiny mocap dataset (gt_3d only): 3 train clips, 1 test clip; ``reverse`` lists the clips in reverse order."""
+    splits: dict[str, list[str]] = {}
+    for split, count in (("train", 3), ("test", 1)):
+        rels = []
+        for i in range(count):
+            rel = f"clips/{split}/walk_{i}.npz"
+            save_clip(root / rel, Clip(name=f"{split}_walk_{i}", fps=20.0, skeleton="smpl22",
+                                       source=f"synthetic walk {i}", gt_3d=walk(frames, seed=10 * i + len(split)),
+                                       text=[f"walk number {i}"]))
+            rels.append(rel)
+        splits[split] = rels[::-1] if reverse else rels
+    write_dataset_index(root, name="mocap", fps=20.0, skeleton="smpl22", splits=splits, license="CC-BY-4.0",
+                        extra={})
+    return root
+
+
+def noisy_gt_teacher(clip: Clip) -> np.ndarray:
+    """A deterministic stand-in lifter: ground truth plus a fixed offset."""
+    return clip.gt_3d + np.float32(0.05)
+
+
+def load_all(root: Path) -> dict[str, Clip]:
+    index = read_dataset_index(root)
+    return {clip.name: clip for split in index.splits for clip in map(load_clip, index.clip_paths(split))}
+
+
+def assert_same_clips(a: dict[str, Clip], b: dict[str, Clip]) -> None:
+    assert sorted(a) == sorted(b)
+    for name in a:
+        for field in FIELDS:
+            np.testing.assert_array_equal(getattr(a[name], field), getattr(b[name], field), err_msg=f"{name} {field}")
+
+
+def test_prepare_writes_a_valid_2d_dataset(tmp_path):
+    src = make_mocap(tmp_path / "mocap")
+    out = tmp_path / "out"
+    calls = []
+
+    def teacher(clip: Clip) -> np.ndarray:
+        calls.append(clip.name)
+        assert clip.teacher_3d is None and clip.keypoints_2d is not None
+        return noisy_gt_teacher(clip)
+
+    summary = prepare_mocap_2d(src, out, teacher=teacher, teacher_name="noisy-gt", num_cameras=2,
+                               noise=DetectorNoise.clean(), seed=5, progress=False)
+    assert summary["clips"] == 8 and summary["frames"] == 8 * 40 and summary["num_cameras"] == 2
+    assert summary["splits"]["train"] == {"source_clips": 3, "clips": 6, "frames": 240}
+    assert summary["teacher"] == "noisy-gt"
+    assert len(calls) == 8
+
+    index = read_dataset_index(out)
+    source_index = read_dataset_index(src)
+    assert set(index.splits) == {"train", "test"}
+    assert index.fps == 20.0 and index.skeleton == "smpl22" and index.license == "CC-BY-4.0"
+    assert index.extra["teacher"] == "noisy-gt" and index.extra["num_cameras"] == 2 and index.extra["seed"] == 5
+    assert index.extra["source_dataset"] == str(src.resolve())
+    assert index.extra["noise"]["pixel_std"] == 0.0 and "drop_rate" in index.extra["noise"]
+    assert all(rel.startswith(f"clips/{split}/") for split, rels in index.splits.items() for rel in rels)
+
+    sources = {c.name: c for split in source_index.splits for c in map(load_clip, source_index.clip_paths(split))}
+    clips = load_all(out)
+    assert sorted(clips) == sorted(f"{name}_cam{k}" for name in sources for k in range(2))
+    for name, clip in clips.items():
+        clip.validate()
+        source = sources[name.rsplit("_cam", 1)[0]]
+        np.testing.assert_array_equal(clip.gt_3d, source.gt_3d)
+        np.testing.assert_allclose(clip.teacher_3d, source.gt_3d + 0.05, atol=1e-6)
+        assert clip.text == source.text and clip.fps == source.fps and clip.keypoint_skeleton == "smpl22"
+        # the stored camera reproduces the (clean) keypoints from the ground truth
+        cam = clip.gt_3d.astype(np.float64) @ clip.R.T + clip.t
+        assert (cam[..., 2] > 0).all()
+        uv = (cam @ clip.K.T)[..., :2] / cam[..., 2:3]
+        np.testing.assert_allclose(clip.keypoints_2d, uv, atol=1e-4)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+def test_prepare_is_deterministic_and_order_independent(tmp_path):
+    src = make_mocap(tmp_path / "mocap")
+    src_reversed = make_mocap(tmp_path / "mocap_reversed", reverse=True)
+    kwargs = dict(teacher=noisy_gt_teacher, teacher_name="t", num_cameras=2, seed=3, progress=False)
+    prepare_mocap_2d(src, tmp_path / "a", **kwargs)
+    prepare_mocap_2d(src, tmp_path / "b", **kwargs)
+    prepare_mocap_2d(src_reversed, tmp_path / "c", **kwargs)
+    prepare_mocap_2d(src, tmp_path / "d", splits=["test"], **kwargs)
+    a, b, c, d = (load_all(tmp_path / n) for n in "abcd")
+    assert_same_clips(a, b)
+    assert_same_clips(a, c)  # another clip order gives the same per-clip output
+    assert_same_clips({n: clip for n, clip in a.items() if n.startswith("test_")}, d)  # so does a subset
+    assert set(read_dataset_index(tmp_path / "d").splits) == {"test"}
+    other = load_all(prepare_mocap_2d(src, tmp_path / "e", **{**kwargs, "seed": 4})["out"])
+    assert not np.array_equal(a["train_walk_0_cam0"].keypoints_2d, other["train_walk_0_cam0"].keypoints_2d)
+
+
+def test_prepare_noise_reaches_the_clips(tmp_path):
+    src = make_mocap(tmp_path / "mocap", frames=200)
+    prepare_mocap_2d(src, tmp_path / "out", teacher=noisy_gt_teacher, teacher_name="t", num_cameras=1,
+                     noise=DetectorNoise(drop_rate=0.05), progress=False)
+    clips = load_all(tmp_path / "out")
+    dropped = np.concatenate([(c.confidence == 0).ravel() for c in clips.values()])
+    assert 0.02 < dropped.mean() < 0.12  # drops (plus any joints outside the image)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda clip: np.full_like(clip.gt_3d, np.nan), "not finite"),
+    (lambda clip: clip.gt_3d[:, :10], "shape"),
+    (lambda clip: clip.gt_3d[:-1], "shape"),
+])
+def test_bad_teacher_raises_naming_the_clip(tmp_path, bad, message):
+    src = make_mocap(tmp_path / "mocap")
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=message) as err:
+        prepare_mocap_2d(src, out, teacher=bad, teacher_name="bad", progress=False)
+    assert "_walk_0_cam0" in str(err.value)
+    assert not out.exists()  # nothing half-written under the final name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_existing_dataset_needs_overwrite(tmp_path):
+    src = make_mocap(tmp_path / "mocap")
+    out = tmp_path / "out"
+    kwargs = dict(teacher=noisy_gt_teacher, teacher_name="first", num_cameras=1, progress=False)
+    prepare_mocap_2d(src, out, **kwargs)
+    (out / "NOTES.txt").write_text("mine")
+    before = load_all(out)
+
+    with pytest.raises(DataError, match="overwrite"):
+        prepare_mocap_2d(src, out, **{**kwargs, "teacher_name": "second"})
+    assert read_dataset_index(out).extra["teacher"] == "first"
+
+    # a failing rebuild with overwrite leaves the previous dataset untouched
+    with pytest.raises(DataError):
+        prepare_mocap_2d(src, out, **{**kwargs, "teacher": lambda c: c.gt_3d * np.nan}, overwrite=True)
+    assert read_dataset_index(out).extra["teacher"] == "first"
+    assert_same_clips(before, load_all(out))
+
+    prepare_mocap_2d(src, out, **{**kwargs, "teacher_name": "second", "num_cameras": 2}, overwrite=True)
+    index = read_dataset_index(out)
+    assert index.extra["teacher"] == "second" and len(load_all(out)) == 8
+    assert sorted(p.name for p in (out / "clips" / "train").iterdir()) == sorted(
+        f"train_walk_{i}_cam{k}.npz" for i in range(3) for k in range(2))
+    assert (out / "NOTES.txt").read_text() == "mine"  # other files are kept
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_output_must_not_overlap_the_source(tmp_path):
+    src = make_mocap(tmp_path / "mocap")
+    for out in (src, src / "derived", tmp_path):
+        with pytest.raises(DataError, match="contain"):
+            prepare_mocap_2d(src, out, teacher=noisy_gt_teacher, teacher_name="t", overwrite=True, progress=False)
+    assert len(load_all(src)) == 4
+
+
+def test_unknown_split_and_missing_gt(tmp_path):
+    src = make_mocap(tmp_path / "mocap")
+    with pytest.raises(DataError, match="valid"):
+        prepare_mocap_2d(src, tmp_path / "out", teacher=noisy_gt_teacher, teacher_name="t", splits=["valid"],
+                         progress=False)
+    no_gt = tmp_path / "no_gt"
+    save_clip(no_gt / "clips/train/a.npz", Clip(name="a", fps=20.0, skeleton="smpl22", source="s",
+                                                teacher_3d=walk(10)))
+    write_dataset_index(no_gt, name="x", fps=20.0, skeleton="smpl22", splits={"train": ["clips/train/a.npz"]},
+                        license=None, extra={})
+    with pytest.raises(DataError, match="gt_3d"):
+        prepare_mocap_2d(no_gt, tmp_path / "out2", teacher=noisy_gt_teacher, teacher_name="t", progress=False)
