@@ -15,7 +15,7 @@ from videomdm.train import RunExistsError, train
 
 TINY = ["model.width=32", "model.layers=2", "model.heads=2", "model.ff_size=64", "data.num_frames=40",
         "data.min_frames=20", "train.batch_size=4", "train.log_every=1", "train.save_every=3",
-        "diffusion.steps=10", "diffusion.sample_steps=10"]
+        "diffusion.steps=10", "diffusion.sample_steps=10", "two_d.teacher_min_t=3"]
 
 
 def tiny_config(*extra: str):

@@ -130,7 +130,7 @@ def cmd_render(args: argparse.Namespace) -> None:
         if not 0 <= args.index < joints.shape[0]:
             raise RenderError(f"{path}: --index {args.index} out of range for {joints.shape[0]} motions")
         joints = joints[args.index]
-    render_motion(joints, skeleton, Path(args.out), fps=args.fps, title=args.title or "")
+    render_motion(joints, skeleton, Path(args.out), fps=args.fps, title=args.title or "", source=str(path))
     print(f"wrote {args.out}")
 
 

@@ -33,8 +33,10 @@ def _check_joints(joints: np.ndarray, skeleton: Skeleton, name: str) -> np.ndarr
 
 
 def render_motion(joints: np.ndarray, skeleton: Skeleton, out: Path, *, fps: float = 20.0, title: str = "",
-                  size_px: int = 320) -> Path:
+                  size_px: int = 320, source: str | None = None) -> Path:
     """Render ``joints (T, J, 3)`` (metres, y up) to ``out`` (``.gif`` or ``.mp4``), written atomically.
+
+    ``source`` names where the joints came from in error messages (default: ``out``).
 
     The camera is fixed for the whole clip and frames the full trajectory; the ground plane is y = 0; the root's
     ground-projected trajectory is drawn as a line.
@@ -48,7 +50,7 @@ def render_motion(joints: np.ndarray, skeleton: Skeleton, out: Path, *, fps: flo
     out = Path(out)
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise RenderError(f"{out}: output must end in .gif or .mp4")
-    joints = _check_joints(joints, skeleton, str(out))
+    joints = _check_joints(joints, skeleton, source or str(out))
     # Plot with matplotlib's z axis up: (x, y, z)_world → (x, z, y)_plot.
     plot = joints[..., [0, 2, 1]]
     lo, hi = plot.min(axis=(0, 1)), plot.max(axis=(0, 1))
