@@ -90,6 +90,7 @@ INVALID = {
     "R_without_t": ({"t": None}, r"R and t must be given together"),
     "per_frame_R_frames_mismatch": ({"R": np.tile(np.eye(3), (T + 2, 1, 1)), "t": np.zeros((T + 2, 3))},
                                     r"R has 10 frames"),
+    "subject_behind_camera": ({"t": np.tile([0.0, 0.0, -5.0], (T, 1))}, r"behind the camera .* in 8 of 8 frames"),
     "R_not_a_rotation": ({"R": np.tile(2 * np.eye(3), (T, 1, 1))}, r"R is not a rotation"),
     "K_shape": ({"K": np.eye(4)}, r"K must be a finite \(3, 3\)"),
     "nothing_to_learn_from": ({"gt_3d": None, "teacher_3d": None, "keypoints_2d": None, "confidence": None},
@@ -247,3 +248,29 @@ def test_check_output_dir(tmp_path):
     assert (root / "dataset.json").exists()
     check_output_dir(root, overwrite=True)
     assert sorted(os.listdir(root)) == ["README"]  # only our files are removed
+
+
+def test_nan_keypoints_in_a_file_are_masked_with_a_counting_warning(tmp_path):
+    clip = full_clip()
+    path = tmp_path / "clip.npz"
+    save_clip(path, clip)
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["keypoints_2d"][1, 4] = np.nan
+    arrays["keypoints_2d"][3, 0, 1] = np.inf
+    np.savez(path, **arrays)
+    with pytest.warns(UserWarning, match=r"clip.npz: 2 of 136 keypoints are NaN or infinite"):
+        loaded = load_clip(path)
+    assert np.isfinite(loaded.keypoints_2d).all()
+    assert loaded.confidence[1, 4] == 0 and loaded.confidence[3, 0] == 0
+    untouched = np.ones((T, 17), dtype=bool)
+    untouched[1, 4] = untouched[3, 0] = False
+    np.testing.assert_array_equal(loaded.confidence[untouched], clip.confidence[untouched])
+
+
+def test_skipped_fields_are_not_read(tmp_path):
+    path = tmp_path / "clip.npz"
+    save_clip(path, full_clip())
+    assert load_clip(path, skip=("gt_3d",)).gt_3d is None
+    with pytest.raises(ValueError, match="unknown clip fields"):
+        load_clip(path, skip=("gt3d",))

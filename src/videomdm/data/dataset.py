@@ -111,8 +111,10 @@ class MotionWindows:
         self.observations: list[_Keypoints] = []
         self.with_keypoints = with_keypoints
         self.skipped = 0
+        # Ground truth is read only when it is the training target: other modes never load it.
+        skip = () if motion_field == "gt_3d" else ("gt_3d",)
         for path in index.clip_paths(split):
-            clip = load_clip(path)
+            clip = load_clip(path, skip=skip)
             motion = getattr(clip, motion_field)
             if motion is None:
                 raise DataError(f"{path}: clip {clip.name} has no {motion_field}, needed by this supervision mode")

@@ -7,10 +7,12 @@ extracts just those two files into the cache and checks their SHA-256. The data 
 (:data:`LAFAN1_LICENSE`): non-commercial use, no redistribution of derived data, so prepared datasets must not be
 committed or shared.
 
-**Split by time.** :func:`build_mocap_dataset` resamples each take to the model's fps and splits it by time: the first
-``1 − test_fraction`` of its frames are train, the rest test. Windows are cut inside each part, so no window crosses
-the boundary and no frame is in both splits. Train windows overlap by half (stride = window/2), test windows do not
-(stride = window); a shorter tail window is kept when it has at least half a window of frames.
+**Split by time.** :func:`build_mocap_dataset` resamples each take to the model's fps and splits it by time into up to
+three consecutive parts: the first ``lifter_fraction`` of its frames are ``lifter`` (the 2D→3D lifter's training data,
+disjoint from everything the lifter will later lift), the next part ``train``, the last ``test_fraction`` ``test``.
+Windows are cut inside each part, so no window crosses a boundary and no frame is in two splits. Train and lifter
+windows overlap by half (stride = window/2), test windows do not (stride = window); a shorter tail window is kept
+when it has at least half a window of frames.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "fetch_lafan1_bvh",
     "build_mocap_dataset",
     "build_lafan1_dataset",
+    "split_ranges",
 ]
 
 LAFAN1_LICENSE = (
@@ -111,17 +114,30 @@ def fetch_lafan1_bvh(cache_dir: str | Path) -> list[Path]:
     return paths
 
 
-def _split_windows(num_frames: int, boundary: int, window: int) -> dict[str, list[tuple[int, int]]]:
-    """(start, end) frame ranges per split: train inside [0, boundary), test inside [boundary, num_frames)."""
+def _split_windows(ranges: dict[str, tuple[int, int]], window: int) -> dict[str, list[tuple[int, int]]]:
+    """(start, end) frame windows per split, each inside its split's frame range ``[begin, end)``."""
     half = max(window // 2, 1)
-    train = [(s, min(s + window, boundary)) for s in window_starts(boundary, window, half, min_length=half)]
-    test = [(boundary + s, min(boundary + s + window, num_frames))
-            for s in window_starts(num_frames - boundary, window, window, min_length=half)]
-    return {"train": train, "test": test}
+    windows = {}
+    for split, (begin, end) in ranges.items():
+        stride = window if split == "test" else half
+        windows[split] = [(begin + s, min(begin + s + window, end))
+                          for s in window_starts(end - begin, window, stride, min_length=half)]
+    return windows
+
+
+def split_ranges(num_frames: int, lifter_fraction: float, test_fraction: float) -> dict[str, tuple[int, int]]:
+    """Frame ranges ``[begin, end)`` of the ``lifter`` (only when ``lifter_fraction > 0``), ``train`` and ``test``
+    parts of one take of ``num_frames`` frames, in that order in time."""
+    lifter_end = int(np.floor(lifter_fraction * num_frames))
+    test_begin = int(np.floor((1.0 - test_fraction) * num_frames))
+    ranges = {"lifter": (0, lifter_end)} if lifter_fraction > 0 else {}
+    ranges.update({"train": (lifter_end, test_begin), "test": (test_begin, num_frames)})
+    return ranges
 
 
 def build_mocap_dataset(files: Sequence[str | Path], out_dir: str | Path, *, name: str, fps: float = 20.0,
-                        window_frames: int = 196, test_fraction: float = 0.2, license: str | None = None,
+                        window_frames: int = 196, test_fraction: float = 0.2, lifter_fraction: float = 0.0,
+                        license: str | None = None,
                         overwrite: bool = False, unit: str = "auto", npy_fps: float | None = None) -> dict[str, Any]:
     """Build a ``gt_3d`` dataset folder from mocap files (module docstring: split by time, windows).
 
@@ -132,6 +148,8 @@ def build_mocap_dataset(files: Sequence[str | Path], out_dir: str | Path, *, nam
         fps: frame rate of the written clips (every take is resampled to it).
         window_frames: clip length in frames at ``fps``.
         test_fraction: share of each take's frames (its end) that goes to the test split; 0 gives no test clips.
+        lifter_fraction: share of each take's frames (its start) that goes to a ``lifter`` split; 0 gives no such
+            split.
         license: license text stored in the index.
         overwrite: replace an existing dataset in ``out_dir``.
         unit, npy_fps: passed to ``load_mocap``.
@@ -142,6 +160,8 @@ def build_mocap_dataset(files: Sequence[str | Path], out_dir: str | Path, *, nam
     """
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    if not 0.0 <= lifter_fraction < 1.0 - test_fraction:
+        raise ValueError(f"lifter_fraction must be in [0, 1 - test_fraction), got {lifter_fraction}")
     if window_frames < 2:
         raise ValueError(f"window_frames must be at least 2, got {window_frames}")
     files = [Path(f) for f in files]
@@ -162,14 +182,15 @@ def build_mocap_dataset(files: Sequence[str | Path], out_dir: str | Path, *, nam
     check_output_dir(out_dir, overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    splits: dict[str, list[str]] = {"train": [], "test": []}
-    frames = {"train": 0, "test": 0}
+    split_names = (["lifter"] if lifter_fraction > 0 else []) + ["train", "test"]
+    splits: dict[str, list[str]] = {name: [] for name in split_names}
+    frames = {name: 0 for name in split_names}
     takes = []
     for path, sequence, joints in loaded:
         num_frames = len(joints)
-        boundary = int(np.floor((1.0 - test_fraction) * num_frames))
-        ranges = _split_windows(num_frames, boundary, window_frames)
-        for split, windows in ranges.items():
+        ranges = split_ranges(num_frames, lifter_fraction, test_fraction)
+        all_windows = _split_windows(ranges, window_frames)
+        for split, windows in all_windows.items():
             for start, end in windows:
                 rel = f"clips/{split}/{path.stem}_{start:06d}.npz"
                 clip = Clip(name=f"{path.stem}_{start:06d}", fps=float(fps), skeleton="smpl22",
@@ -182,12 +203,17 @@ def build_mocap_dataset(files: Sequence[str | Path], out_dir: str | Path, *, nam
                 for start, end in windows:
                     covered[start:end] = True
                 frames[split] += int(covered.sum())
-        takes.append({"file": path.name, "source": sequence.source, "source_fps": sequence.fps,
-                      "frames": num_frames, "train_range": [0, boundary], "test_range": [boundary, num_frames],
-                      "train_clips": len(ranges["train"]), "test_clips": len(ranges["test"])})
+        take = {"file": path.name, "source": sequence.source, "source_fps": sequence.fps, "frames": num_frames}
+        for split, frame_range in ranges.items():
+            take[f"{split}_range"] = list(frame_range)
+            take[f"{split}_clips"] = len(all_windows[split])
+        takes.append(take)
 
-    extra = {"kind": "mocap", "split_rule": "by time: first 1 - test_fraction of each take is train, the rest test",
-             "window_frames": window_frames, "test_fraction": test_fraction, "takes": takes}
+    extra = {"kind": "mocap",
+             "split_rule": "by time: the first lifter_fraction of each take is lifter, the last test_fraction test, "
+                           "the rest train",
+             "window_frames": window_frames, "lifter_fraction": lifter_fraction, "test_fraction": test_fraction,
+             "takes": takes}
     write_dataset_index(out_dir, name=name, fps=fps, skeleton="smpl22", splits=splits, license=license, extra=extra)
     return {
         "name": name,
@@ -205,7 +231,7 @@ def build_lafan1_dataset(out_dir: str | Path, cache_dir: str | Path, **kw: Any) 
     """Fetch the LAFAN1 sample (:func:`fetch_lafan1_bvh`) and build a dataset from it (:func:`build_mocap_dataset`).
 
     Prints nothing: the caller must show :data:`LAFAN1_LICENSE` to the user. ``kw`` goes to
-    :func:`build_mocap_dataset` (``fps``, ``window_frames``, ``test_fraction``, ``overwrite``).
+    :func:`build_mocap_dataset` (``fps``, ``window_frames``, ``test_fraction``, ``lifter_fraction``, ``overwrite``).
     """
     if not kw.get("overwrite", False):
         check_output_dir(Path(out_dir), overwrite=False)  # fail before downloading

@@ -1,0 +1,138 @@
+"""The ``2d`` supervision mode: training from keypoints and a noisy teacher, never from ground truth."""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from test_train import TINY, read_metrics
+
+from videomdm.cli import main
+from videomdm.config import load_config
+from videomdm.data.errors import DataError
+from videomdm.data.prepare import prepare_mocap_2d
+from videomdm.diffusion import GaussianDiffusion
+from videomdm.lifter import make_teacher
+from videomdm.train import noised_teacher, train
+
+
+def tiny_2d_config(*extra: str):
+    return load_config("small", TINY + ["train.supervision=2d", *extra])
+
+
+@pytest.fixture
+def dataset_2d(motion_dataset: Path, tmp_path: Path) -> Path:
+    """Synthetic walks filmed by 2 virtual cameras each, with a corrupted-ground-truth teacher."""
+    out = tmp_path / "data_2d"
+    prepare_mocap_2d(motion_dataset, out, teacher=make_teacher("corrupt", severity=1.0), teacher_name="corrupt",
+                     num_cameras=2, progress=False)
+    return out
+
+
+def test_2d_training_reduces_the_reprojection_loss(dataset_2d, tmp_path):
+    run = tmp_path / "run"
+    config = tiny_2d_config("train.steps=80", "train.lr=2e-3", "train.warmup_steps=5", "train.save_every=80",
+                            "model.dropout=0")
+    train(dataset_2d, run, config, progress=False)
+    rows = read_metrics(run)
+    reprojection = np.array([row["loss_reprojection"] for row in rows])
+    assert np.isfinite(reprojection).all()
+    # Medians over 20 steps: the loss of one step depends strongly on its random noise level.
+    first, last = np.median(reprojection[:20]), np.median(reprojection[-20:])
+    assert last < 0.65 * first, (first, last)
+    assert json.loads((run / "config.json").read_text())["train"]["supervision"] == "2d"
+
+
+def _poison_ground_truth(dataset: Path) -> None:
+    """Overwrite every clip's gt_3d with NaN, bypassing the clip writer (which would refuse NaN)."""
+    for path in (dataset / "clips").rglob("*.npz"):
+        with np.load(path) as data:
+            arrays = dict(data)
+        arrays["gt_3d"] = np.full_like(arrays["gt_3d"], np.nan)
+        np.savez(path, **arrays)
+
+
+def test_ground_truth_never_reaches_2d_training(dataset_2d, tmp_path):
+    _poison_ground_truth(dataset_2d)
+    run = tmp_path / "run"
+    train(dataset_2d, run, tiny_2d_config("train.steps=3"), progress=False)
+    rows = read_metrics(run)
+    assert rows and all(np.isfinite(row["loss"]) for row in rows)
+    # The poison is real: a mode that reads gt_3d fails on it, naming the file.
+    with pytest.raises(DataError, match=r"\.npz.*gt_3d contains NaN"):
+        train(dataset_2d, tmp_path / "run_3d", tiny_2d_config("train.steps=3", "train.supervision=3d"),
+              progress=False)
+
+
+class _RecordingDenoiser(torch.nn.Module):
+    """Predicts a constant x0 and records the levels it was called at."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+        self.levels: list[list[int]] = []
+
+    def forward(self, x, t, mask, cond=None, uncond=None):
+        self.levels.append(t.tolist())
+        return torch.full_like(x, self.value)
+
+
+def test_teacher_is_never_noised_below_t_star(monkeypatch):
+    steps, t_star, chain = 50, 12, 4
+    config = load_config("small", [f"diffusion.steps={steps}", f"two_d.teacher_min_t={t_star}",
+                                   f"two_d.chain_steps={chain}"])
+    diffusion = GaussianDiffusion(steps)
+    model = _RecordingDenoiser(value=7.0)
+    state = SimpleNamespace(config=config, diffusion=diffusion, model=model, device=torch.device("cpu"))
+    teacher = torch.randn(4, 10, 263)
+    levels = torch.tensor([0, 5, 12, 40])
+    calls = []
+    original = diffusion.q_sample
+
+    def recording_q_sample(x0, t, noise=None):
+        calls.append((x0 is teacher, t.clone(), x0.clone()))
+        return original(x0, t, noise)
+
+    monkeypatch.setattr(diffusion, "q_sample", recording_q_sample)
+    mask = torch.ones(4, 10, dtype=torch.bool)
+    x = noised_teacher(state, teacher, levels, mask, None, None, torch.Generator().manual_seed(0))
+
+    teacher_levels = torch.cat([t for is_teacher, t, _ in calls if is_teacher])
+    assert teacher_levels.min() >= t_star
+    # Items below t* walk down a chain of `chain` model calls, from t* to their own level.
+    assert len(model.levels) == chain
+    assert [step[0] for step in model.levels] == [12, 9, 6, 3]
+    assert [step[1] for step in model.levels] == [12, 10, 8, 7]
+    last_is_teacher, last_levels, last_x0 = calls[-1]
+    assert not last_is_teacher and last_levels[:2].tolist() == [0, 5]
+    assert torch.all(last_x0 == 7.0)  # the last re-noising starts from the model's own prediction
+    # At level 0 the sample is the prediction plus the little noise of that level: nothing of the teacher (≈ 0) is left.
+    assert torch.allclose(x[0], torch.full_like(x[0], 7.0), atol=0.5)
+    # Items at or above t* are the teacher noised directly to their level.
+    assert not torch.allclose(x[3], torch.full_like(x[3], 7.0), atol=0.5)
+
+
+def test_cli_lifter_prepare_and_2d_training(tmp_path, capsys):
+    mocap = tmp_path / "mocap"
+    mocap.mkdir()
+    from synthetic import walk
+
+    for i in range(3):
+        np.save(mocap / f"take_{i}.npy", walk(200, seed=i))
+        (mocap / f"take_{i}.json").write_text('{"fps": 20}')
+    data, lifter, data_2d = tmp_path / "data", tmp_path / "lifter", tmp_path / "data_2d"
+    assert main(["data", "mocap", str(mocap), "--out", str(data), "--lifter-fraction", "0.3",
+                 "--window-frames", "40"]) == 0
+    assert set(json.loads((data / "dataset.json").read_text())["splits"]) == {"lifter", "train", "test"}
+    assert main(["lifter", "train", str(data), "--out", str(lifter), "--steps", "2", "--quiet"]) == 0
+    # A lifter may not lift the clips it was trained on.
+    assert main(["prepare", "mocap", str(data), "--out", str(data_2d), "--lifter", str(lifter),
+                 "--splits", "lifter,train", "--quiet"]) == 2
+    assert "trained on split 'lifter'" in capsys.readouterr().err and not data_2d.exists()
+    assert main(["prepare", "mocap", str(data), "--out", str(data_2d), "--lifter", str(lifter), "--quiet"]) == 0
+    index = json.loads((data_2d / "dataset.json").read_text())
+    assert set(index["splits"]) == {"train", "test"}
+    args = ["train", str(data_2d), "--out", str(tmp_path / "run"), "--supervision", "2d", "--steps", "2", "--quiet"]
+    assert main(args + sum((["--set", s] for s in TINY), [])) == 0
