@@ -16,6 +16,7 @@ import roma
 import torch
 from scipy.ndimage import gaussian_filter1d
 
+from videomdm.camera import transform_camera
 from videomdm.representation import (
     FeatureLayout,
     Normalizer,
@@ -289,7 +290,7 @@ def test_transform_moves_cameras_with_joints():
     joints_c, transform = canonicalize(x, SK)
     cam_r = roma.random_rotmat(60, dtype=x.dtype)[None]  # (1, T, 3, 3) per-frame camera
     cam_t = torch.randn(1, 60, 3, dtype=x.dtype) + torch.tensor([0.0, 0.0, 5.0], dtype=x.dtype)
-    new_r, new_t = transform.transform_extrinsics(cam_r, cam_t)
+    new_r, new_t = transform_camera(cam_r, cam_t, transform.rotation, transform.translation)
     before = (cam_r[:, :, None] @ x[..., None]).squeeze(-1) + cam_t[:, :, None]
     after = (new_r[:, :, None] @ joints_c[..., None]).squeeze(-1) + new_t[:, :, None]
     torch.testing.assert_close(after, before, atol=1e-10, rtol=0)

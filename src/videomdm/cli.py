@@ -200,32 +200,60 @@ def cmd_render(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from .config import load_config
-    from .data.lafan1 import LAFAN1_LICENSE, build_lafan1_dataset
+    from .data.clip import load_clip, read_dataset_index
+    from .evaluate import pose_errors
+    from .pipeline import prepare_benchmark
+    from .render import render_motion
+    from .sample import denoise_teacher, load_run
     from .train import train
 
     t0 = time.perf_counter()
     root = Path(args.out)
-    data = root / "data" / "lafan1"
-    print(f"[1/3] LAFAN1 data (license: {LAFAN1_LICENSE}) → {data}")
-    if (data / "dataset.json").exists():
-        print("      already prepared, reusing it")
-    else:
-        _print_summary("      prepared", build_lafan1_dataset(data, Path(args.cache)))
-    config = load_config("small", [f"train.steps={args.steps}"] if args.steps else [])
-    run_dir = root / "runs" / time.strftime("%Y%m%d-%H%M%S-small-3d")
-    print(f"[2/3] training a small model in 3d mode for {config.train.steps} steps → {run_dir}")
-    train(data, run_dir, config, progress=not args.quiet)
+    print(f"[1/4] LAFAN1 mocap → lifter → virtual cameras → 2D dataset under {root / 'data'}")
+    data = prepare_benchmark(root / "data", cache=Path(args.cache), lifter_steps=args.lifter_steps,
+                             progress=not args.quiet, log=lambda line: print("      " + line))
+    config = load_config("small", ["train.supervision=2d"] + ([f"train.steps={args.steps}"] if args.steps else []))
+    run_dir = root / "runs" / time.strftime("%Y%m%d-%H%M%S-small-2d")
+    print(f"[2/4] training a small model from 2D keypoints and the lifter's 3D for {config.train.steps} steps "
+          f"→ {run_dir}")
+    train(data.data_2d, run_dir, config, progress=not args.quiet)
     samples = run_dir / "samples"
-    print(f"[3/3] sampling {args.num} motions → {samples}")
+    print(f"[3/4] sampling {args.num} motions → {samples}")
     written = _sample_and_save(run_dir, samples, num=args.num, texts=None, steps=None, frames=None, seed=0,
                                render=True, device="auto")
+    lifted = run_dir / "lifted"
+    print(f"[4/4] cleaning the lifter's 3D of the test clips with the trained prior → {lifted}")
+    run = load_run(run_dir)
+    lifted.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, path in enumerate(read_dataset_index(data.data_2d).clip_paths("test")):
+        clip = load_clip(path)
+        clean = denoise_teacher(run, clip.teacher_3d)
+        rows.append((len(clip.gt_3d), pose_errors(clip.teacher_3d, clip.gt_3d, fps=clip.fps, skeleton=run.skeleton),
+                     pose_errors(clean, clip.gt_3d, fps=clip.fps, skeleton=run.skeleton)))
+        if i < 2:
+            np.save(lifted / f"{clip.name}.npy", clean)
+            written.append(render_motion(clean, run.skeleton, lifted / f"{clip.name}.gif", fps=clip.fps,
+                                         title=f"{clip.name}: prior"))
+            written.append(render_motion(clip.teacher_3d, run.skeleton, lifted / f"{clip.name}_teacher.gif",
+                                         fps=clip.fps, title=f"{clip.name}: lifter"))
+    frames = sum(n for n, _, _ in rows)
+    print("      test split, against the mocap ground truth (never used in training):")
+    for key, label in (("mpjpe_mm", "MPJPE mm"), ("accel_error_ms2", "acceleration error m/s²")):
+        teacher = sum(n * t[key] for n, t, _ in rows) / frames
+        prior = sum(n * p[key] for n, _, p in rows) / frames
+        print(f"      {label:<26} lifter {teacher:7.1f}   prior {prior:7.1f}")
     minutes = (time.perf_counter() - t0) / 60
     print(f"\ndemo finished in {minutes:.1f} min. Written:")
-    print(f"  dataset      {data}")
+    print(f"  mocap        {data.mocap}  (license: CC BY-NC-ND 4.0, do not redistribute)")
+    print(f"  lifter       {data.lifter}")
+    print(f"  2D dataset   {data.data_2d}")
     print(f"  run          {run_dir}  (config.json, metrics.jsonl, checkpoints/)")
     for path in written:
-        print(f"  sample       {path}")
+        print(f"  output       {path}")
 
 
 # --- parser --------------------------------------------------------------------------------------------------------
@@ -243,10 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videomdm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="fetch LAFAN1, train a small 3d model, sample and render (≈10 min on 2 CPUs)")
+    p = sub.add_parser("demo", help="LAFAN1 → lifter → 2D data → a small 2d model → samples and cleaned lifts "
+                       "(≈10 min on 2 CPUs)")
     p.add_argument("--out", default="videomdm-demo", help="output folder (default: %(default)s)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="download cache (default: %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the small config's)")
+    p.add_argument("--lifter-steps", type=int, default=600, help="lifter training steps (default: %(default)s)")
     p.add_argument("--num", type=int, default=3, help="motions to sample (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)

@@ -207,25 +207,6 @@ class RigidTransform:
         rt = self.rotation.transpose(-1, -2)
         return RigidTransform(rt, -(rt @ self.translation.unsqueeze(-1)).squeeze(-1))
 
-    def transform_extrinsics(self, cam_rotation: Tensor, cam_translation: Tensor) -> tuple[Tensor, Tensor]:
-        """Move world→camera extrinsics ``X_c = R_c X + t_c`` into the transformed frame.
-
-        Args:
-            cam_rotation: ``(..., 3, 3)`` or per frame ``(..., T, 3, 3)``.
-            cam_translation: ``(..., 3)`` or per frame ``(..., T, 3)``.
-
-        Returns:
-            ``(R_c', t_c')`` with ``R_c' x' + t_c' == R_c x + t_c`` for ``x' = R x + t``, i.e.
-            ``R_c' = R_c Rᵀ`` and ``t_c' = t_c − R_c Rᵀ t``: projecting the transformed joints with the new camera
-            gives the same pixels.
-        """
-        inv = self.inverse()
-        r = _batch_expand(inv.rotation, self.batch_ndim, cam_rotation.ndim, 2)
-        t = _batch_expand(inv.translation, self.batch_ndim, cam_translation.ndim, 1)
-        new_rotation = cam_rotation @ r
-        new_translation = (cam_rotation @ t.unsqueeze(-1)).squeeze(-1) + cam_translation
-        return new_rotation, new_translation
-
 
 # --- yaw helpers and facing -----------------------------------------------------------------------------------------
 
@@ -342,7 +323,7 @@ def canonicalize(joints: Tensor, skeleton: Skeleton, *, facing_sigma: float = 20
 
     Returns:
         ``joints_c (..., T, J, 3)`` and the :class:`RigidTransform` (batch dims ``...``) with
-        ``joints_c = transform.apply(joints)``; move cameras with ``transform.transform_extrinsics``.
+        ``joints_c = transform.apply(joints)``; move cameras with :func:`videomdm.camera.transform_camera`.
     """
     joints = torch.as_tensor(joints)
     _check_joints(joints, skeleton)

@@ -14,12 +14,12 @@ from .checkpoint import CheckpointError, check_compatible, latest_checkpoint, lo
 from .config import Config
 from .diffusion import GaussianDiffusion, classifier_free_guidance
 from .model import MotionDenoiser
-from .representation import Normalizer, decode
+from .representation import Normalizer, canonicalize, decode, encode
 from .skeleton import Skeleton, get_skeleton
 from .text import TextEncoder, build_text_encoder
 from .train import build_diffusion, build_model, resolve_device
 
-__all__ = ["LoadedRun", "load_run", "generate"]
+__all__ = ["LoadedRun", "load_run", "generate", "window_starts", "denoise_teacher"]
 
 
 @dataclass
@@ -112,3 +112,66 @@ def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, nu
                                        noise=noise, generator=generator, progress=progress)
     joints = decode(run.normalizer.denormalize(x0), run.skeleton.num_joints)
     return joints.float().cpu().numpy()
+
+
+def window_starts(num_frames: int, window: int) -> list[int]:
+    """Starts of windows of ``min(window, num_frames)`` frames that cover ``[0, num_frames)``: consecutive, the last one
+    moved back to end exactly at the last frame (so it may overlap its predecessor)."""
+    length = min(window, num_frames)
+    starts = list(range(0, num_frames - length + 1, length))
+    if starts[-1] + length < num_frames:
+        starts.append(num_frames - length)
+    return starts
+
+
+@torch.no_grad()
+def denoise_teacher(run: LoadedRun, teacher_3d: np.ndarray, *, t_start: int | None = None, steps: int | None = None,
+                    seed: int = 0) -> np.ndarray:
+    """The run's clean version of a teacher motion: noise it to ``t_start`` and denoise with DDIM (eta 0) to 0.
+
+    The clip is cut into windows of the training length (:func:`window_starts`); each window is canonicalized at
+    its first frame, encoded, noised to ``t_start`` (default: ``two_d.teacher_min_t``, the lowest level at which
+    ``2d`` training ever saw the teacher), denoised in ``steps`` DDIM steps (default: every level from ``t_start``),
+    decoded and moved back to the world frame. Where the last window overlaps its predecessor, its frames win.
+
+    Args:
+        teacher_3d: ``(T, J, 3)`` world joints in metres at the run's fps.
+    Returns:
+        ``(T, J, 3)`` float32 world joints in metres.
+    """
+    config = run.config
+    t_start = config.two_d.teacher_min_t if t_start is None else t_start
+    if not 0 <= t_start < run.diffusion.num_steps:
+        raise ValueError(f"t_start must be in [0, {run.diffusion.num_steps}), got {t_start}")
+    joints = torch.as_tensor(np.asarray(teacher_3d), dtype=torch.float32, device=run.device)  # (T, J, 3)
+    num_frames = joints.shape[0]
+    if num_frames < 2 or not torch.isfinite(joints).all():
+        raise ValueError(f"teacher_3d must be finite with at least 2 frames, got shape {tuple(joints.shape)}")
+    starts = window_starts(num_frames, config.data.num_frames)
+    length = min(config.data.num_frames, num_frames)
+    windows = torch.stack([joints[s:s + length] for s in starts])  # (W, L, J, 3)
+    _, to_canonical = canonicalize(windows, run.skeleton, facing_sigma=config.data.facing_sigma)
+    features = encode(windows, run.skeleton, contact_threshold=config.data.contact_threshold,
+                      facing_sigma=config.data.facing_sigma)  # (W, L, D)
+    x0 = run.normalizer.normalize(features)
+    mask = torch.ones(x0.shape[:2], dtype=torch.bool, device=run.device)
+    cond = uncond = None
+    if run.text_encoder is not None:  # a text model used without a caption: the dropped-condition branch
+        uncond = torch.ones(len(starts), dtype=torch.bool, device=run.device)
+        cond = torch.zeros(len(starts), run.text_encoder.dim, device=run.device)
+
+    def model_fn(x, t):
+        return run.model(x, t, mask, cond=cond, uncond=uncond)
+
+    generator = torch.Generator(device=run.device).manual_seed(seed)
+    noise = torch.randn(x0.shape, generator=generator, device=run.device)
+    level = torch.full((len(starts),), t_start, dtype=torch.long, device=run.device)
+    x_start = run.diffusion.q_sample(x0, level, noise)
+    denoised = run.diffusion.ddim_sample(model_fn, x0.shape, steps=steps or t_start + 1, eta=0.0, x_init=x_start,
+                                         t_start=t_start, device=run.device)
+    canonical = decode(run.normalizer.denormalize(denoised), run.skeleton.num_joints)  # (W, L, J, 3)
+    world = to_canonical.inverse().apply(canonical)  # (W, L, J, 3)
+    out = torch.empty_like(joints)
+    for start, window in zip(starts, world):
+        out[start:start + length] = window
+    return out.float().cpu().numpy()

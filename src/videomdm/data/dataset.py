@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..camera import pixels_to_normalized
+from ..camera import pixels_to_normalized, transform_camera
 from ..representation import FeatureLayout, Normalizer, canonicalize, encode
 from ..skeleton import get_skeleton, joint_map
 from .clip import load_clip, read_dataset_index
@@ -160,10 +160,11 @@ class MotionWindows:
             return Batch(features, mask, [text])
         obs = self.observations[index]
         _, transform = canonicalize(window, self.skeleton, facing_sigma=self.encode_kwargs["facing_sigma"])
-        R, t = transform.transform_extrinsics(torch.from_numpy(obs.R[start:start + length]),
-                                              torch.from_numpy(obs.t[start:start + length]))
+        R, t = transform_camera(torch.from_numpy(obs.R[start:start + length])[None],  # (1, T_w, 3, 3)
+                                torch.from_numpy(obs.t[start:start + length])[None],  # (1, T_w, 3)
+                                transform.rotation[None], transform.translation[None])
         return Batch(features, mask, [text], torch.from_numpy(obs.keypoints[start:start + length])[None],
-                     torch.from_numpy(obs.confidence[start:start + length])[None], R[None], t[None])
+                     torch.from_numpy(obs.confidence[start:start + length])[None], R, t)
 
     def batch(self, indices: list[int], rng: np.random.Generator) -> Batch:
         """Windows of the given clips, padded to the longest (features and keypoints with zeros, confidence 0,

@@ -1,0 +1,78 @@
+"""The mocap → 2D benchmark pipeline shared by the demo, the benchmarks and the experiments.
+
+Mocap takes are split by time into ``lifter`` / ``train`` / ``test`` (:func:`videomdm.data.lafan1.build_mocap_dataset`);
+the built-in lifter learns from the ``lifter`` split only; the ``train`` and ``test`` splits are filmed by virtual
+cameras with detector noise and lifted by that lifter (:func:`videomdm.data.prepare.prepare_mocap_2d`). The result
+is a 2D dataset whose teacher never saw the clips it lifted and whose ``gt_3d`` is kept for evaluation only.
+
+Every stage is skipped when its output already exists, so a second call reuses the first one's work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .data.clip import INDEX_NAME
+from .data.lafan1 import LAFAN1_LICENSE, build_lafan1_dataset, build_mocap_dataset
+from .data.mocap import find_mocap_files
+from .data.prepare import prepare_mocap_2d
+from .lifter import LIFTER_WEIGHTS, LifterConfig, load_lifter, make_teacher, train_lifter
+
+__all__ = ["BenchmarkData", "prepare_benchmark"]
+
+
+@dataclass(frozen=True)
+class BenchmarkData:
+    """Folders of a prepared benchmark: the mocap dataset, the lifter trained on its ``lifter`` split, and the 2D
+    dataset (``train`` and ``test`` filmed and lifted)."""
+
+    mocap: Path
+    lifter: Path
+    data_2d: Path
+    license: str | None
+
+
+def prepare_benchmark(root: Path, *, cache: Path, mocap: Path | None = None, lifter_fraction: float = 0.25,
+                      test_fraction: float = 0.2, lifter_steps: int | None = None, cameras: int = 2, seed: int = 0,
+                      progress: bool = True, log: Callable[[str], None] = print) -> BenchmarkData:
+    """Build (or reuse) ``root/{mocap,lifter,data_2d}``.
+
+    Args:
+        root: output folder.
+        cache: download cache for the LAFAN1 sample.
+        mocap: a folder of ``.bvh`` / joints ``.npy`` files to use instead of the LAFAN1 sample.
+        lifter_fraction, test_fraction: time split of every take (module docstring).
+        lifter_steps: lifter training steps (default: :class:`~videomdm.lifter.LifterConfig`'s).
+        cameras: virtual cameras per clip.
+        seed: seed of the cameras and the detector noise.
+        log: where progress lines go.
+    """
+    root = Path(root)
+    mocap_dir, lifter_dir, data_2d = root / "mocap", root / "lifter", root / "data_2d"
+    split = {"lifter_fraction": lifter_fraction, "test_fraction": test_fraction}
+    if (mocap_dir / INDEX_NAME).exists():
+        log(f"mocap dataset: reusing {mocap_dir}")
+    elif mocap is None:
+        log(f"mocap dataset: LAFAN1 sample → {mocap_dir}\n  license: {LAFAN1_LICENSE}")
+        build_lafan1_dataset(mocap_dir, cache, **split)
+    else:
+        files: Sequence[Path] = find_mocap_files(Path(mocap))
+        log(f"mocap dataset: {len(files)} files from {mocap} → {mocap_dir}")
+        build_mocap_dataset(files, mocap_dir, name=Path(mocap).name, **split)
+    if (lifter_dir / LIFTER_WEIGHTS).exists():
+        log(f"lifter: reusing {lifter_dir}")
+    else:
+        config = LifterConfig() if lifter_steps is None else replace(LifterConfig(), steps=lifter_steps)
+        log(f"lifter: training {config.steps} steps on the 'lifter' split → {lifter_dir}")
+        train_lifter(mocap_dir, lifter_dir, split="lifter", config=config, progress=progress)
+    if (data_2d / INDEX_NAME).exists():
+        log(f"2D dataset: reusing {data_2d}")
+    else:
+        log(f"2D dataset: {cameras} virtual cameras per clip, lifter teacher → {data_2d}")
+        teacher = make_teacher("lifter", lifter=load_lifter(lifter_dir))
+        prepare_mocap_2d(mocap_dir, data_2d, teacher=teacher, teacher_name=f"lifter:{lifter_dir}",
+                         num_cameras=cameras, seed=seed, splits=["train", "test"], progress=progress)
+    return BenchmarkData(mocap=mocap_dir, lifter=lifter_dir, data_2d=data_2d,
+                         license=LAFAN1_LICENSE if mocap is None else None)
