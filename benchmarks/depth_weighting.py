@@ -3,7 +3,7 @@
 Trains the ``2d`` supervision mode once per weighting (``none``, ``mean_depth``, ``depth_squared``) with the same
 model, budget and seed on the LAFAN1 2D benchmark (``videomdm.pipeline``: a lifter trained on the ``lifter`` split
 teaches the ``train`` split, seen by 2 virtual cameras per clip), then noises the teacher of every ``test`` clip to
-t* and lets each model denoise it (``videomdm.sample.denoise_teacher``). Prints the 3D error of those predictions
+t* and lets each model denoise it (``videomdm.sample.lift``). Prints the 3D error of those predictions
 against ``gt_3d`` (which no training step read), next to the teacher's own error.
 
     python benchmarks/depth_weighting.py --out bench-depth --steps 1200
@@ -25,7 +25,7 @@ from videomdm.config import load_config
 from videomdm.data.clip import load_clip, read_dataset_index
 from videomdm.evaluate import pose_errors
 from videomdm.pipeline import prepare_benchmark
-from videomdm.sample import denoise_teacher, load_run
+from videomdm.sample import lift, load_run
 from videomdm.skeleton import SMPL_22
 from videomdm.train import train
 
@@ -70,7 +70,7 @@ def main() -> None:
             print(f"trained {weighting} in {time.perf_counter() - started:.0f} s")
         run = load_run(run_dir, device=args.device)
         results[weighting] = evaluate_split(data.data_2d, "test",
-                                            lambda clip: denoise_teacher(run, clip.teacher_3d, seed=args.seed))
+                                            lambda clip: lift(run, clip.teacher_3d, seed=args.seed))
 
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n3D error on the test split ({args.steps} steps, config {args.config}, seed {args.seed}):\n")

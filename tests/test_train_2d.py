@@ -139,10 +139,10 @@ def test_cli_lifter_prepare_and_2d_training(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("num_frames", [15, 40, 97])
-def test_denoise_teacher_windows_and_frames(motion_dataset, tmp_path, monkeypatch, num_frames):
+def test_lift_windows_and_frames(motion_dataset, tmp_path, monkeypatch, num_frames):
     """With an oracle denoiser (it returns the clean input), denoising gives back the teacher in the world frame:
     windowing, canonicalization, decoding and the way back are exact."""
-    from videomdm.sample import denoise_teacher, load_run, window_starts
+    from videomdm.sample import lift, load_run, window_starts
 
     run_dir = tmp_path / "run"
     train(motion_dataset, run_dir, tiny_2d_config("train.steps=1", "train.supervision=3d"), progress=False)
@@ -163,7 +163,7 @@ def test_denoise_teacher_windows_and_frames(motion_dataset, tmp_path, monkeypatc
     from synthetic import walk
 
     teacher = walk(num_frames, seed=3)
-    out = denoise_teacher(run, teacher, t_start=5)
+    out = lift(run, teacher, t_start=5)
     assert out.shape == teacher.shape
     np.testing.assert_allclose(out, teacher, atol=1e-3)
     starts = window_starts(num_frames, 40)
@@ -172,4 +172,33 @@ def test_denoise_teacher_windows_and_frames(motion_dataset, tmp_path, monkeypatc
         covered[s:s + min(40, num_frames)] = True
     assert covered.all() and starts[-1] + min(40, num_frames) == num_frames
     with pytest.raises(ValueError, match="t_start"):
-        denoise_teacher(run, teacher, t_start=10)
+        lift(run, teacher, t_start=10)
+
+
+def test_guided_lift_lands_on_the_keypoint_rays(motion_dataset, tmp_path):
+    """With full guidance down to the last level, every confident joint of the lifted motion projects onto its
+    keypoint, whatever the (here untrained) prior predicts: the cameras follow every re-canonicalization."""
+    from synthetic import walk
+
+    from videomdm.camera import look_at, project_normalized, world_to_camera
+    from videomdm.data.dataset import Observations
+    from videomdm.sample import lift, load_run
+
+    run_dir = tmp_path / "run"
+    train(motion_dataset, run_dir, tiny_2d_config("train.steps=1", "train.supervision=3d"), progress=False)
+    run = load_run(run_dir)
+    truth = torch.from_numpy(walk(57, seed=5)).double()  # (T, J, 3)
+    eye = truth[0, 0] + torch.tensor([3.0, 0.5, 4.0], dtype=torch.float64)
+    R, t = look_at(eye[None], truth[0, 0][None])  # (1, 3, 3), (1, 3)
+    R_frames, t_frames = R.expand(57, 3, 3), t.expand(57, 3)
+    keypoints = project_normalized(world_to_camera(truth[None], R, t))[0]  # (T, J, 2)
+    confidence = torch.ones(57, 22)
+    confidence[10:20, 3] = 0.0  # a missing joint is left where the prior puts it
+    observations = Observations(keypoints.float().numpy(), confidence.numpy(), R_frames.float().numpy(),
+                                t_frames.float().numpy())
+    teacher = truth.float().numpy() + np.random.default_rng(0).normal(scale=0.05, size=truth.shape).astype(np.float32)
+    lifted = lift(run, teacher, observations, guidance=1.0, guidance_min_t=0)
+    reprojected = project_normalized(world_to_camera(torch.from_numpy(lifted).double()[None], R, t))[0]
+    error = (reprojected - keypoints).norm(dim=-1)  # (T, J) normalized image units
+    assert error[confidence > 0].max() < 2e-3, error.max()
+    assert error[confidence == 0].max() > 1e-2  # the missing joint was not snapped

@@ -207,7 +207,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from .evaluate import pose_errors
     from .pipeline import prepare_benchmark
     from .render import render_motion
-    from .sample import denoise_teacher, load_run
+    from .sample import lift, load_run
     from .train import train
 
     t0 = time.perf_counter()
@@ -231,7 +231,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     rows = []
     for i, path in enumerate(read_dataset_index(data.data_2d).clip_paths("test")):
         clip = load_clip(path)
-        clean = denoise_teacher(run, clip.teacher_3d)
+        clean = lift(run, clip.teacher_3d)
         rows.append((len(clip.gt_3d), pose_errors(clip.teacher_3d, clip.gt_3d, fps=clip.fps, skeleton=run.skeleton),
                      pose_errors(clean, clip.gt_3d, fps=clip.fps, skeleton=run.skeleton)))
         if i < 2:

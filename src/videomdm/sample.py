@@ -14,12 +14,14 @@ from .checkpoint import CheckpointError, check_compatible, latest_checkpoint, lo
 from .config import Config
 from .diffusion import GaussianDiffusion, classifier_free_guidance
 from .model import MotionDenoiser
-from .representation import Normalizer, canonicalize, decode, encode
+from .camera import ray_nearest_point, transform_camera
+from .data.dataset import Observations
+from .representation import Normalizer, RigidTransform, canonicalize, decode, encode
 from .skeleton import Skeleton, get_skeleton
 from .text import TextEncoder, build_text_encoder
 from .train import build_diffusion, build_model, resolve_device
 
-__all__ = ["LoadedRun", "load_run", "generate", "window_starts", "denoise_teacher"]
+__all__ = ["LoadedRun", "load_run", "generate", "window_starts", "Observations", "lift"]
 
 
 @dataclass
@@ -124,36 +126,58 @@ def window_starts(num_frames: int, window: int) -> list[int]:
     return starts
 
 
-@torch.no_grad()
-def denoise_teacher(run: LoadedRun, teacher_3d: np.ndarray, *, t_start: int | None = None, steps: int | None = None,
-                    seed: int = 0) -> np.ndarray:
-    """The run's clean version of a teacher motion: noise it to ``t_start`` and denoise with DDIM (eta 0) to 0.
+def _compose(outer: RigidTransform, inner: RigidTransform) -> RigidTransform:
+    """``outer ∘ inner``: ``x ↦ R_o (R_i x + t_i) + t_o``."""
+    rotation = outer.rotation @ inner.rotation
+    return RigidTransform(rotation, (outer.rotation @ inner.translation.unsqueeze(-1)).squeeze(-1) + outer.translation)
 
-    The clip is cut into windows of the training length (:func:`window_starts`); each window is canonicalized at
-    its first frame, encoded, noised to ``t_start`` (default: ``two_d.teacher_min_t``, the lowest level at which
-    ``2d`` training ever saw the teacher), denoised in ``steps`` DDIM steps (default: every level from ``t_start``),
-    decoded and moved back to the world frame. Where the last window overlaps its predecessor, its frames win.
+
+@torch.no_grad()
+def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | None = None, *,
+         init: str = "teacher", t_start: int | None = None, steps: int | None = None, guidance: float = 1.0,
+         guidance_min_t: int = 1, seed: int = 0) -> np.ndarray:
+    """Clean 3D for one clip from the trained prior, optionally guided by its 2D keypoints.
+
+    The clip is cut into windows of the training length (:func:`window_starts`); each window is canonicalized at its
+    first frame (the teacher's frame; cameras move with it). ``init="teacher"``: the teacher is noised to
+    ``t_start`` (default ``two_d.teacher_min_t``, the lowest level ``2d`` training ever fed the teacher at) and
+    denoised with DDIM (eta 0) in ``steps`` steps (default: every level). ``init="noise"``: sampling starts from pure
+    noise at the last level; the teacher then only fixes the frame the cameras live in.
+
+    2D guidance (with ``observations``): at every step whose level is ≥ ``guidance_min_t``, the predicted joints are
+    moved towards the nearest points on their keypoint rays by ``guidance × confidence`` (1 = onto the ray), re-encoded
+    in their own canonical frame (the cameras follow) and handed back to the sampler as its x0 estimate. Skipping the
+    last levels lets the prior smooth out the detector's per-frame noise.
 
     Args:
         teacher_3d: ``(T, J, 3)`` world joints in metres at the run's fps.
     Returns:
-        ``(T, J, 3)`` float32 world joints in metres.
+        ``(T, J, 3)`` float32 world joints in metres. Where the last window overlaps its predecessor, its frames win.
     """
     config = run.config
-    t_start = config.two_d.teacher_min_t if t_start is None else t_start
-    if not 0 <= t_start < run.diffusion.num_steps:
-        raise ValueError(f"t_start must be in [0, {run.diffusion.num_steps}), got {t_start}")
+    last_level = run.diffusion.num_steps - 1
+    if init not in ("teacher", "noise"):
+        raise ValueError(f"init must be 'teacher' or 'noise', got {init!r}")
+    t_start = (config.two_d.teacher_min_t if init == "teacher" else last_level) if t_start is None else t_start
+    if not 0 <= t_start <= last_level:
+        raise ValueError(f"t_start must be in [0, {last_level}], got {t_start}")
     joints = torch.as_tensor(np.asarray(teacher_3d), dtype=torch.float32, device=run.device)  # (T, J, 3)
     num_frames = joints.shape[0]
     if num_frames < 2 or not torch.isfinite(joints).all():
         raise ValueError(f"teacher_3d must be finite with at least 2 frames, got shape {tuple(joints.shape)}")
+    encode_kw = {"contact_threshold": config.data.contact_threshold, "facing_sigma": config.data.facing_sigma}
     starts = window_starts(num_frames, config.data.num_frames)
     length = min(config.data.num_frames, num_frames)
-    windows = torch.stack([joints[s:s + length] for s in starts])  # (W, L, J, 3)
-    _, to_canonical = canonicalize(windows, run.skeleton, facing_sigma=config.data.facing_sigma)
-    features = encode(windows, run.skeleton, contact_threshold=config.data.contact_threshold,
-                      facing_sigma=config.data.facing_sigma)  # (W, L, D)
-    x0 = run.normalizer.normalize(features)
+
+    def windows_of(values: np.ndarray | Tensor) -> Tensor:  # (T, ...) → (W, L, ...)
+        values = torch.as_tensor(np.asarray(values), dtype=torch.float32, device=run.device)
+        if values.shape[0] != num_frames:
+            raise ValueError(f"observations have {values.shape[0]} frames, the teacher has {num_frames}")
+        return torch.stack([values[s:s + length] for s in starts])
+
+    teacher = windows_of(joints)  # (W, L, J, 3)
+    _, to_canonical = canonicalize(teacher, run.skeleton, facing_sigma=config.data.facing_sigma)
+    x0 = run.normalizer.normalize(encode(teacher, run.skeleton, **encode_kw))  # (W, L, D)
     mask = torch.ones(x0.shape[:2], dtype=torch.bool, device=run.device)
     cond = uncond = None
     if run.text_encoder is not None:  # a text model used without a caption: the dropped-condition branch
@@ -163,14 +187,39 @@ def denoise_teacher(run: LoadedRun, teacher_3d: np.ndarray, *, t_start: int | No
     def model_fn(x, t):
         return run.model(x, t, mask, cond=cond, uncond=uncond)
 
+    x0_transform = None
+    if observations is not None and guidance > 0:
+        keypoints, confidence = windows_of(observations.keypoints), windows_of(observations.confidence)
+        weight = (guidance * confidence).clamp(0.0, 1.0)[..., None]  # (W, L, J, 1)
+        eye = torch.eye(3, device=run.device)  # keypoints are normalized image coordinates: K = I
+        state = {"to_canonical": to_canonical}
+        state["R"], state["t"] = transform_camera(windows_of(observations.R), windows_of(observations.t),
+                                                  to_canonical.rotation, to_canonical.translation)
+
+        def x0_transform(x0_hat: Tensor, level: Tensor) -> Tensor:
+            if int(level[0]) < guidance_min_t:
+                return x0_hat
+            predicted = decode(run.normalizer.denormalize(x0_hat), run.skeleton.num_joints)  # (W, L, J, 3)
+            on_rays = ray_nearest_point(predicted, keypoints, eye, state["R"], state["t"],
+                                        min_depth=config.two_d.min_depth)
+            moved = predicted + weight * (on_rays - predicted)
+            _, step = canonicalize(moved, run.skeleton, facing_sigma=config.data.facing_sigma)
+            state["R"], state["t"] = transform_camera(state["R"], state["t"], step.rotation, step.translation)
+            state["to_canonical"] = _compose(step, state["to_canonical"])
+            return run.normalizer.normalize(encode(moved, run.skeleton, **encode_kw))
+
     generator = torch.Generator(device=run.device).manual_seed(seed)
     noise = torch.randn(x0.shape, generator=generator, device=run.device)
-    level = torch.full((len(starts),), t_start, dtype=torch.long, device=run.device)
-    x_start = run.diffusion.q_sample(x0, level, noise)
+    if init == "teacher":
+        level = torch.full((len(starts),), t_start, dtype=torch.long, device=run.device)
+        x_start = run.diffusion.q_sample(x0, level, noise)
+    else:
+        x_start = noise
     denoised = run.diffusion.ddim_sample(model_fn, x0.shape, steps=steps or t_start + 1, eta=0.0, x_init=x_start,
-                                         t_start=t_start, device=run.device)
+                                         t_start=t_start, x0_transform=x0_transform, device=run.device)
     canonical = decode(run.normalizer.denormalize(denoised), run.skeleton.num_joints)  # (W, L, J, 3)
-    world = to_canonical.inverse().apply(canonical)  # (W, L, J, 3)
+    final = state["to_canonical"] if x0_transform is not None else to_canonical
+    world = final.inverse().apply(canonical)  # (W, L, J, 3)
     out = torch.empty_like(joints)
     for start, window in zip(starts, world):
         out[start:start + length] = window

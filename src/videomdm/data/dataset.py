@@ -24,7 +24,7 @@ from ..skeleton import get_skeleton, joint_map
 from .clip import load_clip, read_dataset_index
 from .errors import DataError
 
-__all__ = ["MotionWindows", "Batch", "MOTION_SOURCES"]
+__all__ = ["MotionWindows", "Batch", "MOTION_SOURCES", "Observations", "clip_observations"]
 
 # Which clip field each supervision mode reads its 3D motion from (``2d`` reads the teacher and the keypoints).
 MOTION_SOURCES = {"3d": "gt_3d", "teacher": "teacher_3d", "2d": "teacher_3d"}
@@ -54,8 +54,8 @@ class Batch:
 
 
 @dataclass
-class _Keypoints:
-    """One clip's 2D observations in the motion skeleton's joint order, with a per-frame camera."""
+class Observations:
+    """One clip's 2D observations in the motion skeleton's joint order, with a per-frame world→camera transform."""
 
     keypoints: np.ndarray  # (T, J, 2) normalized image coordinates
     confidence: np.ndarray  # (T, J)
@@ -63,10 +63,11 @@ class _Keypoints:
     t: np.ndarray  # (T, 3)
 
 
-def _clip_keypoints(clip, path: Path, skeleton) -> _Keypoints:
-    """Map a clip's keypoints to the motion skeleton and normalize them with its intrinsics."""
+def clip_observations(clip, skeleton, where: str | Path = "") -> Observations:
+    """Map a clip's keypoints to the motion skeleton and normalize them with its intrinsics (``where`` names the
+    clip's file in errors)."""
     if clip.keypoints_2d is None or clip.K is None or clip.R is None or clip.t is None:
-        raise DataError(f"{path}: clip {clip.name} has no keypoints_2d/K/R/t, needed by 2d supervision")
+        raise DataError(f"{where or 'clip'}: clip {clip.name} has no keypoints_2d/K/R/t")
     mapping = joint_map(get_skeleton(clip.keypoint_skeleton or skeleton.name), skeleton)
     uv, present = mapping.apply(clip.keypoints_2d.astype(np.float64))  # (T, J, 2)
     conf_src = clip.confidence.astype(np.float64)[..., None]  # (T, J2, 1)
@@ -78,7 +79,7 @@ def _clip_keypoints(clip, path: Path, skeleton) -> _Keypoints:
     R = np.broadcast_to(clip.R, (num_frames, 3, 3)) if clip.R.ndim == 2 else clip.R
     t = np.broadcast_to(clip.t, (num_frames, 3)) if clip.t.ndim == 1 else clip.t
     xy = pixels_to_normalized(torch.from_numpy(uv), torch.as_tensor(clip.K, dtype=torch.float64)).numpy()
-    return _Keypoints(xy.astype(np.float32), conf.astype(np.float32), np.asarray(R, np.float32),
+    return Observations(xy.astype(np.float32), conf.astype(np.float32), np.asarray(R, np.float32),
                       np.asarray(t, np.float32))
 
 
@@ -108,7 +109,7 @@ class MotionWindows:
         self.motions: list[np.ndarray] = []  # (T_i, J, 3) float32 metres
         self.texts: list[list[str]] = []
         self.names: list[str] = []
-        self.observations: list[_Keypoints] = []
+        self.observations: list[Observations] = []
         self.with_keypoints = with_keypoints
         self.skipped = 0
         # Ground truth is read only when it is the training target: other modes never load it.
@@ -122,7 +123,7 @@ class MotionWindows:
                 self.skipped += 1
                 continue
             if with_keypoints:
-                observed = _clip_keypoints(clip, path, self.skeleton)
+                observed = clip_observations(clip, self.skeleton, path)
                 if len(observed.keypoints) != len(motion):
                     raise DataError(f"{path}: clip {clip.name} has {len(observed.keypoints)} keypoint frames but "
                                     f"{len(motion)} frames of {motion_field}")
