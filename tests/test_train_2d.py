@@ -12,23 +12,12 @@ from test_train import TINY, read_metrics
 from videomdm.cli import main
 from videomdm.config import load_config
 from videomdm.data.errors import DataError
-from videomdm.data.prepare import prepare_mocap_2d
 from videomdm.diffusion import GaussianDiffusion
-from videomdm.lifter import make_teacher
 from videomdm.train import noised_teacher, train
 
 
 def tiny_2d_config(*extra: str):
     return load_config("small", TINY + ["train.supervision=2d", *extra])
-
-
-@pytest.fixture
-def dataset_2d(motion_dataset: Path, tmp_path: Path) -> Path:
-    """Synthetic walks filmed by 2 virtual cameras each, with a corrupted-ground-truth teacher."""
-    out = tmp_path / "data_2d"
-    prepare_mocap_2d(motion_dataset, out, teacher=make_teacher("corrupt", severity=1.0), teacher_name="corrupt",
-                     num_cameras=2, progress=False)
-    return out
 
 
 def test_2d_training_reduces_the_reprojection_loss(dataset_2d, tmp_path):

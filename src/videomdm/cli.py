@@ -196,6 +196,60 @@ def cmd_render(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+# --- lift / evaluate / experiments ----------------------------------------------------------------------------------
+
+
+def _lift_settings(args: argparse.Namespace):
+    from .experiments import LiftSettings
+
+    return LiftSettings(init=args.init, guidance=args.guidance, guidance_min_t=args.guidance_min_t, seed=args.seed)
+
+
+def cmd_lift(args: argparse.Namespace) -> None:
+    from .checkpoint import atomic_write_text
+    from .experiments import lift_split
+    from .sample import load_run
+
+    out = Path(args.out)
+    if (out / "metrics.json").exists() and not args.overwrite:
+        raise ValueError(f"{out} already holds lifted clips; pass --overwrite or choose another folder")
+    run = load_run(Path(args.run), device=args.device)
+    metrics = lift_split(run, Path(args.data), args.split, _lift_settings(args), out_dir=out)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    _print_summary(f"lifted clips in {out}", metrics)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .experiments import evaluate_run
+
+    out = Path(args.out)
+    if (out / "metrics.json").exists() and not args.overwrite:
+        raise ValueError(f"{out} already holds an evaluation; pass --overwrite or choose another folder")
+    metrics = evaluate_run(Path(args.run), Path(args.data), out, split=args.split,
+                           evaluator_dir=Path(args.evaluator) if args.evaluator else None, num_samples=args.num,
+                           lift_settings=_lift_settings(args), device=args.device, seed=args.seed)
+    _print_summary(f"wrote {out / 'metrics.json'} and {out / 'report.md'}", metrics)
+
+
+def cmd_evaluator_train(args: argparse.Namespace) -> None:
+    from .evaluator import load_evaluator, sanity_table, train_evaluator
+
+    out = train_evaluator(Path(args.data), Path(args.out), split=args.split, device=args.device,
+                          progress=not args.quiet, overwrite=args.overwrite)
+    table = sanity_table(load_evaluator(out, device=args.device), Path(args.data))
+    _print_summary(f"wrote evaluator {out}; sanity check (FID against the training split)", table)
+
+
+def cmd_experiment_recovery(args: argparse.Namespace) -> None:
+    from .experiments import run_recovery
+
+    report = run_recovery(Path(args.out), cache=Path(args.cache), mocap=Path(args.mocap) if args.mocap else None,
+                          config=args.config, steps=args.budget, seed=args.seed, cameras=args.cameras,
+                          num_samples=args.num, device=args.device, progress=not args.quiet)
+    print((Path(args.out) / "results.md").read_text())
+    print(f"finished in {report['wall_minutes']:.1f} min; results in {args.out}/results.{{json,md,png}}")
+
+
 # --- demo ----------------------------------------------------------------------------------------------------------
 
 
@@ -353,6 +407,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_sample)
 
+    def lift_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--split", default="test", help="split to lift (default: %(default)s)")
+        p.add_argument("--init", choices=["teacher", "noise"], default="teacher",
+                       help="start from the teacher noised to t* or from pure noise (default: %(default)s)")
+        p.add_argument("--guidance", type=float, default=1.0,
+                       help="pull towards the keypoint rays, 0 = none, 1 = onto the rays (default: %(default)s)")
+        p.add_argument("--guidance-min-t", type=int, default=1,
+                       help="no guidance below this noise level (default: %(default)s)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default="auto")
+        p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
+
+    p = sub.add_parser("lift", help="lift the clips of a 2D dataset to 3D with a trained prior")
+    p.add_argument("run", help="run folder")
+    p.add_argument("data", help="dataset with keypoints, cameras and teacher_3d")
+    p.add_argument("--out", required=True, help="folder for <clip>.npy and metrics.json")
+    lift_arguments(p)
+    p.set_defaults(func=cmd_lift)
+
+    p = sub.add_parser("evaluate", help="lifting and generation metrics of a run on a dataset")
+    p.add_argument("run", help="run folder")
+    p.add_argument("data", help="dataset folder")
+    p.add_argument("--out", required=True, help="folder for metrics.json and report.md")
+    p.add_argument("--evaluator", help="evaluator folder trained on this dataset (for FID, KID, ...)")
+    p.add_argument("--num", type=int, default=64, help="motions to generate (default: %(default)s)")
+    lift_arguments(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("evaluator", help="the evaluator network").add_subparsers(dest="action", required=True)
+    p = p.add_parser("train", help="train the evaluator on the gt_3d of a dataset's train split")
+    p.add_argument("data", help="dataset folder")
+    p.add_argument("--out", required=True, help="evaluator folder")
+    p.add_argument("--split", default="train")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluator_train)
+
+    p = sub.add_parser("experiment", help="experiments").add_subparsers(dest="experiment", required=True)
+    p = p.add_parser("recovery", help="3d vs teacher vs 2d supervision on a mocap benchmark")
+    p.add_argument("--out", required=True, help="experiment folder (reused stages are skipped)")
+    p.add_argument("--mocap", help="folder of BVH / joints .npy files (default: the LAFAN1 sample)")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="download cache (default: %(default)s)")
+    p.add_argument("--config", default="small", help="model preset or file (default: %(default)s)")
+    p.add_argument("--budget", type=int, help="training steps per model (default: the config's)")
+    p.add_argument("--cameras", type=int, default=2)
+    p.add_argument("--num", type=int, default=64, help="motions generated per model (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_experiment_recovery)
+
     p = sub.add_parser("render", help="render a joints .npy file to a GIF or MP4")
     p.add_argument("file", help="joints (T, J, 3) or (N, T, J, 3), metres, y up")
     p.add_argument("--out", required=True, help=".gif or .mp4")
@@ -367,13 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .config import ConfigError
+    from .evaluator import EvaluatorError
     from .data.errors import DataError
     from .render import RenderError
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, CheckpointError, ConfigError, RenderError, FileNotFoundError, ValueError, KeyError) as err:
+    except (DataError, CheckpointError, ConfigError, RenderError, EvaluatorError, FileNotFoundError, ValueError, KeyError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -196,17 +196,22 @@ class Clip:
             if identity_error > 1e-3 or (np.linalg.det(R) <= 0).any():
                 raise fail(f"R is not a rotation matrix (|RᵀR − I| = {identity_error:.2g})")
 
-            for name in ("teacher_3d", "gt_3d"):
+            for name in ("gt_3d", "teacher_3d"):
                 joints = getattr(self, name)
                 if joints is None:
                     continue
                 center = joints.mean(axis=1)  # (T, 3) the body's centre in the world
                 depth = (np.einsum("...ij,...j->...i", R, center) + t)[..., 2]  # (T,) its camera z
                 behind = int((depth <= 0).sum())
+                message = (f"the subject ({name}) is behind the camera (its centre has depth ≤ 0) in {behind} of "
+                           f"{frames} frames")
+                # The ground truth is always in view; a teacher may misplace a few frames (the 2D losses guard
+                # points behind the camera), but a teacher behind the camera in most frames is a convention error.
+                if behind and (name == "gt_3d" or behind > frames // 2):
+                    raise fail(f"{message}; check that R, t map world to camera (X_c = R X_w + t) and the units are "
+                               f"metres")
                 if behind:
-                    raise fail(f"the subject ({name}) is behind the camera (its centre has depth ≤ 0) in {behind} of "
-                               f"{frames} frames; "
-                               f"check that R, t map world to camera (X_c = R X_w + t) and the units are metres")
+                    warnings.warn(f"{where}: {message}; the 2D losses ignore those points", stacklevel=2)
 
         if not isinstance(self.text, list) or not all(isinstance(s, str) for s in self.text):
             raise fail("text must be a list of strings")

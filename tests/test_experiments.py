@@ -1,0 +1,97 @@
+"""Evaluating runs (lifting and generation metrics) and the recovery experiment, on tiny synthetic data."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import walk
+from test_train import TINY
+
+from videomdm.cli import main
+from videomdm.config import load_config
+from videomdm.data.clip import load_clip, read_dataset_index
+from videomdm.evaluate import pose_errors
+from videomdm.evaluator import EvaluatorConfig, EvaluatorError, train_evaluator
+from videomdm.experiments import LiftSettings, evaluate_run, gap_closed, lift_split, run_recovery
+from videomdm.sample import load_run
+from videomdm.skeleton import SMPL_22
+from videomdm.train import train
+
+TINY_EVALUATOR = EvaluatorConfig(steps=3, batch_size=8, pool_size=16, hidden=16, embed_dim=16, num_blocks=1,
+                                 min_frames=20, max_frames=40, text_encoder="none")
+
+
+def test_gap_closed():
+    assert gap_closed(teacher=2.0, two_d=1.5, three_d=1.0) == pytest.approx(0.5)
+    assert gap_closed(teacher=2.0, two_d=1.0, three_d=1.0) == pytest.approx(1.0)
+    assert gap_closed(teacher=2.0, two_d=2.5, three_d=1.0) == pytest.approx(-0.5)  # worse than the teacher
+    assert math.isnan(gap_closed(teacher=1.0, two_d=1.0, three_d=1.0))
+
+
+@pytest.fixture
+def run_2d(dataset_2d, tmp_path):
+    run = tmp_path / "run"
+    train(dataset_2d, run, load_config("small", TINY + ["train.steps=2", "train.supervision=2d"]), progress=False)
+    return run
+
+
+def test_lift_split_scores_the_teacher_exactly(dataset_2d, run_2d, tmp_path):
+    metrics = lift_split(load_run(run_2d), dataset_2d, "test", LiftSettings(), out_dir=tmp_path / "lifted")
+    paths = read_dataset_index(dataset_2d).clip_paths("test")
+    assert metrics["lift_clips"] == len(paths) == len(list((tmp_path / "lifted").glob("*.npy")))
+    frames, total = 0, 0.0
+    for path in paths:
+        clip = load_clip(path)
+        total += len(clip.gt_3d) * pose_errors(clip.teacher_3d, clip.gt_3d, fps=clip.fps, skeleton=SMPL_22)["mpjpe_mm"]
+        frames += len(clip.gt_3d)
+    assert metrics["teacher_mpjpe_mm"] == pytest.approx(total / frames)
+    assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_evaluate_run_writes_metrics_and_refuses_a_foreign_evaluator(dataset_2d, run_2d, motion_dataset, tmp_path):
+    evaluator = train_evaluator(dataset_2d, tmp_path / "evaluator", config=TINY_EVALUATOR, progress=False)
+    out = tmp_path / "eval"
+    metrics = evaluate_run(run_2d, dataset_2d, out, evaluator_dir=evaluator, num_samples=6, log=lambda _: None)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == pytest.approx(metrics)
+    for key in ("fid", "kid", "kid_std_error", "diversity", "precision", "recall", "lift_mpjpe_mm",
+                "lift_pa_mpjpe_mm", "lift_accel_error_ms2", "teacher_mpjpe_mm", "teacher_accel_error_ms2",
+                "gen_foot_skating_ms"):
+        assert np.isfinite(saved[key]), key
+    assert "| fid |" in (out / "report.md").read_text()
+    foreign = train_evaluator(motion_dataset, tmp_path / "foreign", config=TINY_EVALUATOR, progress=False)
+    with pytest.raises(EvaluatorError):
+        evaluate_run(run_2d, dataset_2d, tmp_path / "eval2", evaluator_dir=foreign, num_samples=4, log=lambda _: None)
+
+
+def test_cli_lift_and_evaluate(dataset_2d, run_2d, tmp_path, capsys):
+    out = tmp_path / "lift"
+    assert main(["lift", str(run_2d), str(dataset_2d), "--out", str(out), "--guidance", "0.5"]) == 0
+    assert "lift_mpjpe_mm" in json.loads((out / "metrics.json").read_text())
+    assert main(["lift", str(run_2d), str(dataset_2d), "--out", str(out)]) == 2  # nothing is overwritten
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["evaluate", str(run_2d), str(dataset_2d), "--out", str(tmp_path / "eval"), "--num", "4"]) == 0
+    assert "gen_accel_ms2" in json.loads((tmp_path / "eval" / "metrics.json").read_text())
+
+
+def test_recovery_experiment_end_to_end(tmp_path):
+    mocap = tmp_path / "mocap"
+    mocap.mkdir()
+    for i in range(2):
+        np.save(mocap / f"take_{i}.npy", walk(800, seed=i))
+        (mocap / f"take_{i}.json").write_text('{"fps": 20}')
+    out = tmp_path / "recovery"
+    report = run_recovery(out, cache=tmp_path / "cache", mocap=mocap, overrides=TINY, steps=2, lifter_steps=2,
+                          evaluator_config=TINY_EVALUATOR, num_samples=6, log=lambda _: None)
+    assert set(report["results"]) == {"3d", "teacher", "2d"}
+    for key in ("gap_closed_fid", "gap_closed_lift_mpjpe_mm", "lift_mpjpe_vs_lifter"):
+        assert key in report["summary"]
+    assert json.loads((out / "results.json").read_text())["steps"] == 2
+    assert (out / "results.png").stat().st_size > 1000 and "| fid |" in (out / "results.md").read_text()
+    # The three runs saw the same data, config and seed; only the supervision differs.
+    configs = [json.loads((out / "runs" / m / "config.json").read_text()) for m in ("3d", "teacher", "2d")]
+    for config in configs:
+        config["train"].pop("supervision")
+    assert configs[0] == configs[1] == configs[2]
