@@ -28,8 +28,9 @@ seen. Jitter and sliding are in the training family, so their rows show sensitiv
 
 Crop features are precomputed in a pool of about ``pool_size`` (clean, degraded) crops, some clips of which get new
 crops every ``refresh_every`` steps: :func:`~videomdm.representation.encode` costs more than the network on a CPU,
-and the pool keeps the default budget (about a minute on 2 CPU cores for 60 clips of 196 frames at 20 fps) while
-still covering every clip of a large dataset over training.
+and the pool keeps the default budget (about a minute on one CPU thread for 60 clips of 196 frames at 20 fps) while
+still covering every clip of a large dataset over training. The network is small: on a busy machine, one intra-op
+thread (``torch.set_num_threads(1)``) can be much faster than several.
 
 Embeddings are unit vectors, so FID values computed on them lie in [0, ~4] and are only comparable between
 evaluations made with the same evaluator (:meth:`Evaluator.check_dataset`).
@@ -84,8 +85,11 @@ __all__ = [
     "META_NAME",
     "EvaluatorError",
     "EvaluatorConfig",
+    "DEGRADATIONS",
     "MotionEncoder",
+    "RealismProbe",
     "TextHead",
+    "EvaluatorNetworks",
     "Evaluator",
     "train_evaluator",
     "load_evaluator",
@@ -93,7 +97,6 @@ __all__ = [
     "jitter_joints",
     "slide_joints",
     "reverse_joints",
-    "frechet_distance",
     "sanity_table",
     "MovementConvEncoder",
     "MotionEncoderBiGRUCo",
@@ -685,6 +688,9 @@ def load_evaluator(path: str | Path, *, dataset_dir: str | Path | None = None,
 def _load_state(module: nn.Module, state: dict[str, Tensor], where: str) -> None:
     """``module.load_state_dict(state)`` with one :class:`EvaluatorError` naming ``where`` and every bad key."""
     expected = module.state_dict()
+    not_tensors = sorted(str(k) for k, v in state.items() if not isinstance(v, Tensor))
+    if not_tensors:
+        raise EvaluatorError(f"{where}: entries that are not tensors {not_tensors[:6]}")
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [f"{k}: {tuple(state[k].shape)} instead of {tuple(expected[k].shape)}" for k in sorted(expected)
@@ -700,7 +706,7 @@ def _load_state(module: nn.Module, state: dict[str, Tensor], where: str) -> None
 
 
 class _CropPool:
-    """Encoded, normalized crops of a split's motions, each with a jittered copy (see the module docstring).
+    """Encoded, normalized crops of a split's motions, each with a degraded copy (see the module docstring).
 
     The pool holds ``per_clip = max(2, pool_size // num_clips)`` crops for each of up to ``pool_size // per_clip``
     clips (all clips when they fit). :meth:`refresh` redraws the crops of a share of those clips, preferring clips
@@ -760,7 +766,7 @@ class _CropPool:
 
     def batch(self, size: int) -> tuple[list[int], list[Tensor], list[Tensor], list[Tensor]]:
         """``size`` distinct clips (fewer if the pool holds fewer), each with two distinct crops: the anchor, the
-        positive, and the positive's jittered copy. Returns (clips, anchors, positives, degraded)."""
+        positive, and the positive's degraded copy. Returns (clips, anchors, positives, degraded)."""
         clips = sorted(self.crops)
         picked = [clips[int(i)] for i in self.rng.choice(len(clips), size=min(size, len(clips)), replace=False)]
         anchors, positives, degraded = [], [], []
@@ -797,8 +803,9 @@ def train_evaluator(data_dir: str | Path, out_dir: str | Path, *, split: str = "
         config: :class:`EvaluatorConfig` (default: the CPU-friendly defaults).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:0"``, ...
         progress: show a progress bar.
-        text_encoder: a :class:`videomdm.text.TextEncoder` to use instead of building ``config.text_encoder``
-            (used only when the split has captions).
+        text_encoder: a :class:`videomdm.text.TextEncoder` instance to use instead of building
+            ``config.text_encoder`` (used only when the split has captions). It must compute what the named encoder
+            computes: ``evaluator.json`` records ``config.text_encoder``, which :meth:`Evaluator.embed_texts` builds.
 
     Returns:
         ``out_dir``.
@@ -833,7 +840,8 @@ def train_evaluator(data_dir: str | Path, out_dir: str | Path, *, split: str = "
     # Text: frozen sentence embeddings of every distinct caption, computed once.
     use_text = any(captions) and config.text_encoder != "none"
     caption_list: list[str] = sorted({c for cs in captions for c in cs}) if use_text else []
-    caption_ids = [[caption_list.index(c) for c in cs] for cs in captions] if use_text else []
+    caption_index = {c: i for i, c in enumerate(caption_list)}
+    caption_ids = [[caption_index[c] for c in cs] for cs in captions]  # per clip, rows of text_table
     text_table: Tensor | None = None
     if use_text:
         if text_encoder is None:
@@ -870,7 +878,7 @@ def train_evaluator(data_dir: str | Path, out_dir: str | Path, *, split: str = "
         z = networks.encoder(x.to(dev), mask.to(dev))  # (3B, E)
         z_a, z_p, z_d = z[:batch], z[batch:2 * batch], z[2 * batch:]
         distinct = torch.zeros(batch, batch, dtype=torch.bool, device=dev)  # the batch's clips are distinct
-        # Clean crops of the other clips and the jittered copies of every positive are the negatives.
+        # Clean crops of the other clips and the degraded copies of every positive are the negatives.
         loss = 0.5 * (_info_nce(z_a, torch.cat([z_p, z_d]), distinct, config.temperature)
                       + _info_nce(z_p, torch.cat([z_a, z_d]), distinct, config.temperature))
         if networks.probe is not None:  # clean (anchors, positives) → 1, degraded → 0
@@ -918,26 +926,6 @@ def train_evaluator(data_dir: str | Path, out_dir: str | Path, *, split: str = "
 # --- sanity check ----------------------------------------------------------------------------------------------------
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two embedding sets ``(N, E)`` and ``(M, E)`` (FID's formula).
-
-    ``|μa − μb|² + Tr(Σa + Σb − 2 (Σa Σb)^½)``, covariances with N − 1 in the denominator.
-    """
-    from scipy import linalg
-
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or len(a) < 2 or len(b) < 2:
-        raise ValueError(f"need two (N >= 2, E) sets of the same E, got {a.shape} and {b.shape}")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    if not np.isfinite(root).all():
-        offset = np.eye(len(cov_a)) * 1e-6
-        root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    root = np.real(root)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(root))
-
-
 def _windows(motions: list[np.ndarray], length: int, stride: int) -> list[np.ndarray]:
     """Cut motions into windows of ``length`` frames every ``stride`` frames; shorter motions are kept whole."""
     out = []
@@ -956,19 +944,22 @@ def sanity_table(evaluator: Evaluator, data_dir: str | Path, *, reference_split:
     """FID of clean and degraded held-out motion against the evaluator's training split.
 
     Both splits' ``motion_field`` motions are cut into windows (``window_seconds`` long every ``stride_seconds``);
-    the rows are FIDs (:func:`frechet_distance`) of the ``eval_split`` windows, clean and degraded, against the
+    the rows are FIDs (:func:`videomdm.evaluate.fid`) of the ``eval_split`` windows, clean and degraded, against the
     ``reference_split`` windows (default: the split the evaluator was trained on):
 
     - ``clean``: the held-out windows as they are (the floor: finite-sample noise and the split gap);
     - ``jitter N cm``: :func:`jitter_joints` with std N cm per coordinate per frame (seen in training, as hard
       negatives, at random strengths);
-    - ``reversed``: :func:`reverse_joints` (never seen in training);
-    - ``sliding X m/s``: :func:`slide_joints` (never seen in training).
+    - ``sliding X m/s``: :func:`slide_joints` (seen in training at random speeds, unless removed from
+      ``config.degradations``);
+    - ``reversed``: :func:`reverse_joints` (never seen in training: the row that tests generalization).
 
     Returns:
         ``{"reference": split, "eval": split, "num_reference": int, "num_eval": int, "window_frames": int,
         "fid": {row name: float}}``. Degraded rows should be clearly above ``clean``.
     """
+    from .evaluate import fid  # imported here: the metrics module may use this one
+
     if check:
         evaluator.check_dataset(data_dir)
     reference_split = reference_split or evaluator.meta["dataset"]["split"]
@@ -993,11 +984,11 @@ def sanity_table(evaluator: Evaluator, data_dir: str | Path, *, reference_split:
     rows: dict[str, list[np.ndarray]] = {"clean": held_out}
     for sigma in jitter_m:
         rows[f"jitter {sigma * 100:g} cm"] = [jitter_joints(m, sigma, rng) for m in held_out]
-    rows["reversed"] = [reverse_joints(m) for m in held_out]
     rows[f"sliding {slide_speed:g} m/s"] = [slide_joints(m, fps, slide_speed, rng) for m in held_out]
-    fid = {name: frechet_distance(evaluator.embed_joints(motions, fps), reference_z) for name, motions in rows.items()}
+    rows["reversed"] = [reverse_joints(m) for m in held_out]
+    table = {name: fid(evaluator.embed_joints(motions, fps), reference_z) for name, motions in rows.items()}
     return {"reference": reference_split, "eval": eval_split, "num_reference": len(reference),
-            "num_eval": len(held_out), "window_frames": length, "fid": fid}
+            "num_eval": len(held_out), "window_frames": length, "fid": table}
 
 
 # --- HumanML3D standard evaluator (Guo et al. 2022) ------------------------------------------------------------------
@@ -1079,10 +1070,12 @@ class TextEncoderBiGRUCo(nn.Module):
 class GuoEvaluator:
     """The HumanML3D text–motion matching evaluator (Guo et al. 2022) with its feature statistics.
 
-    Motion pipeline (as the published evaluation): HumanML3D features ``(T, 263)`` → crop to ``max_frames`` and to a
-    multiple of ``unit_length`` (4) frames → normalize with ``mean``/``std`` → drop the 4 foot-contact channels
-    (259) → zero-pad → :class:`MovementConvEncoder` → :class:`MotionEncoderBiGRUCo` over ``T // 4`` steps →
-    ``(512,)``. Unlike the original wrapper, results come back in input order (it returned them sorted by length).
+    Motion pipeline (as the published evaluation's ground-truth loader): HumanML3D features ``(T, 263)`` → the first
+    ``T`` rounded down to a multiple of ``unit_length`` (4) frames, at most ``max_frames`` → normalize with
+    ``mean``/``std`` → zero-pad to ``max_frames`` (196; the convolutions see the padding at the end of each motion,
+    so the padded length is part of the definition) → drop the 4 foot-contact channels (259) →
+    :class:`MovementConvEncoder` → :class:`MotionEncoderBiGRUCo` over ``T // 4`` steps → ``(512,)``. Unlike the
+    original wrapper, results come back in input order (it returned them sorted by length).
 
     Attributes:
         mean, std: ``(263,)`` feature statistics the evaluator's inputs are normalized with.
@@ -1119,7 +1112,7 @@ class GuoEvaluator:
             for start in range(0, len(items), batch_size):
                 part = items[start:start + batch_size]
                 lengths = torch.tensor([p.shape[0] for p in part])
-                x = torch.zeros(len(part), int(lengths.max()), self.feature_dim, device=self.device)
+                x = torch.zeros(len(part), self.max_frames, self.feature_dim, device=self.device)
                 for i, p in enumerate(part):
                     x[i, :p.shape[0]] = (p.to(self.device) - self.mean) / self.std
                 movements = self.movement_encoder(x[..., :-4])  # (B, T/4, 512)
@@ -1233,5 +1226,5 @@ def load_guo_evaluator(checkpoint_dir: str | Path, *, mean: Any = None, std: Any
                              f"{tuple(mean_t.shape)}, {tuple(std_t.shape)}")
     if not bool((std_t > 0).all()):
         raise EvaluatorError("std must be positive everywhere")
-    return GuoEvaluator(modules["movement_encoder"], modules["motion_encoder"], modules["text_encoder"],  # type: ignore[arg-type]
-                        mean_t, std_t, device, max_frames)
+    movement, motion, text = modules["movement_encoder"], modules["motion_encoder"], modules["text_encoder"]
+    return GuoEvaluator(movement, motion, text, mean_t, std_t, device, max_frames)  # type: ignore[arg-type]
