@@ -21,6 +21,7 @@ from videomdm.representation import (
     FeatureLayout,
     Normalizer,
     RigidTransform,
+    canonical_frames,
     canonicalize,
     decode,
     encode,
@@ -424,3 +425,14 @@ def test_normalizer_ignores_padded_frames():
     ref = Normalizer.from_features(feats[mask])
     torch.testing.assert_close(norm.mean, ref.mean)
     torch.testing.assert_close(norm.std, ref.std)
+
+
+@pytest.mark.parametrize("start", [0, 1, 17, 50])
+def test_windows_of_clip_features_decode_in_their_canonical_frames(start):
+    x = make_motion(4, num_frames=80, turn=1.5)  # (T, J, 3)
+    features = encode(x, SK)
+    frames = canonical_frames(x, SK)
+    window = decode(features[start:start + 30], SK.num_joints)
+    expected = frames.window(start).apply(x[start:start + 30])
+    torch.testing.assert_close(window, expected, atol=1e-6, rtol=0)
+    assert frames.window(0).apply(x).allclose(canonicalize(x, SK)[0], atol=1e-9)

@@ -191,3 +191,29 @@ def test_guided_lift_lands_on_the_keypoint_rays(motion_dataset, tmp_path):
     error = (reprojected - keypoints).norm(dim=-1)  # (T, J) normalized image units
     assert error[confidence > 0].max() < 2e-3, error.max()
     assert error[confidence == 0].max() > 1e-2  # the missing joint was not snapped
+
+
+def test_windows_carry_the_camera_into_their_frame(dataset_2d):
+    """Decoded window features seen through the window's camera land where the teacher was seen by the real one."""
+    from videomdm.camera import project_normalized, world_to_camera
+    from videomdm.data.clip import load_clip, read_dataset_index
+    from videomdm.data.dataset import MotionWindows, clip_observations
+    from videomdm.representation import decode
+    from videomdm.skeleton import SMPL_22
+
+    windows = MotionWindows(dataset_2d, "train", motion_field="teacher_3d", num_frames=30, min_frames=20,
+                            with_keypoints=True)
+    path = read_dataset_index(dataset_2d).clip_paths("train")[0]
+    clip = load_clip(path)
+    observed = clip_observations(clip, SMPL_22, path)
+    rng = np.random.default_rng(3)
+    start = int(np.random.default_rng(3).integers(0, len(clip.teacher_3d) - 30 + 1))
+    batch = windows.sample(0, rng)
+    assert torch.equal(batch.keypoints[0], torch.from_numpy(observed.keypoints[start:start + 30]))
+    decoded = decode(batch.features, SMPL_22.num_joints)  # (1, 30, J, 3) in the window's frame
+    seen = project_normalized(world_to_camera(decoded.double(), batch.R.double(), batch.t.double()))
+    teacher = torch.from_numpy(clip.teacher_3d[start:start + 30]).double()[None]
+    R = torch.from_numpy(observed.R[start:start + 30]).double()[None]
+    t = torch.from_numpy(observed.t[start:start + 30]).double()[None]
+    expected = project_normalized(world_to_camera(teacher, R, t))
+    torch.testing.assert_close(seen, expected, atol=1e-4, rtol=0)

@@ -82,6 +82,8 @@ __all__ = [
     "facing_yaw",
     "root_rotation",
     "canonicalize",
+    "CanonicalFrames",
+    "canonical_frames",
     "inverse_kinematics",
     "encode",
     "decode",
@@ -329,6 +331,44 @@ def canonicalize(joints: Tensor, skeleton: Skeleton, *, facing_sigma: float = 20
     _check_joints(joints, skeleton)
     joints_c, transform, _ = _canonicalize(joints, skeleton, facing_sigma)
     return joints_c, transform
+
+
+@dataclass
+class CanonicalFrames:
+    """The frames in which windows of one clip's features decode, so windows can be cut from features encoded once.
+
+    ``decode(encode(joints)[s:s + L])`` starts at the origin facing +z at frame ``s``: it equals
+    ``frames.window(s).apply(joints[s:s + L])`` (the floor stays the whole clip's lowest foot, as when HumanML3D
+    crops its training windows from per-motion features).
+
+    Attributes:
+        to_canonical: world → the clip's canonical frame (:func:`canonicalize`).
+        yaw: ``(T,)`` canonical yaw (rad) of every frame's smoothed facing (0 at frame 0), as :func:`decode`
+            integrates it.
+        root: ``(T, 3)`` canonical root positions, metres.
+    """
+
+    to_canonical: RigidTransform
+    yaw: Tensor
+    root: Tensor
+
+    def window(self, start: int) -> RigidTransform:
+        """World → the frame of the window starting at ``start``: ``x ↦ Y(θ_s)(C(x) − o_s)`` with ``C`` the clip's
+        canonicalization, ``θ_s = yaw[start]`` and ``o_s`` the root's ground point at ``start``."""
+        origin = self.root[start] * self.root.new_tensor([1.0, 0.0, 1.0])
+        rotation = yaw_matrix(self.yaw[start])
+        return RigidTransform(rotation @ self.to_canonical.rotation,
+                              rotation @ (self.to_canonical.translation - origin))
+
+
+def canonical_frames(joints: Tensor, skeleton: Skeleton, *, facing_sigma: float = 20.0) -> CanonicalFrames:
+    """:class:`CanonicalFrames` of one clip ``(T, J, 3)`` (metres, y up); use the ``facing_sigma`` of :func:`encode`."""
+    joints = torch.as_tensor(joints)
+    _check_joints(joints, skeleton)
+    if joints.ndim != 3:
+        raise ValueError(f"expected one clip (T, J, 3), got {tuple(joints.shape)}")
+    joints_c, transform, yaw = _canonicalize(joints, skeleton, facing_sigma)
+    return CanonicalFrames(transform, yaw, joints_c[:, 0])
 
 
 # --- inverse kinematics ---------------------------------------------------------------------------------------------

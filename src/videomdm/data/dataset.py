@@ -6,7 +6,11 @@ teacher window's canonical frame together with the joints (DESIGN.md, "Canonical
 
 Randomness is explicit: :meth:`MotionWindows.sample` takes a ``numpy.random.Generator``, so the training loop can
 derive every batch from ``(seed, step)`` and a resumed run sees exactly the batches an uninterrupted run would.
-Each window is canonicalized at its own first frame by :func:`videomdm.representation.encode`.
+
+Every clip is encoded once, whole (:func:`videomdm.representation.encode`); a window is a slice of its features, which
+decodes starting at the origin facing +z at its first frame (the floor stays the clip's lowest foot), as HumanML3D
+crops its training windows. For ``2d`` the camera is carried into that window's frame
+(:meth:`videomdm.representation.CanonicalFrames.window`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..camera import pixels_to_normalized, transform_camera
-from ..representation import FeatureLayout, Normalizer, canonicalize, encode
+from ..representation import CanonicalFrames, FeatureLayout, Normalizer, canonical_frames, encode
 from ..skeleton import get_skeleton, joint_map
 from .clip import load_clip, read_dataset_index
 from .errors import DataError
@@ -106,7 +110,8 @@ class MotionWindows:
         self.layout = FeatureLayout(self.skeleton.num_joints)
         self.num_frames = num_frames
         self.encode_kwargs = {"contact_threshold": contact_threshold, "facing_sigma": facing_sigma}
-        self.motions: list[np.ndarray] = []  # (T_i, J, 3) float32 metres
+        self.features: list[Tensor] = []  # (T_i, D) float32 features of each whole clip
+        self.frames: list[CanonicalFrames] = []  # with keypoints: where each clip's windows decode
         self.texts: list[list[str]] = []
         self.names: list[str] = []
         self.observations: list[Observations] = []
@@ -128,14 +133,17 @@ class MotionWindows:
                     raise DataError(f"{path}: clip {clip.name} has {len(observed.keypoints)} keypoint frames but "
                                     f"{len(motion)} frames of {motion_field}")
                 self.observations.append(observed)
-            self.motions.append(np.asarray(motion, dtype=np.float32))
+            motion = torch.as_tensor(np.asarray(motion, dtype=np.float32))
+            self.features.append(self.encode(motion))  # (T, D)
+            if with_keypoints:
+                self.frames.append(canonical_frames(motion, self.skeleton, facing_sigma=facing_sigma))
             self.texts.append(list(clip.text))
             self.names.append(clip.name)
-        if not self.motions:
+        if not self.features:
             raise DataError(f"{root}: split {split!r} has no clip with at least {min_frames} frames of {motion_field}")
 
     def __len__(self) -> int:
-        return len(self.motions)
+        return len(self.features)
 
     @property
     def has_text(self) -> bool:
@@ -148,22 +156,21 @@ class MotionWindows:
 
     def sample(self, index: int, rng: np.random.Generator) -> Batch:
         """A random window of clip ``index`` as a batch of one: features ``(1, T_w, D)``, a random caption, and
-        (with keypoints) its observations with the camera carried into the window's canonical frame."""
-        motion = self.motions[index]
-        length = min(len(motion), self.num_frames)
-        start = int(rng.integers(0, len(motion) - length + 1))
+        (with keypoints) its observations with the camera carried into the window's frame."""
+        clip_features = self.features[index]
+        length = min(len(clip_features), self.num_frames)
+        start = int(rng.integers(0, len(clip_features) - length + 1))
         captions = self.texts[index]
         text = captions[int(rng.integers(len(captions)))] if captions else ""
-        window = torch.from_numpy(motion[start:start + length])  # (T_w, J, 3)
-        features = self.encode(window)[None]
+        features = clip_features[start:start + length][None]  # (1, T_w, D)
         mask = torch.ones(1, length, dtype=torch.bool)
         if not self.with_keypoints:
             return Batch(features, mask, [text])
         obs = self.observations[index]
-        _, transform = canonicalize(window, self.skeleton, facing_sigma=self.encode_kwargs["facing_sigma"])
+        window = self.frames[index].window(start)
         R, t = transform_camera(torch.from_numpy(obs.R[start:start + length])[None],  # (1, T_w, 3, 3)
                                 torch.from_numpy(obs.t[start:start + length])[None],  # (1, T_w, 3)
-                                transform.rotation[None], transform.translation[None])
+                                window.rotation[None], window.translation[None])
         return Batch(features, mask, [text], torch.from_numpy(obs.keypoints[start:start + length])[None],
                      torch.from_numpy(obs.confidence[start:start + length])[None], R, t)
 
@@ -189,6 +196,5 @@ class MotionWindows:
                      stack("confidence"), stack("R", "edge"), stack("t", "edge"))
 
     def normalizer(self) -> Normalizer:
-        """Feature mean/std over every whole clip of the split (each encoded from its own first frame)."""
-        features = [self.encode(m) for m in self.motions]
-        return Normalizer.from_features(torch.cat(features, dim=0))
+        """Feature mean/std over every whole clip of the split."""
+        return Normalizer.from_features(torch.cat(self.features, dim=0))
