@@ -126,8 +126,8 @@ def noised_teacher(state: TrainState, teacher: Tensor, t: Tensor, mask: Tensor, 
     """The model input at level ``t`` for ``2d`` supervision; the teacher is only ever noised to levels ≥ t*.
 
     Items with ``t ≥ t*`` get ``q_sample(teacher, t)``. Items with ``t < t*`` start from ``q_sample(teacher, t*)``
-    and walk down to ``t`` in ``chain_steps`` evenly spaced levels: at each level the model's prediction is detached
-    and re-noised to the next level. At low noise the model therefore sees its own denoised motion, never the
+    and walk down to ``t`` in ``chain_steps`` evenly spaced levels: at each level the model's prediction (eval mode,
+    no gradient, low-noise items only) is re-noised to the next level. At low noise the model therefore sees its own denoised motion, never the
     lifter's artifacts, which would otherwise be reproduced almost unchanged.
 
     Args:
@@ -139,19 +139,27 @@ def noised_teacher(state: TrainState, teacher: Tensor, t: Tensor, mask: Tensor, 
     diffusion = state.diffusion
     noise = torch.randn(teacher.shape, generator=generator).to(state.device)
     x = diffusion.q_sample(teacher, t.clamp_min(t_star), noise)
-    low = t < t_star
-    if not bool(low.any()):
+    low = torch.nonzero(t < t_star).squeeze(-1)  # (B_low,) items that walk a chain below t*
+    if low.numel() == 0:
         return x
     chain = state.config.two_d.chain_steps
+    target = t[low]
+    x_low, mask_low = x[low], mask[low]
+    cond_low = None if cond is None else cond[low]
+    uncond_low = None if uncond is None else uncond[low]
+    was_training = state.model.training
+    state.model.eval()  # the chain's predictions are inputs, not training outputs: no dropout
     with torch.no_grad():
         for k in range(1, chain + 1):
-            # Levels t* → t in ``chain`` steps: level_k = round(t* + (t − t*)·k/chain) for the low-noise items.
-            current = torch.round(t_star + (t - t_star) * (k - 1) / chain).long().clamp_min(t)
-            nxt = torch.round(t_star + (t - t_star) * k / chain).long().clamp_min(t)
-            x0_hat = state.model(x, current, mask, cond=cond, uncond=uncond)
-            step_noise = torch.randn(teacher.shape, generator=generator).to(state.device)
-            renoised = diffusion.q_sample(x0_hat, nxt, step_noise)
-            x = torch.where(low[:, None, None], renoised, x)
+            # Levels t* → t in ``chain`` steps: level_k = round(t* + (t − t*)·k/chain).
+            current = torch.round(t_star + (target - t_star) * (k - 1) / chain).long().clamp_min(target)
+            nxt = torch.round(t_star + (target - t_star) * k / chain).long().clamp_min(target)
+            x0_hat = state.model(x_low, current, mask_low, cond=cond_low, uncond=uncond_low)
+            step_noise = torch.randn(x_low.shape, generator=generator).to(state.device)
+            x_low = diffusion.q_sample(x0_hat, nxt, step_noise)
+    state.model.train(was_training)
+    x = x.clone()
+    x[low] = x_low
     return x
 
 
