@@ -173,3 +173,20 @@ def test_positional_table_is_not_saved():
     model = small_model()
     assert "positional" not in model.state_dict()
     assert model.positional.shape == (65, 32)  # max_frames + 1 (condition token) positions
+
+
+def test_v_prediction_returns_x0_from_the_v_output():
+    """x0 = sqrt(abar_t) x_t − sqrt(1 − abar_t) v: with a zero v head the model returns sqrt(abar_t) x_t."""
+    from videomdm.diffusion import GaussianDiffusion
+
+    diffusion = GaussianDiffusion(50)
+    model = MotionDenoiser(feature_dim=7, width=16, layers=1, heads=2, ff_size=32, dropout=0.0,
+                           v_schedule=diffusion.alphas_cumprod).eval()
+    torch.nn.init.zeros_(model.output_proj.weight)
+    torch.nn.init.zeros_(model.output_proj.bias)
+    x = torch.randn(3, 5, 7)
+    t = torch.tensor([0, 25, 49])
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    expected = diffusion.alphas_cumprod[t].sqrt()[:, None, None] * x
+    torch.testing.assert_close(model(x, t, mask), expected)
+    assert "v_schedule" not in model.state_dict()  # rebuilt from the config, never saved

@@ -269,7 +269,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"[1/4] LAFAN1 mocap → lifter → virtual cameras → 2D dataset under {root / 'data'}")
     data = prepare_benchmark(root / "data", cache=Path(args.cache), lifter_steps=args.lifter_steps,
                              progress=not args.quiet, log=lambda line: print("      " + line))
-    config = load_config("small", ["train.supervision=2d"] + ([f"train.steps={args.steps}"] if args.steps else []))
+    config = load_config("small", ["train.supervision=2d", f"train.steps={args.steps}"])
     run_dir = root / "runs" / time.strftime("%Y%m%d-%H%M%S-small-2d")
     print(f"[2/4] training a small model from 2D keypoints and the lifter's 3D for {config.train.steps} steps "
           f"→ {run_dir}")
@@ -288,7 +288,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         clean = lift(run, clip.teacher_3d)
         rows.append((len(clip.gt_3d), pose_errors(clip.teacher_3d, clip.gt_3d, fps=clip.fps, skeleton=run.skeleton),
                      pose_errors(clean, clip.gt_3d, fps=clip.fps, skeleton=run.skeleton)))
-        if i < 2:
+        if i == 0:
             np.save(lifted / f"{clip.name}.npy", clean)
             written.append(render_motion(clean, run.skeleton, lifted / f"{clip.name}.gif", fps=clip.fps,
                                          title=f"{clip.name}: prior"))
@@ -329,9 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(≈10 min on 2 CPUs)")
     p.add_argument("--out", default="videomdm-demo", help="output folder (default: %(default)s)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="download cache (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the small config's)")
+    p.add_argument("--steps", type=int, default=1000, help="training steps (default: %(default)s)")
     p.add_argument("--lifter-steps", type=int, default=600, help="lifter training steps (default: %(default)s)")
-    p.add_argument("--num", type=int, default=3, help="motions to sample (default: %(default)s)")
+    p.add_argument("--num", type=int, default=2, help="motions to sample (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
 

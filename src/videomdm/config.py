@@ -49,6 +49,7 @@ class ModelConfig:
     dropout: float = 0.1
     activation: str = "gelu"
     cond_dropout: float = 0.1  # probability of dropping the condition in training (classifier-free guidance)
+    prediction: str = "x0"  # x0 (MDM) | v: the network predicts v, the model still returns x0 (see model.py)
 
 
 @dataclass
@@ -265,6 +266,7 @@ def _validate(config: Config) -> Config:
         "diffusion.sampler": (config.diffusion.sampler, ("ddim", "ddpm")),
         "data.text_encoder": (config.data.text_encoder, ("none", "minilm")),
         "model.activation": (config.model.activation, ("gelu", "relu")),
+        "model.prediction": (config.model.prediction, ("x0", "v")),
         "two_d.depth_weighting": (config.two_d.depth_weighting, ("none", "mean_depth", "depth_squared")),
     }
     for key, (value, allowed) in choices.items():

@@ -165,6 +165,12 @@ class MotionDenoiser(nn.Module):
         cond_dropout: probability, in training mode, of zeroing a sample's condition vector
             (classifier-free guidance training, Ho & Salimans 2022).
         max_frames: longest sequence accepted (size of the positional table, plus one for the condition token).
+        v_schedule: ``(N,)`` cumulative alpha-bar of the diffusion, or None. None: the network output is x0 itself.
+            Given: the network predicts ``v`` (Salimans & Ho 2022, eq. 8) and the model returns
+            ``x0 = sqrt(abar_t) x_t − sqrt(1 − abar_t) v``, so at low noise the prediction starts from its input
+            (with unit-variance data this is EDM's ``c_skip``/``c_out`` preconditioning, Karras et al. 2022, eq. 7).
+            Under 2D supervision, where a single view leaves depth unconstrained, this keeps what the views cannot
+            see close to the (noised) input instead of arbitrary.
     """
 
     def __init__(
@@ -179,6 +185,7 @@ class MotionDenoiser(nn.Module):
         activation: str = "gelu",
         cond_dropout: float = 0.1,
         max_frames: int = 1024,
+        v_schedule: Tensor | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= cond_dropout <= 1.0:
@@ -199,6 +206,8 @@ class MotionDenoiser(nn.Module):
         # Position 0 is the condition token, positions 1..T the frames. Deterministic, so not saved.
         positions = torch.arange(max_frames + 1)
         self.register_buffer("positional", sinusoidal_embedding(positions, width), persistent=False)
+        # Derived from the config's diffusion settings, so not saved either.
+        self.register_buffer("v_schedule", None if v_schedule is None else v_schedule.float(), persistent=False)
 
     def condition_token(self, t: Tensor, cond: Tensor | None, uncond: Tensor | None) -> Tensor:
         """The token prepended to the frames: timestep embedding + projected condition vector.
@@ -276,5 +285,8 @@ class MotionDenoiser(nn.Module):
         for block in self.blocks:
             tokens = block(tokens, key_mask)
 
-        x0 = self.output_proj(self.ln_final(tokens[:, 1:]))  # (B, T, D): drop the condition token
-        return x0.masked_fill(~mask[..., None], 0.0)
+        out = self.output_proj(self.ln_final(tokens[:, 1:]))  # (B, T, D): drop the condition token
+        if self.v_schedule is not None:
+            abar = self.v_schedule[t].to(out.dtype)[:, None, None]  # (B, 1, 1)
+            out = abar.sqrt() * x - (1.0 - abar).sqrt() * out  # x0 from the v prediction
+        return out.masked_fill(~mask[..., None], 0.0)

@@ -50,8 +50,10 @@ def resolve_device(name: str) -> torch.device:
 
 def build_model(config: Config, feature_dim: int, cond_dim: int) -> MotionDenoiser:
     m = config.model
+    v_schedule = build_diffusion(config).alphas_cumprod if m.prediction == "v" else None
     return MotionDenoiser(feature_dim=feature_dim, cond_dim=cond_dim, width=m.width, layers=m.layers, heads=m.heads,
-                          ff_size=m.ff_size, dropout=m.dropout, activation=m.activation, cond_dropout=m.cond_dropout)
+                          ff_size=m.ff_size, dropout=m.dropout, activation=m.activation, cond_dropout=m.cond_dropout,
+                          v_schedule=v_schedule)
 
 
 def build_diffusion(config: Config) -> GaussianDiffusion:
