@@ -217,3 +217,17 @@ def test_windows_carry_the_camera_into_their_frame(dataset_2d):
     t = torch.from_numpy(observed.t[start:start + 30]).double()[None]
     expected = project_normalized(world_to_camera(teacher, R, t))
     torch.testing.assert_close(seen, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.integration
+def test_demo_end_to_end_on_a_tiny_budget(tmp_path, capsys):
+    """The demo's whole path (LAFAN1 fetch, lifter, virtual cameras, 2d training, samples, lifting) with tiny budgets."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--steps", "3", "--lifter-steps", "3", "--num", "1", "--quiet",
+                 "--cache", str(Path.home() / ".cache" / "videomdm")]) == 0
+    printed = capsys.readouterr().out
+    assert "MPJPE mm" in printed and "demo finished" in printed
+    run = next((out / "runs").iterdir())
+    assert (run / "samples" / "motion_000.gif").stat().st_size > 1000
+    lifted = sorted((run / "lifted").glob("*.npy"))
+    assert lifted and np.load(lifted[0]).shape[1:] == (22, 3)

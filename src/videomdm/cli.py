@@ -258,10 +258,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     from .config import load_config
     from .data.clip import load_clip, read_dataset_index
-    from .evaluate import pose_errors
+    from .experiments import LiftSettings, lift_split
     from .pipeline import prepare_benchmark
     from .render import render_motion
-    from .sample import lift, load_run
+    from .sample import load_run
     from .train import train
 
     t0 = time.perf_counter()
@@ -279,27 +279,18 @@ def cmd_demo(args: argparse.Namespace) -> None:
     written = _sample_and_save(run_dir, samples, num=args.num, texts=None, steps=None, frames=None, seed=0,
                                render=True, device="auto")
     lifted = run_dir / "lifted"
-    print(f"[4/4] cleaning the lifter's 3D of the test clips with the trained prior → {lifted}")
+    print(f"[4/4] lifting the test clips with the prior (2D-guided, from the noised teacher) → {lifted}")
     run = load_run(run_dir)
-    lifted.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, path in enumerate(read_dataset_index(data.data_2d).clip_paths("test")):
-        clip = load_clip(path)
-        clean = lift(run, clip.teacher_3d)
-        rows.append((len(clip.gt_3d), pose_errors(clip.teacher_3d, clip.gt_3d, fps=clip.fps, skeleton=run.skeleton),
-                     pose_errors(clean, clip.gt_3d, fps=clip.fps, skeleton=run.skeleton)))
-        if i == 0:
-            np.save(lifted / f"{clip.name}.npy", clean)
-            written.append(render_motion(clean, run.skeleton, lifted / f"{clip.name}.gif", fps=clip.fps,
-                                         title=f"{clip.name}: prior"))
-            written.append(render_motion(clip.teacher_3d, run.skeleton, lifted / f"{clip.name}_teacher.gif",
-                                         fps=clip.fps, title=f"{clip.name}: lifter"))
-    frames = sum(n for n, _, _ in rows)
+    metrics = lift_split(run, data.data_2d, "test", LiftSettings(), out_dir=lifted)
     print("      test split, against the mocap ground truth (never used in training):")
-    for key, label in (("mpjpe_mm", "MPJPE mm"), ("accel_error_ms2", "acceleration error m/s²")):
-        teacher = sum(n * t[key] for n, t, _ in rows) / frames
-        prior = sum(n * p[key] for n, _, p in rows) / frames
-        print(f"      {label:<26} lifter {teacher:7.1f}   prior {prior:7.1f}")
+    for key, label in (("mpjpe_mm", "MPJPE mm"), ("pa_mpjpe_mm", "PA-MPJPE mm"),
+                       ("accel_error_ms2", "acceleration error m/s²")):
+        print(f"      {label:<26} lifter {metrics[f'teacher_{key}']:7.1f}   prior {metrics[f'lift_{key}']:7.1f}")
+    first = load_clip(read_dataset_index(data.data_2d).clip_paths("test")[0])
+    written.append(render_motion(np.load(lifted / f"{first.name}.npy"), run.skeleton, lifted / f"{first.name}.gif",
+                                 fps=first.fps, title=f"{first.name}: prior"))
+    written.append(render_motion(first.teacher_3d, run.skeleton, lifted / f"{first.name}_teacher.gif",
+                                 fps=first.fps, title=f"{first.name}: lifter"))
     minutes = (time.perf_counter() - t0) / 60
     print(f"\ndemo finished in {minutes:.1f} min. Written:")
     print(f"  mocap        {data.mocap}  (license: CC BY-NC-ND 4.0, do not redistribute)")
