@@ -193,11 +193,11 @@ class LifterConfig:
     of every clip's frames is held out and lifted through ``val_views`` fixed random cameras for the validation
     MPJPE.
 
-    Default budget (measured on 2 CPU cores, torch 2.13): 1000 steps in ≈ 110 s. Trained on the ``train`` split of
-    the LAFAN1 sample at 20 fps (``build_lafan1_dataset``), its ``test`` split lifted through 2 random cameras per
-    clip with the default detector noise gives 70 mm root-relative MPJPE and 171 mm world MPJPE after grounding
-    (depth dominates: a 3% body-size error is 15 cm of depth at 5 m); 600 steps: 81 / 230 mm; batch 64 with lr 3e-3
-    (≈ 215 s): 65 / 175 mm.
+    Default budget (measured on 2 CPU cores, torch 2.13): 1000 steps in ≈ 110 s. Trained on the ``lifter`` split of
+    the LAFAN1 sample at 20 fps (``build_lafan1_dataset(lifter_fraction=0.25)``, the benchmark of
+    :mod:`videomdm.pipeline`), its ``test`` split lifted through 2 random cameras per clip with the default detector
+    noise gives 85 mm root-aligned MPJPE, 73 mm PA-MPJPE and 279 mm world MPJPE after grounding (depth dominates: a
+    3% body-size error is 15 cm of depth at 5 m); 600 steps (the demo's): 94 / 78 / 297 mm.
 
     ``keypoint_skeleton``: the 2D detector skeleton the lifter is meant for; SMPL-22 joints that it cannot provide
     (per :func:`videomdm.skeleton.joint_map`) are zeroed in training and at inference.
