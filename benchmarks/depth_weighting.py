@@ -18,33 +18,16 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from videomdm.checkpoint import latest_checkpoint
 from videomdm.config import load_config
-from videomdm.data.clip import load_clip, read_dataset_index
-from videomdm.evaluate import pose_errors
+from videomdm.experiments import LiftSettings, lift_split
 from videomdm.pipeline import prepare_benchmark
-from videomdm.sample import lift, load_run
-from videomdm.skeleton import SMPL_22
+from videomdm.sample import load_run
 from videomdm.train import train
 
 WEIGHTINGS = ("none", "mean_depth", "depth_squared")
 COLUMNS = ("mpjpe_mm", "root_mpjpe_mm", "pa_mpjpe_mm", "accel_error_ms2")
-
-
-def evaluate_split(data_dir: Path, split: str, predict) -> dict[str, float]:
-    """Frame-weighted mean of :func:`pose_errors` of ``predict(clip) → (T, J, 3)`` against ``gt_3d`` over a split."""
-    index = read_dataset_index(data_dir)
-    totals: dict[str, float] = {}
-    frames = 0
-    for path in index.clip_paths(split):
-        clip = load_clip(path)
-        errors = pose_errors(predict(clip), clip.gt_3d, fps=clip.fps, skeleton=SMPL_22)
-        for key in COLUMNS:
-            totals[key] = totals.get(key, 0.0) + errors[key] * len(clip.gt_3d)
-        frames += len(clip.gt_3d)
-    return {key: value / frames for key, value in totals.items()}
 
 
 def main() -> None:
@@ -58,7 +41,8 @@ def main() -> None:
     args = parser.parse_args()
 
     data = prepare_benchmark(args.out / "data", cache=args.cache, progress=False)
-    results = {"teacher": evaluate_split(data.data_2d, "test", lambda clip: clip.teacher_3d)}
+    denoise_only = LiftSettings(guidance=0.0, seed=args.seed)  # the teacher noised to t*, denoised, no 2D guidance
+    results = {}
     for weighting in WEIGHTINGS:
         run_dir = args.out / "runs" / weighting
         config = load_config(args.config, [f"train.steps={args.steps}", f"train.seed={args.seed}",
@@ -68,9 +52,9 @@ def main() -> None:
         if latest_checkpoint(run_dir) is None:
             train(data.data_2d, run_dir, config, progress=False)
             print(f"trained {weighting} in {time.perf_counter() - started:.0f} s")
-        run = load_run(run_dir, device=args.device)
-        results[weighting] = evaluate_split(data.data_2d, "test",
-                                            lambda clip: lift(run, clip.teacher_3d, seed=args.seed))
+        metrics = lift_split(load_run(run_dir, device=args.device), data.data_2d, "test", denoise_only)
+        results.setdefault("teacher", {key: metrics[f"teacher_{key}"] for key in COLUMNS})
+        results[weighting] = {key: metrics[f"lift_{key}"] for key in COLUMNS}
 
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n3D error on the test split ({args.steps} steps, config {args.config}, seed {args.seed}):\n")

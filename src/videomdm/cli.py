@@ -60,10 +60,10 @@ def cmd_data_humanml3d(args: argparse.Namespace) -> None:
 def cmd_lifter_train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from .lifter import LifterConfig, train_lifter
+    from .lifter import LIFTER_WEIGHTS, LifterConfig, train_lifter
 
     out = Path(args.out)
-    if (out / "lifter.safetensors").exists() and not args.overwrite:
+    if (out / LIFTER_WEIGHTS).exists() and not args.overwrite:
         raise ValueError(f"{out} already holds a lifter; pass --overwrite to replace it")
     config = LifterConfig() if args.steps is None else replace(LifterConfig(), steps=args.steps)
     train_lifter(Path(args.data), out, split=args.split, config=config, progress=not args.quiet)
@@ -73,9 +73,8 @@ def cmd_lifter_train(args: argparse.Namespace) -> None:
           f"root-relative MPJPE {'n/a' if val is None else f'{1000 * val:.0f} mm'})")
 
 
-def _teacher(args: argparse.Namespace, src: Path, splits: list[str]):
+def _teacher(args: argparse.Namespace, src: Path, dataset_name: str, splits: list[str]):
     """The teacher chosen by ``--teacher`` and its description; a lifter trained on a prepared split is refused."""
-    from .data.clip import read_dataset_index
     from .lifter import load_lifter, make_teacher
 
     if args.teacher == "lifter":
@@ -83,7 +82,7 @@ def _teacher(args: argparse.Namespace, src: Path, splits: list[str]):
             raise ValueError("--teacher lifter needs --lifter DIR (made by `videomdm lifter train`)")
         lifter = load_lifter(Path(args.lifter))
         dataset = lifter.info.get("dataset", {})
-        same_data = dataset.get("path") == str(src.resolve()) or dataset.get("name") == read_dataset_index(src).name
+        same_data = dataset.get("path") == str(src.resolve()) or dataset.get("name") == dataset_name
         if same_data and dataset.get("split") in splits:
             raise ValueError(f"{args.lifter} was trained on split {dataset.get('split')!r} of {src}, which would be "
                              f"lifted too; prepare other splits (--splits) or train the lifter on a disjoint split")
@@ -102,11 +101,12 @@ def cmd_prepare_mocap(args: argparse.Namespace) -> None:
     from .data.clip import read_dataset_index
 
     src = Path(args.src)
+    index = read_dataset_index(src)
     if args.splits:
         splits = args.splits.split(",")
     else:  # the lifter's training split is for the lifter only
-        splits = [split for split in read_dataset_index(src).splits if split != "lifter"]
-    teacher, teacher_name = _teacher(args, src, splits)
+        splits = [split for split in index.splits if split != "lifter"]
+    teacher, teacher_name = _teacher(args, src, index.name, splits)
     summary = prepare_mocap_2d(src, Path(args.out), teacher=teacher, teacher_name=teacher_name,
                                num_cameras=args.cameras, noise=DetectorNoise(severity=args.noise), seed=args.seed,
                                splits=splits, overwrite=args.overwrite, progress=not args.quiet)
