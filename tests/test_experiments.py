@@ -12,11 +12,11 @@ from test_train import TINY
 from videomdm.cli import main
 from videomdm.config import load_config
 from videomdm.data.clip import load_clip, read_dataset_index
-from videomdm.evaluate import pose_errors
+from videomdm.evaluate import pose_errors, reprojection_error
 from videomdm.evaluator import EvaluatorConfig, EvaluatorError, train_evaluator
 from videomdm.experiments import LiftSettings, evaluate_run, gap_closed, lift_split, run_recovery
 from videomdm.sample import load_run
-from videomdm.skeleton import SMPL_22
+from videomdm.skeleton import SMPL_22, get_skeleton, joint_map
 from videomdm.train import train
 
 TINY_EVALUATOR = EvaluatorConfig(steps=3, batch_size=8, pool_size=16, hidden=16, embed_dim=16, num_blocks=1,
@@ -48,6 +48,26 @@ def test_lift_split_scores_the_teacher_exactly(dataset_2d, run_2d, tmp_path):
         frames += len(clip.gt_3d)
     assert metrics["teacher_mpjpe_mm"] == pytest.approx(total / frames)
     assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_lift_split_reprojection_is_in_pixels_of_the_clip_keypoints(dataset_2d, run_2d):
+    """The teacher's reprojection error equals a direct computation in the clip's own pixels and skeleton order."""
+    metrics = lift_split(load_run(run_2d), dataset_2d, "test", LiftSettings(guidance=0.0))
+    frames, teacher_total, gt_total = 0, 0.0, 0.0
+    for path in read_dataset_index(dataset_2d).clip_paths("test"):
+        clip = load_clip(path)
+        mapping = joint_map(get_skeleton(clip.keypoint_skeleton), SMPL_22)
+        pixels, present = mapping.apply(clip.keypoints_2d)  # (T, 22, 2)
+        confidence = np.where(present, clip.confidence[:, [s[0] for s in mapping.sources]], 0.0)
+        for motion, name in ((clip.teacher_3d, "teacher"), (clip.gt_3d, "gt")):
+            error = len(clip.gt_3d) * reprojection_error(motion, pixels, confidence, clip.K, clip.R, clip.t)
+            teacher_total, gt_total = (teacher_total + error, gt_total) if name == "teacher" else (teacher_total,
+                                                                                                  gt_total + error)
+        frames += len(clip.gt_3d)
+    assert metrics["teacher_reprojection_px"] == pytest.approx(teacher_total / frames, rel=1e-4)
+    assert metrics["gt_reprojection_px"] == pytest.approx(gt_total / frames, rel=1e-4)
+    assert metrics["gt_reprojection_px"] < metrics["teacher_reprojection_px"]
+    assert np.isfinite(metrics["lift_reprojection_px"])
 
 
 def test_evaluate_run_writes_metrics_and_refuses_a_foreign_evaluator(dataset_2d, run_2d, motion_dataset, tmp_path):

@@ -25,8 +25,8 @@ import numpy as np
 
 from .checkpoint import atomic_write_text
 from .data.clip import Clip, load_clip, read_dataset_index
-from .data.dataset import clip_observations
-from .evaluate import diversity, fid, kid, motion_quality, pose_errors, precision_recall
+from .data.dataset import Observations, clip_observations
+from .evaluate import diversity, fid, kid, motion_quality, pose_errors, precision_recall, reprojection_error
 from .sample import LoadedRun, generate, lift, load_run, window_starts
 
 if TYPE_CHECKING:
@@ -58,22 +58,28 @@ def lift_split(run: LoadedRun, data_dir: Path, split: str, settings: LiftSetting
 
     Writes ``out_dir/<clip>.npy`` (T, J, 3) metres when ``out_dir`` is given. Returns ``lift_<metric>`` and
     ``teacher_<metric>`` for :data:`LIFT_KEYS` plus ``lift_accel_ms2`` / ``teacher_accel_ms2`` (mean acceleration
-    magnitude) and ``lift_clips``; only ``lift_clips`` when no clip has ground truth.
+    magnitude) and ``lift_clips``. Clips with keypoints add ``lift_reprojection_px`` and ``teacher_reprojection_px``
+    (and ``gt_reprojection_px``, the detector-noise floor, where ``gt_3d`` exists), which need no ground truth.
     """
     index = read_dataset_index(data_dir)
-    lifted_rows, teacher_rows = [], []
+    lifted_rows, teacher_rows, reprojection_rows = [], [], []
     paths = index.clip_paths(split)
     started = time.perf_counter()
     for i, path in enumerate(paths):
         clip: Clip = load_clip(path)
         if clip.teacher_3d is None:
             raise ValueError(f"{path}: clip {clip.name} has no teacher_3d to lift from")
-        observations = clip_observations(clip, run.skeleton, path) if settings.guidance > 0 else None
-        joints = lift(run, clip.teacher_3d, observations, init=settings.init, guidance=settings.guidance,
-                      guidance_min_t=settings.guidance_min_t, seed=settings.seed)
+        observations = clip_observations(clip, run.skeleton, path) if clip.keypoints_2d is not None else None
+        joints = lift(run, clip.teacher_3d, observations if settings.guidance > 0 else None, init=settings.init,
+                      guidance=settings.guidance, guidance_min_t=settings.guidance_min_t, seed=settings.seed)
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             np.save(Path(out_dir) / f"{clip.name}.npy", joints)
+        if observations is not None and observations.confidence.any():
+            motions = {"lift": joints, "teacher": clip.teacher_3d, "gt": clip.gt_3d}
+            reprojection_rows.append((len(joints), {
+                f"{name}_reprojection_px": reprojection_px(motion, observations, clip.K)
+                for name, motion in motions.items() if motion is not None}))
         if clip.gt_3d is None:
             continue
         for rows, motion in ((lifted_rows, joints), (teacher_rows, clip.teacher_3d)):
@@ -83,11 +89,23 @@ def lift_split(run: LoadedRun, data_dir: Path, split: str, settings: LiftSetting
         if log is not None and (i + 1) % 10 == 0:
             log(f"lifted {i + 1}/{len(paths)} clips ({time.perf_counter() - started:.0f} s)")
     result: dict[str, float] = {"lift_clips": float(len(paths))}
+    if reprojection_rows:
+        keys = tuple(k for k in reprojection_rows[0][1] if all(k in row for _, row in reprojection_rows))
+        result.update(_frame_weighted(reprojection_rows, keys))
     if lifted_rows:
         keys = LIFT_KEYS + ("accel_ms2",)
         result.update({f"lift_{k}": v for k, v in _frame_weighted(lifted_rows, keys).items()})
         result.update({f"teacher_{k}": v for k, v in _frame_weighted(teacher_rows, keys).items()})
     return result
+
+
+def reprojection_px(joints: np.ndarray, observations: Observations, K: np.ndarray) -> float:
+    """Confidence-weighted reprojection error in pixels (:func:`videomdm.evaluate.reprojection_error`) of ``(T, J, 3)``
+    world joints against a clip's observations (normalized coordinates in the motion skeleton's order; pixels are
+    recovered with the intrinsics ``K``: ``[u, v, 1] = K [x, y, 1]``)."""
+    xy1 = np.concatenate([observations.keypoints, np.ones_like(observations.keypoints[..., :1])], axis=-1)
+    pixels = (xy1 @ np.asarray(K, np.float64).T)[..., :2]  # (T, J, 2)
+    return reprojection_error(joints, pixels, observations.confidence, K, observations.R, observations.t)
 
 
 def _real_windows(data_dir: Path, split: str, field: str, length: int) -> list[np.ndarray]:
