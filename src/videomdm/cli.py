@@ -251,6 +251,71 @@ def cmd_experiment_recovery(args: argparse.Namespace) -> None:
     print(f"finished in {report['wall_minutes']:.1f} min; results in {args.out}/results.{{json,md,png}}")
 
 
+# --- outputs: export, viewer, user studies ---------------------------------------------------------------------------
+
+
+def _motion_fps(path: Path, fps: float | None) -> tuple[float, str]:
+    """``--fps``, else the fps of ``samples.json`` beside a ``joints.npy`` or of a sidecar ``<name>.json``, else the
+    default; returns (fps, where it came from)."""
+    from .viewer import DEFAULT_FPS
+
+    if fps is not None:
+        return fps, "--fps"
+    sidecar = path.parent / "samples.json" if path.name == "joints.npy" else path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            value = json.loads(sidecar.read_text()).get("fps")
+        except (ValueError, AttributeError):
+            raise ValueError(f"{sidecar}: not a JSON object") from None
+        if value is not None:
+            return float(value), str(sidecar)
+    return DEFAULT_FPS, "default; pass --fps to change"
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .export import ExportError, export_motion
+    from .skeleton import get_skeleton
+
+    path = Path(args.file)
+    try:
+        joints = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ExportError(f"{path}: cannot read joints ({err})") from None
+    if joints.ndim == 4:
+        if not 0 <= args.index < joints.shape[0]:
+            raise ExportError(f"{path}: --index {args.index} out of range for {joints.shape[0]} motions")
+        joints = joints[args.index]
+    fps, origin = _motion_fps(path, args.fps)
+    description = export_motion(Path(args.out), joints, fps, args.format, get_skeleton(args.skeleton))
+    print(f"wrote {args.out}: {description} (fps from {origin})")
+
+
+def cmd_view(args: argparse.Namespace) -> None:
+    from .skeleton import get_skeleton
+    from .viewer import collect_motions, write_comparison, write_viewer
+
+    if args.compare:
+        if len(args.paths) != 2:
+            raise ValueError("--compare needs exactly two sample or run folders: RUN_A RUN_B")
+        page, key = write_comparison(args.paths[0], args.paths[1], Path(args.out), seed=args.seed,
+                                     skeleton=get_skeleton(args.skeleton))
+        print(f"wrote {page} (blind comparison) and its key {key}: keep the key away from the raters; score the "
+              f"downloaded votes with `videomdm study-results VOTES.json... --key {key}`")
+        return
+    motions = collect_motions(args.paths, skeleton=get_skeleton(args.skeleton), split=args.split,
+                              max_motions=args.max)
+    write_viewer(motions, Path(args.out), title=args.title)
+    print(f"wrote {args.out}: {len(motions)} motion(s), " + ", ".join(m.label for m in motions))
+
+
+def cmd_study_results(args: argparse.Namespace) -> None:
+    from .study import format_result, study_results
+
+    print(format_result(study_results(args.votes, args.key, confidence=args.confidence)))
+
+
 # --- demo ----------------------------------------------------------------------------------------------------------
 
 
@@ -451,6 +516,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_experiment_recovery)
+
+    p = sub.add_parser("export", help="write a joints .npy as BVH, joints .npy or HumanML3D features")
+    p.add_argument("file", help="joints (T, J, 3) or (N, T, J, 3), metres, y up")
+    p.add_argument("--format", required=True, help="bvh, npy or humanml3d")
+    p.add_argument("--out", required=True, help="file to write (replaced atomically)")
+    p.add_argument("--index", type=int, default=0, help="which motion of an (N, T, J, 3) file (default: %(default)s)")
+    p.add_argument("--fps", type=float, help="frame rate (default: samples.json or <name>.json beside the file, "
+                   "else 20)")
+    p.add_argument("--skeleton", default="smpl22", help="skeleton of the joints (default: %(default)s)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("view", help="write a self-contained HTML viewer (or a blind comparison page)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="joints .npy, clip .npz, or a folder of them / a sample "
+                   "folder / a dataset; with --compare: two sample or run folders RUN_A RUN_B")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--compare", action="store_true", help="blind pairwise comparison of two runs' samples by "
+                   "caption; also writes the key <out>.key.json")
+    p.add_argument("--seed", type=int, help="seed of the pair order and left/right draw (default: random, "
+                   "recorded in the key)")
+    p.add_argument("--split", default="test", help="split shown for a dataset folder (default: %(default)s)")
+    p.add_argument("--max", type=int, default=12, help="most motions on one page (default: %(default)s)")
+    p.add_argument("--title", default="videomdm viewer", help="page title")
+    p.add_argument("--skeleton", default="smpl22", help="skeleton of .npy joints (default: %(default)s)")
+    p.set_defaults(func=cmd_view)
+
+    p = sub.add_parser("study-results", help="preference rate of a blind comparison with a confidence interval")
+    p.add_argument("votes", nargs="+", metavar="VOTES.json", help="votes files downloaded from the comparison page")
+    p.add_argument("--key", required=True, help="the <page>.key.json written by `videomdm view --compare`")
+    p.add_argument("--confidence", type=float, default=0.95, help="interval confidence (default: %(default)s)")
+    p.set_defaults(func=cmd_study_results)
 
     p = sub.add_parser("render", help="render a joints .npy file to a GIF or MP4")
     p.add_argument("file", help="joints (T, J, 3) or (N, T, J, 3), metres, y up")
