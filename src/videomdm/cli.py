@@ -179,7 +179,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_render(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from .render import RenderError, render_motion
+    from .render import RenderError, render_motions
     from .skeleton import get_skeleton
 
     path = Path(args.file)
@@ -188,11 +188,20 @@ def cmd_render(args: argparse.Namespace) -> None:
     except (OSError, ValueError) as err:
         raise RenderError(f"{path}: cannot read joints ({err})") from None
     skeleton = get_skeleton(args.skeleton)
-    if joints.ndim == 4:
-        if not 0 <= args.index < joints.shape[0]:
-            raise RenderError(f"{path}: --index {args.index} out of range for {joints.shape[0]} motions")
-        joints = joints[args.index]
-    render_motion(joints, skeleton, Path(args.out), fps=args.fps, title=args.title or "", source=str(path))
+    stack = joints if joints.ndim == 4 else joints[None]
+    captions = [args.title or ""] * len(stack)
+    sidecar = path.parent / "samples.json"
+    if path.name == "joints.npy" and sidecar.is_file() and not args.title:
+        captions = [str(t) for t in json.loads(sidecar.read_text()).get("texts", captions)]
+    if args.grid:
+        chosen = range(len(stack))
+    elif not 0 <= args.index < len(stack):
+        raise RenderError(f"{path}: --index {args.index} out of range for {len(stack)} motions")
+    else:
+        chosen = [args.index]
+    render_motions([stack[i] for i in chosen], skeleton, Path(args.out), fps=args.fps,
+                   captions=[captions[i] for i in chosen] if len(captions) == len(stack) else None,
+                   elevation=args.elevation, azimuth=args.azimuth, contacts=not args.no_contacts, source=str(path))
     print(f"wrote {args.out}")
 
 
@@ -553,7 +562,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", type=int, default=0, help="which motion of an (N, T, J, 3) file")
     p.add_argument("--fps", type=float, default=20.0)
     p.add_argument("--skeleton", default="smpl22")
-    p.add_argument("--title", default="")
+    p.add_argument("--title", default="", help="caption (default: the motion's caption from samples.json)")
+    p.add_argument("--grid", action="store_true", help="all motions of an (N, T, J, 3) file in one grid")
+    p.add_argument("--elevation", type=float, default=20.0, help="fixed camera elevation, degrees "
+                   "(default: %(default)s)")
+    p.add_argument("--azimuth", type=float, default=-60.0, help="fixed camera azimuth, degrees (default: %(default)s)")
+    p.add_argument("--no-contacts", action="store_true", help="no foot-contact marks on the floor")
     p.set_defaults(func=cmd_render)
     return parser
 
