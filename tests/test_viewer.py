@@ -61,6 +61,25 @@ def test_collect_motions_reads_samples_clips_and_folders(tmp_path: Path) -> None
         collect_motions([bad])
 
 
+def test_lifted_clips_get_their_keypoint_panel(tmp_path: Path) -> None:
+    from videomdm.data.clip import write_dataset_index
+
+    dataset = tmp_path / "data"
+    camera_clip(dataset / "clips" / "test" / "filmed.npz")
+    write_dataset_index(dataset, name="t", fps=20.0, skeleton="smpl22", splits={"test": ["clips/test/filmed.npz"]},
+                        license=None, extra={})
+    lifted = tmp_path / "lifted"
+    lifted.mkdir()
+    np.save(lifted / "filmed.npy", walk(30))  # the ground truth itself: reprojects onto the keypoints
+    np.save(lifted / "other.npy", walk(30, seed=4))
+    filmed, other = collect_motions([lifted], clips_from=dataset)
+    assert filmed.caption == "walks" and other.view2d is None
+    np.testing.assert_allclose(filmed.view2d["reprojection"], filmed.view2d["keypoints"], atol=1e-3)
+    np.save(lifted / "filmed.npy", walk(20))
+    with pytest.raises(ViewerError, match="20 frames but clip filmed has 30"):
+        collect_motions([lifted / "filmed.npy"], clips_from=dataset)
+
+
 def test_page_is_self_contained_and_escapes_captions(tmp_path: Path) -> None:
     samples = sample_folder(tmp_path / "s", ["</script><script>alert(1)</script>"], seed=0)
     page = write_viewer(collect_motions([samples]), tmp_path / "view.html").read_text()

@@ -314,7 +314,7 @@ def cmd_view(args: argparse.Namespace) -> None:
               f"downloaded votes with `videomdm study-results VOTES.json... --key {key}`")
         return
     motions = collect_motions(args.paths, skeleton=get_skeleton(args.skeleton), split=args.split,
-                              max_motions=args.max)
+                              max_motions=args.max, clips_from=args.clips)
     write_viewer(motions, Path(args.out), title=args.title)
     print(f"wrote {args.out}: {len(motions)} motion(s), " + ", ".join(m.label for m in motions))
 
@@ -545,6 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of the pair order and left/right draw (default: random, "
                    "recorded in the key)")
     p.add_argument("--split", default="test", help="split shown for a dataset folder (default: %(default)s)")
+    p.add_argument("--clips", metavar="DATASET", help="dataset whose clips' keypoints and cameras go with lifted "
+                   "<clip>.npy files (a 2D panel with the reprojection)")
     p.add_argument("--max", type=int, default=12, help="most motions on one page (default: %(default)s)")
     p.add_argument("--title", default="videomdm viewer", help="page title")
     p.add_argument("--skeleton", default="smpl22", help="skeleton of .npy joints (default: %(default)s)")

@@ -9,7 +9,7 @@ BVH (:func:`write_bvh`). Joint positions ``(T, J, 3)`` (metres, y up) become a r
   directions turned, as a rigid set, by the one rotation that best maps them onto the motion's own bone vectors
   (least squares over frames). The rest pose is therefore a T-pose-like standing pose of the motion's body.
 - **Rotations (inverse kinematics).** A joint with several children gets the rotation that best aligns its rest
-  bone set with the frame's bone vectors (Wahba's problem, ``scipy.spatial.transform.Rotation.align_vectors``); a
+  bone set with the frame's bone vectors (Wahba's problem, solved by the SVD); a
   joint with one child gets the smallest rotation, relative to its parent's, that turns its rest bone onto the
   frame's bone (no twist); a leaf keeps its parent's orientation. The root carries the translation.
 - **Channels.** Root: ``Xposition Yposition Zposition Zrotation Yrotation Xrotation``; other joints:
@@ -43,6 +43,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "HUMANML3D_FPS",
     "BvhSkeleton",
+    "best_rotations",
     "fit_bvh_skeleton",
     "bvh_rotations",
     "bvh_positions",
@@ -139,6 +140,16 @@ def _bone_vectors(joints: np.ndarray, skeleton: Skeleton) -> np.ndarray:
     return vectors
 
 
+def best_rotations(rest: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Per frame, the rotation R minimizing ``Σ_k ‖R rest_k − observed_k‖²`` (Wahba's problem, solved by the SVD
+    as in the Kabsch algorithm). ``rest (K, 3)``, ``observed (T, K, 3)`` → ``(T, 3, 3)``."""
+    cov = np.einsum("ki,tkj->tij", rest, observed)  # (T, 3, 3) Σ rest_k observed_kᵀ
+    u, _, vt = np.linalg.svd(cov)
+    v, ut = np.swapaxes(vt, -1, -2), np.swapaxes(u, -1, -2)
+    d = np.sign(np.linalg.det(v @ ut))  # (T,) −1 would be a reflection
+    return v @ (np.eye(3) * np.stack([np.ones_like(d), np.ones_like(d), d], -1)[:, None, :]) @ ut
+
+
 def fit_bvh_skeleton(joints: np.ndarray, skeleton: Skeleton = SMPL_22) -> BvhSkeleton:
     """The rigid skeleton of a motion (module docstring): median bone lengths, rest directions from ``skeleton``,
     branch angles from the motion. ``joints``: (T, J, 3) metres."""
@@ -153,11 +164,8 @@ def fit_bvh_skeleton(joints: np.ndarray, skeleton: Skeleton = SMPL_22) -> BvhSke
             continue
         # Per frame: the rotation taking the canonical bone set onto the motion's; the bones rotated back by it,
         # averaged over frames, are the motion's own rigid bone set in a pose closest to the canonical one.
-        back = np.zeros((len(kids), 3))
-        for frame in vectors[:, kids]:
-            rotation, _ = Rotation.align_vectors(frame, offsets[kids])
-            back += rotation.inv().apply(frame)
-        back /= len(vectors)
+        rotations = best_rotations(offsets[kids], vectors[:, kids])  # (T, 3, 3)
+        back = np.einsum("tji,tkj->ki", rotations, vectors[:, kids]) / len(vectors)  # mean of Rᵀ b, (K, 3)
         offsets[kids] = back / np.maximum(np.linalg.norm(back, axis=-1, keepdims=True), 1e-12) * lengths[kids, None]
     offsets[0] = 0.0
     return BvhSkeleton(skeleton, offsets)
@@ -192,8 +200,7 @@ def bvh_rotations(joints: np.ndarray, rig: BvhSkeleton) -> np.ndarray:
         parent_rot = np.broadcast_to(np.eye(3), (num_frames, 3, 3)) if parent < 0 else glob[:, parent]
         kids = rig.children[j]
         if len(kids) >= 2:
-            glob[:, j] = [Rotation.align_vectors(vectors[t, kids], rig.offsets[kids])[0].as_matrix()
-                          for t in range(num_frames)]
+            glob[:, j] = best_rotations(rig.offsets[kids], vectors[:, kids])
             local[:, j] = np.swapaxes(parent_rot, -1, -2) @ glob[:, j]
         elif len(kids) == 1:
             child = kids[0]

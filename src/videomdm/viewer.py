@@ -9,7 +9,8 @@ clip with 2D keypoints and a camera, a second panel with the keypoints and the 3
 Inputs (:func:`collect_motions`): a joints ``.npy`` ``(T, J, 3)`` or ``(N, T, J, 3)`` (captions and fps from a
 ``samples.json`` beside it, as ``videomdm sample`` writes, or from a sidecar ``<name>.json`` with ``fps`` / ``text``),
 a clip ``.npz`` (its ``gt_3d`` and ``teacher_3d`` become two motions), a folder of those, a sample folder, or a
-dataset folder (``dataset.json``; the clips of one split).
+dataset folder (``dataset.json``; the clips of one split). Lifted clips (``videomdm lift`` writes ``<clip>.npy`` in
+the clip's world frame) get their clip's 2D panel when the dataset is given (``clips_from``).
 
 Blind comparison (:func:`write_comparison`): two sample folders (or runs holding ``samples/``) are paired by
 caption (the i-th motion with a caption in A with the i-th with the same caption in B); pair order and left/right
@@ -86,7 +87,7 @@ def _sidecar(path: Path) -> dict[str, Any]:
         raise ViewerError(f"{candidate}: not valid JSON ({err})") from None
 
 
-def _load_npy(path: Path, skeleton: Skeleton) -> list[ViewMotion]:
+def _load_npy(path: Path, skeleton: Skeleton, clips: dict[str, Any]) -> list[ViewMotion]:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
@@ -99,8 +100,28 @@ def _load_npy(path: Path, skeleton: Skeleton) -> list[ViewMotion]:
     for i, joints in enumerate(stack):
         label = path.stem if len(stack) == 1 else f"{path.stem}[{i}]"
         caption = str(texts[i]) if i < len(texts) else ""
-        out.append(ViewMotion(label, _check(joints, skeleton, f"{path} (motion {i})"), fps, skeleton, caption))
+        motion = ViewMotion(label, _check(joints, skeleton, f"{path} (motion {i})"), fps, skeleton, caption)
+        clip = clips.get(path.stem) if len(stack) == 1 else None
+        if clip is not None:  # a lifted clip (``videomdm lift`` names its files by clip): show its keypoints
+            if clip.keypoints_2d is not None and len(clip.keypoints_2d) != len(joints):
+                raise ViewerError(f"{path}: {len(joints)} frames but clip {clip.name} has {clip.num_frames}")
+            motion.fps, motion.caption = float(clip.fps), caption or (clip.text[0] if clip.text else "")
+            motion.view2d = _view2d(clip, motion.joints, skeleton)
+        out.append(motion)
     return out
+
+
+def _clips_by_name(dataset: Path) -> dict[str, Any]:
+    """Every clip of a dataset folder (all splits) by name, without its 3D arrays."""
+    from .data.clip import load_clip, read_dataset_index
+
+    index = read_dataset_index(dataset)
+    clips = {}
+    for split in index.splits:
+        for path in index.clip_paths(split):
+            clip = load_clip(path, skip=("gt_3d", "teacher_3d"))
+            clips[clip.name] = clip
+    return clips
 
 
 def _view2d(clip, joints: np.ndarray, skeleton: Skeleton) -> dict[str, Any] | None:
@@ -139,10 +160,13 @@ def _load_clip(path: Path) -> list[ViewMotion]:
 
 
 def collect_motions(paths: Sequence[str | Path], *, skeleton: Skeleton = SMPL_22, split: str = "test",
-                    max_motions: int = 12) -> list[ViewMotion]:
-    """Motions from files and folders (module docstring), at most ``max_motions``."""
+                    max_motions: int = 12, clips_from: str | Path | None = None) -> list[ViewMotion]:
+    """Motions from files and folders (module docstring), at most ``max_motions``. With ``clips_from`` (a dataset
+    folder), a joints file named like one of its clips (``<clip>.npy``, as ``videomdm lift`` writes) gets that clip's
+    keypoints and its reprojection through the clip's camera in a second panel."""
     from .data.clip import INDEX_NAME, read_dataset_index
 
+    clips = _clips_by_name(Path(clips_from)) if clips_from is not None else {}
     motions: list[ViewMotion] = []
     for path in map(Path, paths):
         if path.is_dir():
@@ -162,7 +186,7 @@ def collect_motions(paths: Sequence[str | Path], *, skeleton: Skeleton = SMPL_22
             if file.suffix == ".npz":
                 motions += _load_clip(file)
             elif file.suffix == ".npy":
-                motions += _load_npy(file, skeleton)
+                motions += _load_npy(file, skeleton, clips)
             else:
                 raise ViewerError(f"{file}: expected a joints .npy or a clip .npz")
             if len(motions) >= max_motions:
