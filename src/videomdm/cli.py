@@ -181,6 +181,7 @@ def cmd_render(args: argparse.Namespace) -> None:
 
     from .render import RenderError, render_motions
     from .skeleton import get_skeleton
+    from .viewer import read_sidecar
 
     path = Path(args.file)
     try:
@@ -189,10 +190,7 @@ def cmd_render(args: argparse.Namespace) -> None:
         raise RenderError(f"{path}: cannot read joints ({err})") from None
     skeleton = get_skeleton(args.skeleton)
     stack = joints if joints.ndim == 4 else joints[None]
-    captions = [args.title or ""] * len(stack)
-    sidecar = path.parent / "samples.json"
-    if path.name == "joints.npy" and sidecar.is_file() and not args.title:
-        captions = [str(t) for t in json.loads(sidecar.read_text()).get("texts", captions)]
+    captions = [args.title] * len(stack) if args.title else [str(t) for t in read_sidecar(path).get("texts", [])]
     if args.grid:
         chosen = range(len(stack))
     elif not 0 <= args.index < len(stack):
@@ -264,20 +262,15 @@ def cmd_experiment_recovery(args: argparse.Namespace) -> None:
 
 
 def _motion_fps(path: Path, fps: float | None) -> tuple[float, str]:
-    """``--fps``, else the fps of ``samples.json`` beside a ``joints.npy`` or of a sidecar ``<name>.json``, else the
+    """``--fps``, else the fps recorded beside the joints file (:func:`videomdm.viewer.read_sidecar`), else the
     default; returns (fps, where it came from)."""
-    from .viewer import DEFAULT_FPS
+    from .viewer import DEFAULT_FPS, read_sidecar
 
     if fps is not None:
         return fps, "--fps"
-    sidecar = path.parent / "samples.json" if path.name == "joints.npy" else path.with_suffix(".json")
-    if sidecar.is_file():
-        try:
-            value = json.loads(sidecar.read_text()).get("fps")
-        except (ValueError, AttributeError):
-            raise ValueError(f"{sidecar}: not a JSON object") from None
-        if value is not None:
-            return float(value), str(sidecar)
+    recorded = read_sidecar(path).get("fps")
+    if recorded is not None:
+        return float(recorded), "the JSON file beside it"
     return DEFAULT_FPS, "default; pass --fps to change"
 
 

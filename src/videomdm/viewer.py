@@ -34,7 +34,7 @@ from .checkpoint import atomic_write_text
 from .skeleton import SMPL_22, Skeleton, get_skeleton
 
 __all__ = ["ViewerError", "ViewMotion", "collect_motions", "write_viewer", "write_comparison", "load_samples",
-           "pair_by_caption", "TEMPLATE_MARK", "DEFAULT_FPS"]
+           "pair_by_caption", "read_sidecar", "TEMPLATE_MARK", "DEFAULT_FPS"]
 
 TEMPLATE_MARK = "/*__VIEWER_DATA__*/"
 DEFAULT_FPS = 20.0
@@ -76,15 +76,19 @@ def _check(joints: np.ndarray, skeleton: Skeleton, where: str) -> np.ndarray:
         raise ViewerError(str(err)) from None
 
 
-def _sidecar(path: Path) -> dict[str, Any]:
-    """``samples.json`` beside a joints file, else ``<stem>.json``, else {}."""
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """What is known about a joints file: ``samples.json`` beside a ``joints.npy`` (as ``videomdm sample`` writes:
+    ``fps``, ``texts``), else ``<name>.json`` beside the file (``fps``, ``text``), else {}."""
     candidate = path.parent / "samples.json" if path.name == "joints.npy" else path.with_suffix(".json")
     if not candidate.is_file():
         return {}
     try:
-        return json.loads(candidate.read_text())
+        info = json.loads(candidate.read_text())
     except ValueError as err:
         raise ViewerError(f"{candidate}: not valid JSON ({err})") from None
+    if not isinstance(info, dict):
+        raise ViewerError(f"{candidate}: expected a JSON object")
+    return info
 
 
 def _load_npy(path: Path, skeleton: Skeleton, clips: dict[str, Any]) -> list[ViewMotion]:
@@ -92,7 +96,7 @@ def _load_npy(path: Path, skeleton: Skeleton, clips: dict[str, Any]) -> list[Vie
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
         raise ViewerError(f"{path}: cannot read as a .npy array ({err})") from None
-    info = _sidecar(path)
+    info = read_sidecar(path)
     fps = float(info.get("fps", DEFAULT_FPS))
     stack = array if array.ndim == 4 else array[None]
     texts = info.get("texts") or ([info["text"]] if isinstance(info.get("text"), str) else info.get("text") or [])
@@ -247,7 +251,7 @@ def load_samples(path: str | Path) -> tuple[np.ndarray, list[str], float, Path]:
         raise ViewerError(f"{folder / 'joints.npy'}: cannot read ({err})") from None
     if joints.ndim != 4:
         raise ViewerError(f"{folder / 'joints.npy'}: expected (N, T, J, 3), got shape {joints.shape}")
-    info = _sidecar(folder / "joints.npy")
+    info = read_sidecar(folder / "joints.npy")
     texts = [str(t) for t in info.get("texts", [""] * len(joints))]
     if len(texts) != len(joints):
         raise ViewerError(f"{folder / 'samples.json'}: {len(texts)} captions for {len(joints)} motions")
