@@ -199,6 +199,44 @@ def test_viewer_plays_in_chromium_without_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+def test_viewer_controls_in_chromium(tmp_path: Path) -> None:
+    """Pause holds the frame, the scrubber moves it, the speed setting is read, dragging a view orbits it."""
+    samples = sample_folder(tmp_path / "samples", ["walk"], seed=0)
+    page = write_viewer(collect_motions([samples]), tmp_path / "view.html")
+    script = """
+      var result = {};
+      var frame = function () { return Number(document.body.dataset.frame); };
+      document.getElementById("play").click();  // pause
+      var scrub = document.getElementById("scrub");
+      scrub.value = "200"; scrub.dispatchEvent(new Event("input"));
+      result.scrubbed = frame();
+      var canvas = document.querySelector("canvas"), before = canvas.toDataURL();
+      var at = function (type, x) {
+        canvas.dispatchEvent(new PointerEvent(type, {clientX: x, clientY: 100, pointerId: 1, bubbles: true}));
+      };
+      at("pointerdown", 100); at("pointermove", 180); at("pointerup", 180);
+      result.orbited = canvas.toDataURL() !== before;
+      setTimeout(function () {
+        result.paused = frame();
+        document.getElementById("play").click();  // play at 2x
+        var speed = document.getElementById("speed");
+        speed.value = "2"; speed.dispatchEvent(new Event("change"));
+        setTimeout(function () {
+          result.playing = frame();
+          var out = document.createElement("pre"); out.id = "test-controls";
+          out.textContent = JSON.stringify(result); document.body.appendChild(out);
+        }, 400);
+      }, 400);"""
+    dom = dump_dom(inject(page, script, tmp_path / "controls.html"), play_ms=1500)
+    assert page_errors(dom) == ""
+    result = json.loads(re.search(r'<pre id="test-controls">(.*?)</pre>', dom, re.S).group(1).replace("&quot;", '"'))
+    assert result["scrubbed"] == 5  # a fifth of 1.45 s at 20 fps
+    assert result["paused"] == result["scrubbed"]  # nothing moved while paused
+    assert result["orbited"] is True
+    assert 17 <= result["playing"] <= 25  # 0.4 s at 2x speed and 20 fps = 16 frames later
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("broken", ["null.property;", "function ( {"], ids=["throws", "syntax-error"])
 def test_error_check_catches_a_page_that_fails(tmp_path: Path, broken: str) -> None:
     samples = sample_folder(tmp_path / "samples", ["walk"], seed=0)
