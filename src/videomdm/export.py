@@ -28,8 +28,6 @@ HumanML3D's 20 fps (resampled when the motion has another rate), unnormalized, `
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -41,6 +39,7 @@ from .skeleton import SMPL_22, Skeleton
 __all__ = [
     "ExportError",
     "EXPORT_FORMATS",
+    "check_joints",
     "HUMANML3D_FPS",
     "BvhSkeleton",
     "best_rotations",
@@ -85,25 +84,16 @@ def _check_fps(fps: float, where: str) -> float:
     return float(fps)
 
 
-def _atomic_write(path: Path, write: Callable[[io.IOBase], None], *, binary: bool) -> Path:
-    """Write through a temporary file in the target folder, then rename; nothing is left under ``path`` on
-    failure."""
+def _write_file(path: Path, write: Callable[[io.BufferedWriter], object]) -> Path:
+    """:func:`videomdm.data.clip.atomic_write_bytes` (temporary file, then rename: nothing is left under ``path`` on
+    failure), with an unwritable path reported as :class:`ExportError` naming it."""
+    from .data.clip import atomic_write_bytes
+
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write_bytes(path, write)
     except OSError as err:
-        raise ExportError(f"{path}: cannot write here ({err.strerror or err})") from None
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
         raise ExportError(f"{path}: cannot write ({err.strerror or err})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -309,14 +299,13 @@ def write_bvh(path: str | Path, joints: np.ndarray, fps: float, skeleton: Skelet
     rig.offsets = np.round(rig.offsets, _DECIMALS)
     values = np.concatenate([root, angles[:, _file_order(rig)].reshape(len(joints), -1)], axis=1)  # (T, 3 + 3J)
 
-    def write(f) -> None:
-        f.write(_hierarchy(rig))
-        f.write(f"MOTION\nFrames: {len(joints)}\nFrame Time: {1.0 / fps:.8f}\n")
-        np.savetxt(f, values, fmt=f"%.{_DECIMALS}f")
-
+    text = io.StringIO()
+    text.write(_hierarchy(rig))
+    text.write(f"MOTION\nFrames: {len(joints)}\nFrame Time: {1.0 / fps:.8f}\n")
+    np.savetxt(text, values, fmt=f"%.{_DECIMALS}f")
     reproduced = bvh_positions(rig, root, Rotation.from_euler(
         "ZYX", angles.reshape(-1, 3), degrees=True).as_matrix().reshape(local.shape))
-    _atomic_write(path, write, binary=False)
+    _write_file(path, lambda f: f.write(text.getvalue().encode("ascii")))
     return float(np.linalg.norm(reproduced - joints, axis=-1).max())
 
 
@@ -324,7 +313,7 @@ def write_joints(path: str | Path, joints: np.ndarray, skeleton: Skeleton = SMPL
     """Joints ``(T, J, 3)`` as float32 ``.npy``, written atomically."""
     path = Path(path)
     joints = check_joints(joints, skeleton, str(path)).astype(np.float32)
-    return _atomic_write(path, lambda f: np.save(f, joints), binary=True)
+    return _write_file(path, lambda f: np.save(f, joints))
 
 
 def write_humanml3d(path: str | Path, joints: np.ndarray, fps: float, skeleton: Skeleton = SMPL_22) -> Path:
@@ -342,7 +331,7 @@ def write_humanml3d(path: str | Path, joints: np.ndarray, fps: float, skeleton: 
     if len(joints) < 2:
         raise ExportError(f"{path}: HumanML3D features need at least 2 frames at {HUMANML3D_FPS:g} fps")
     features = encode(torch.as_tensor(joints), skeleton).numpy().astype(np.float32)
-    return _atomic_write(path, lambda f: np.save(f, features), binary=True)
+    return _write_file(path, lambda f: np.save(f, features))
 
 
 def export_motion(path: str | Path, joints: np.ndarray, fps: float, fmt: str, skeleton: Skeleton = SMPL_22) -> str:

@@ -110,7 +110,7 @@ def _load_npy(path: Path, skeleton: Skeleton, clips: dict[str, Any]) -> list[Vie
             if clip.keypoints_2d is not None and len(clip.keypoints_2d) != len(joints):
                 raise ViewerError(f"{path}: {len(joints)} frames but clip {clip.name} has {clip.num_frames}")
             motion.fps, motion.caption = float(clip.fps), caption or (clip.text[0] if clip.text else "")
-            motion.view2d = _view2d(clip, motion.joints, skeleton)
+            motion.view2d = _view2d(clip, motion.joints)
         out.append(motion)
     return out
 
@@ -128,7 +128,7 @@ def _clips_by_name(dataset: Path) -> dict[str, Any]:
     return clips
 
 
-def _view2d(clip, joints: np.ndarray, skeleton: Skeleton) -> dict[str, Any] | None:
+def _view2d(clip, joints: np.ndarray) -> dict[str, Any] | None:
     """The second panel of a clip with keypoints and a camera (else None)."""
     import torch
 
@@ -159,7 +159,7 @@ def _load_clip(path: Path) -> list[ViewMotion]:
             continue
         joints = _check(joints, skeleton, f"{path} ({field_name})")
         out.append(ViewMotion(f"{clip.name} · {what}", joints, float(clip.fps), skeleton, caption,
-                              _view2d(clip, joints, skeleton)))
+                              _view2d(clip, joints)))
     return out
 
 
@@ -291,11 +291,10 @@ def write_comparison(run_a: str | Path, run_b: str | Path, out: str | Path, *, s
     motions, page_pairs, key_pairs = [], [], []
     for number, k in enumerate(order):
         i, j = pairs[k]
-        a = ViewMotion("A", _check(joints_a[i], skeleton, f"{folder_a} (motion {i})"), fps_a, skeleton, texts_a[i])
-        b = ViewMotion("B", _check(joints_b[j], skeleton, f"{folder_b} (motion {j})"), fps_b, skeleton, texts_b[j])
+        # No label and no caption on the motions (the caption is shown once per pair): nothing tells A from B.
+        a = ViewMotion("", _check(joints_a[i], skeleton, f"{folder_a} (motion {i})"), fps_a, skeleton)
+        b = ViewMotion("", _check(joints_b[j], skeleton, f"{folder_b} (motion {j})"), fps_b, skeleton)
         left, right = (a, b) if a_left[number] else (b, a)
-        for m in (left, right):
-            m.label, m.caption = "", ""  # identities hidden; the caption is shown once per pair
         page_pairs.append({"left": len(motions), "right": len(motions) + 1, "caption": texts_a[i]})
         motions += [left, right]
         key_pairs.append({"pair": number, "caption": texts_a[i], "a_index": i, "b_index": j,
