@@ -178,6 +178,8 @@ def collect_motions(paths: Sequence[str | Path], *, skeleton: Skeleton = SMPL_22
                 files = read_dataset_index(path).clip_paths(split)
             elif (path / "joints.npy").is_file():
                 files = [path / "joints.npy"]
+            elif (path / "samples" / "joints.npy").is_file():  # a run folder with samples
+                files = [path / "samples" / "joints.npy"]
             else:
                 files = sorted(p for p in path.iterdir() if p.suffix in (".npy", ".npz"))
             if not files:
