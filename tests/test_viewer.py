@@ -108,7 +108,7 @@ def test_comparison_hides_identities_and_writes_a_key(tmp_path: Path) -> None:
     assert sides == [p["a_side"] for p in key["pairs"]]  # the recorded seed reproduces the draw
 
 
-# --- study statistics --------------------------------------------------------------------------------------------------
+# --- study statistics ------------------------------------------------------------------------------------------------
 
 
 def test_wilson_interval_matches_hand_computation() -> None:

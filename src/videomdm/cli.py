@@ -530,8 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("view", help="write a self-contained HTML viewer (or a blind comparison page)")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="joints .npy, clip .npz, or a folder of them / a sample or run "
-                   "folder / a dataset; with --compare: two sample or run folders RUN_A RUN_B")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="joints .npy, clip .npz, or a folder of them / a sample "
+                   "or run folder / a dataset; with --compare: two sample or run folders RUN_A RUN_B")
     p.add_argument("--out", required=True, help="HTML file to write")
     p.add_argument("--compare", action="store_true", help="blind pairwise comparison of two runs' samples by "
                    "caption; also writes the key <out>.key.json")

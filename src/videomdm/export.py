@@ -195,7 +195,8 @@ def bvh_rotations(joints: np.ndarray, rig: BvhSkeleton) -> np.ndarray:
         elif len(kids) == 1:
             child = kids[0]
             in_parent = np.einsum("tji,tj->ti", parent_rot, vectors[:, child])  # parent_rotᵀ · bone
-            local[:, j] = _smallest_rotation(np.broadcast_to(rig.offsets[child], (num_frames, 3)), in_parent).as_matrix()
+            rest = np.broadcast_to(rig.offsets[child], (num_frames, 3))
+            local[:, j] = _smallest_rotation(rest, in_parent).as_matrix()
             glob[:, j] = parent_rot @ local[:, j]
         else:
             local[:, j] = np.eye(3)
@@ -340,7 +341,8 @@ def export_motion(path: str | Path, joints: np.ndarray, fps: float, fmt: str, sk
         raise ExportError(f"{path}: unknown export format {fmt!r} (known: {', '.join(EXPORT_FORMATS)})")
     if fmt == "bvh":
         error = write_bvh(path, joints, fps, skeleton)
-        return f"BVH, {len(joints)} frames at {fps:g} fps; largest joint error of the rigid skeleton {1000 * error:.2f} mm"
+        return (f"BVH, {len(joints)} frames at {fps:g} fps; largest joint error of the rigid skeleton "
+                f"{1000 * error:.2f} mm")
     if fmt == "npy":
         write_joints(path, joints, skeleton)
         return f"joints (T, {skeleton.num_joints}, 3) float32 metres, {len(joints)} frames"

@@ -70,8 +70,8 @@ def render_motions(motions: Sequence[np.ndarray], skeleton: Skeleton, out: Path,
     Every view has the same fixed camera (``elevation`` / ``azimuth`` in degrees, matplotlib's convention) and the
     same scale; each is centred on its own motion's trajectory. The floor is y = 0 with a grid; the root's
     trajectory is drawn on it; with ``contacts``, every foot contact so far (:func:`foot_contacts`) leaves a mark on
-    the floor under that foot joint. Left side red, right side blue. ``captions`` go above each view (wrapped), ``title``
-    above the grid. Shorter motions hold their last frame. ``source`` names the input in error messages.
+    the floor under that foot joint. Left side red, right side blue. ``captions`` go above each view (wrapped),
+    ``title`` above the grid. Shorter motions hold their last frame. ``source`` names the input in error messages.
     """
     import textwrap
 

@@ -45,7 +45,8 @@ class StudyResult:
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion: ``(p̂ + z²/2n ± z·√(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n)``."""
+    """Wilson score interval of a binomial proportion:
+    ``(p̂ + z²/2n ± z·√(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n)``, z the normal quantile of the confidence."""
     if trials <= 0:
         raise ValueError("the Wilson interval needs at least one trial")
     if not 0 <= successes <= trials:

@@ -137,7 +137,8 @@ def _view2d(clip, joints: np.ndarray) -> dict[str, Any] | None:
     if clip.keypoints_2d is None or clip.K is None or clip.R is None:
         return None
     reprojection = project_to_pixels(torch.as_tensor(joints, dtype=torch.float64)[None], torch.as_tensor(clip.K),
-                                     torch.as_tensor(clip.R)[None], torch.as_tensor(clip.t)[None])[0].numpy()  # (T, J, 2)
+                                     torch.as_tensor(clip.R)[None], torch.as_tensor(clip.t)[None])[0]
+    reprojection = reprojection.numpy()  # (T, J, 2) pixels
     if clip.image_size is not None:
         width, height = clip.image_size
     else:  # principal point at the image centre
