@@ -179,8 +179,9 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_render(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from .render import RenderError, render_motion
+    from .render import RenderError, render_motions
     from .skeleton import get_skeleton
+    from .viewer import read_sidecar
 
     path = Path(args.file)
     try:
@@ -188,11 +189,17 @@ def cmd_render(args: argparse.Namespace) -> None:
     except (OSError, ValueError) as err:
         raise RenderError(f"{path}: cannot read joints ({err})") from None
     skeleton = get_skeleton(args.skeleton)
-    if joints.ndim == 4:
-        if not 0 <= args.index < joints.shape[0]:
-            raise RenderError(f"{path}: --index {args.index} out of range for {joints.shape[0]} motions")
-        joints = joints[args.index]
-    render_motion(joints, skeleton, Path(args.out), fps=args.fps, title=args.title or "", source=str(path))
+    stack = joints if joints.ndim == 4 else joints[None]
+    captions = [args.title] * len(stack) if args.title else [str(t) for t in read_sidecar(path).get("texts", [])]
+    if args.grid:
+        chosen = range(len(stack))
+    elif not 0 <= args.index < len(stack):
+        raise RenderError(f"{path}: --index {args.index} out of range for {len(stack)} motions")
+    else:
+        chosen = [args.index]
+    render_motions([stack[i] for i in chosen], skeleton, Path(args.out), fps=args.fps,
+                   captions=[captions[i] for i in chosen] if len(captions) == len(stack) else None,
+                   elevation=args.elevation, azimuth=args.azimuth, contacts=not args.no_contacts, source=str(path))
     print(f"wrote {args.out}")
 
 
@@ -249,6 +256,66 @@ def cmd_experiment_recovery(args: argparse.Namespace) -> None:
                           num_samples=args.num, device=args.device, progress=not args.quiet)
     print((Path(args.out) / "results.md").read_text())
     print(f"finished in {report['wall_minutes']:.1f} min; results in {args.out}/results.{{json,md,png}}")
+
+
+# --- outputs: export, viewer, user studies ---------------------------------------------------------------------------
+
+
+def _motion_fps(path: Path, fps: float | None) -> tuple[float, str]:
+    """``--fps``, else the fps recorded beside the joints file (:func:`videomdm.viewer.read_sidecar`), else the
+    default; returns (fps, where it came from)."""
+    from .viewer import DEFAULT_FPS, read_sidecar
+
+    if fps is not None:
+        return fps, "--fps"
+    recorded = read_sidecar(path).get("fps")
+    if recorded is not None:
+        return float(recorded), "the JSON file beside it"
+    return DEFAULT_FPS, "default; pass --fps to change"
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .export import ExportError, export_motion
+    from .skeleton import get_skeleton
+
+    path = Path(args.file)
+    try:
+        joints = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ExportError(f"{path}: cannot read joints ({err})") from None
+    if joints.ndim == 4:
+        if not 0 <= args.index < joints.shape[0]:
+            raise ExportError(f"{path}: --index {args.index} out of range for {joints.shape[0]} motions")
+        joints = joints[args.index]
+    fps, origin = _motion_fps(path, args.fps)
+    description = export_motion(Path(args.out), joints, fps, args.format, get_skeleton(args.skeleton))
+    print(f"wrote {args.out}: {description} (fps from {origin})")
+
+
+def cmd_view(args: argparse.Namespace) -> None:
+    from .skeleton import get_skeleton
+    from .viewer import collect_motions, write_comparison, write_viewer
+
+    if args.compare:
+        if len(args.paths) != 2:
+            raise ValueError("--compare needs exactly two sample or run folders: RUN_A RUN_B")
+        page, key = write_comparison(args.paths[0], args.paths[1], Path(args.out), seed=args.seed,
+                                     skeleton=get_skeleton(args.skeleton))
+        print(f"wrote {page} (blind comparison) and its key {key}: keep the key away from the raters; score the "
+              f"downloaded votes with `videomdm study-results VOTES.json... --key {key}`")
+        return
+    motions = collect_motions(args.paths, skeleton=get_skeleton(args.skeleton), split=args.split,
+                              max_motions=args.max, clips_from=args.clips)
+    write_viewer(motions, Path(args.out), title=args.title)
+    print(f"wrote {args.out}: {len(motions)} motion(s), " + ", ".join(m.label for m in motions))
+
+
+def cmd_study_results(args: argparse.Namespace) -> None:
+    from .study import format_result, study_results
+
+    print(format_result(study_results(args.votes, args.key, confidence=args.confidence)))
 
 
 # --- demo ----------------------------------------------------------------------------------------------------------
@@ -452,13 +519,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_experiment_recovery)
 
+    p = sub.add_parser("export", help="write a joints .npy as BVH, joints .npy or HumanML3D features")
+    p.add_argument("file", help="joints (T, J, 3) or (N, T, J, 3), metres, y up")
+    p.add_argument("--format", required=True, help="bvh, npy or humanml3d")
+    p.add_argument("--out", required=True, help="file to write (replaced atomically)")
+    p.add_argument("--index", type=int, default=0, help="which motion of an (N, T, J, 3) file (default: %(default)s)")
+    p.add_argument("--fps", type=float, help="frame rate (default: samples.json or <name>.json beside the file, "
+                   "else 20)")
+    p.add_argument("--skeleton", default="smpl22", help="skeleton of the joints (default: %(default)s)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("view", help="write a self-contained HTML viewer (or a blind comparison page)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="joints .npy, clip .npz, or a folder of them / a sample "
+                   "or run folder / a dataset; with --compare: two sample or run folders RUN_A RUN_B")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--compare", action="store_true", help="blind pairwise comparison of two runs' samples by "
+                   "caption; also writes the key <out>.key.json")
+    p.add_argument("--seed", type=int, help="seed of the pair order and left/right draw (default: random, "
+                   "recorded in the key)")
+    p.add_argument("--split", default="test", help="split shown for a dataset folder (default: %(default)s)")
+    p.add_argument("--clips", metavar="DATASET", help="dataset whose clips' keypoints and cameras go with lifted "
+                   "<clip>.npy files (a 2D panel with the reprojection)")
+    p.add_argument("--max", type=int, default=12, help="most motions on one page (default: %(default)s)")
+    p.add_argument("--title", default="videomdm viewer", help="page title")
+    p.add_argument("--skeleton", default="smpl22", help="skeleton of .npy joints (default: %(default)s)")
+    p.set_defaults(func=cmd_view)
+
+    p = sub.add_parser("study-results", help="preference rate of a blind comparison with a confidence interval")
+    p.add_argument("votes", nargs="+", metavar="VOTES.json", help="votes files downloaded from the comparison page")
+    p.add_argument("--key", required=True, help="the <page>.key.json written by `videomdm view --compare`")
+    p.add_argument("--confidence", type=float, default=0.95, help="interval confidence (default: %(default)s)")
+    p.set_defaults(func=cmd_study_results)
+
     p = sub.add_parser("render", help="render a joints .npy file to a GIF or MP4")
     p.add_argument("file", help="joints (T, J, 3) or (N, T, J, 3), metres, y up")
     p.add_argument("--out", required=True, help=".gif or .mp4")
     p.add_argument("--index", type=int, default=0, help="which motion of an (N, T, J, 3) file")
     p.add_argument("--fps", type=float, default=20.0)
     p.add_argument("--skeleton", default="smpl22")
-    p.add_argument("--title", default="")
+    p.add_argument("--title", default="", help="caption (default: the motion's caption from samples.json)")
+    p.add_argument("--grid", action="store_true", help="all motions of an (N, T, J, 3) file in one grid")
+    p.add_argument("--elevation", type=float, default=20.0, help="fixed camera elevation, degrees "
+                   "(default: %(default)s)")
+    p.add_argument("--azimuth", type=float, default=-60.0, help="fixed camera azimuth, degrees (default: %(default)s)")
+    p.add_argument("--no-contacts", action="store_true", help="no foot-contact marks on the floor")
     p.set_defaults(func=cmd_render)
     return parser
 

@@ -1,4 +1,5 @@
-"""Animations of 3D joint sequences: a stick figure over a ground plane with its root trajectory (GIF or MP4).
+"""Animations of 3D joint sequences: stick figures over a floor with their root trajectories and foot-contact marks,
+one motion or several in a grid, with captions and a fixed camera (GIF or MP4).
 
 Input joints are world coordinates in metres, y up (DESIGN.md conventions). Frames are drawn with matplotlib's
 Agg backend (no screen needed) and written with imageio.
@@ -9,12 +10,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from .skeleton import Skeleton
 
-__all__ = ["render_motion", "RenderError"]
+__all__ = ["render_motion", "render_motions", "foot_contacts", "RenderError"]
 
 
 class RenderError(ValueError):
@@ -32,15 +34,47 @@ def _check_joints(joints: np.ndarray, skeleton: Skeleton, name: str) -> np.ndarr
     return joints
 
 
+def foot_contacts(joints: np.ndarray, skeleton: Skeleton, fps: float) -> np.ndarray:
+    """(T, 4) bool foot contacts (left ankle, left toe, right ankle, right toe: ``skeleton.feet_left`` then
+    ``feet_right``) exactly as the representation's ``foot_contacts`` slice defines them, with its threshold
+    (0.002 m² per frame at 20 fps) scaled to ``fps`` so that it stays a speed threshold."""
+    import torch
+
+    from .representation import FeatureLayout, encode
+
+    if len(joints) < 2:
+        return np.zeros((len(joints), 4), dtype=bool)
+    threshold = 0.002 * (20.0 / fps) ** 2
+    features = encode(torch.as_tensor(joints, dtype=torch.float64), skeleton, contact_threshold=threshold)
+    return features[:, FeatureLayout(skeleton.num_joints).foot_contacts].numpy() > 0.5
+
+
 def render_motion(joints: np.ndarray, skeleton: Skeleton, out: Path, *, fps: float = 20.0, title: str = "",
-                  size_px: int = 320, source: str | None = None) -> Path:
-    """Render ``joints (T, J, 3)`` (metres, y up) to ``out`` (``.gif`` or ``.mp4``), written atomically.
+                  size_px: int = 320, source: str | None = None, **options) -> Path:
+    """Render one motion ``joints (T, J, 3)`` (metres, y up) to ``out`` (``.gif`` or ``.mp4``), written atomically.
 
-    ``source`` names where the joints came from in error messages (default: ``out``).
-
-    The camera is fixed for the whole clip and frames the full trajectory; the ground plane is y = 0; the root's
-    ground-projected trajectory is drawn as a line.
+    ``source`` names where the joints came from in error messages (default: ``out``); ``options`` are those of
+    :func:`render_motions`.
     """
+    return render_motions([joints], skeleton, out, fps=fps, captions=[title] if title else None, size_px=size_px,
+                          source=source, **options)
+
+
+def render_motions(motions: Sequence[np.ndarray], skeleton: Skeleton, out: Path, *, fps: float = 20.0,
+                   captions: Sequence[str] | None = None, title: str = "", columns: int | None = None,
+                   size_px: int = 320, elevation: float = 20.0, azimuth: float = -60.0, contacts: bool = True,
+                   source: str | None = None) -> Path:
+    """Render several motions ``[(T_i, J, 3)]`` (metres, y up) side by side in one grid to ``out`` (``.gif`` or
+    ``.mp4``), written atomically.
+
+    Every view has the same fixed camera (``elevation`` / ``azimuth`` in degrees, matplotlib's convention) and the
+    same scale; each is centred on its own motion's trajectory. The floor is y = 0 with a grid; the root's
+    trajectory is drawn on it; with ``contacts``, every foot contact so far (:func:`foot_contacts`) leaves a mark on
+    the floor under that foot joint. Left side red, right side blue. ``captions`` go above each view (wrapped),
+    ``title`` above the grid. Shorter motions hold their last frame. ``source`` names the input in error messages.
+    """
+    import textwrap
+
     import imageio.v3 as iio
     import matplotlib
 
@@ -50,39 +84,67 @@ def render_motion(joints: np.ndarray, skeleton: Skeleton, out: Path, *, fps: flo
     out = Path(out)
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise RenderError(f"{out}: output must end in .gif or .mp4")
-    joints = _check_joints(joints, skeleton, source or str(out))
+    if not motions:
+        raise RenderError(f"{source or out}: no motions to render")
+    if captions is not None and len(captions) != len(motions):
+        raise RenderError(f"{out}: {len(captions)} captions for {len(motions)} motions")
+    where = source or str(out)
+    checked = [_check_joints(m, skeleton, where if len(motions) == 1 else f"{where} (motion {i})")
+               for i, m in enumerate(motions)]
     # Plot with matplotlib's z axis up: (x, y, z)_world → (x, z, y)_plot.
-    plot = joints[..., [0, 2, 1]]
-    lo, hi = plot.min(axis=(0, 1)), plot.max(axis=(0, 1))
-    center = (lo + hi) / 2
-    radius = max(float((hi - lo)[:2].max()) / 2, 1.0) + 0.2
-    height = max(float(hi[2]), 2.0)
+    plots = [m[..., [0, 2, 1]] for m in checked]
+    centers = [(p.min(axis=(0, 1)) + p.max(axis=(0, 1))) / 2 for p in plots]
+    radius = max(max(float((p.max(axis=(0, 1)) - p.min(axis=(0, 1)))[:2].max()) / 2 for p in plots), 1.0) + 0.2
+    height = max(max(float(p[..., 2].max()) for p in plots), 2.0)
+    left, right = skeleton.foot_indices
+    foot_joints = left + right
+    foot_colors = ["tab:red"] * len(left) + ["tab:blue"] * len(right)
+    left_names = {a for a, _ in skeleton.left_right}
+    right_names = {b for _, b in skeleton.left_right}
+    bone_colors = ["tab:red" if skeleton.joint_names[c] in left_names else
+                   "tab:blue" if skeleton.joint_names[c] in right_names else "0.2" for _, c in skeleton.bones]
+    contact = [foot_contacts(m, skeleton, fps) if contacts else np.zeros((len(m), len(foot_joints)), bool)
+               for m in checked]
+    num_frames = max(len(p) for p in plots)
+    columns = columns or int(np.ceil(np.sqrt(len(plots))))
+    rows = int(np.ceil(len(plots) / columns))
 
     dpi = 80
-    fig = plt.figure(figsize=(size_px / dpi, size_px / dpi), dpi=dpi)
-    ax = fig.add_subplot(projection="3d")
-    frames = []
-    root = plot[:, 0]
+    fig = plt.figure(figsize=(columns * size_px / dpi, rows * size_px / dpi), dpi=dpi)
+    axes = [fig.add_subplot(rows, columns, i + 1, projection="3d") for i in range(len(plots))]
     grid = np.linspace(-radius, radius, 9)
+    frames = []
     try:
-        for f in range(plot.shape[0]):
-            ax.cla()
-            ax.set_xlim(center[0] - radius, center[0] + radius)
-            ax.set_ylim(center[1] - radius, center[1] + radius)
-            ax.set_zlim(0, height)
-            ax.set_box_aspect((1, 1, height / (2 * radius)))
-            ax.view_init(elev=20, azim=-60)
-            ax.set_axis_off()
-            for g in grid:  # ground grid at y = 0
-                ax.plot([center[0] + g] * 2, [center[1] - radius, center[1] + radius], [0, 0], color="0.85", lw=0.6)
-                ax.plot([center[0] - radius, center[0] + radius], [center[1] + g] * 2, [0, 0], color="0.85", lw=0.6)
-            ax.plot(root[:, 0], root[:, 1], np.zeros(len(root)), color="tab:orange", lw=1.0)
-            for parent, child in skeleton.bones:
-                seg = plot[f, [parent, child]]
-                ax.plot(seg[:, 0], seg[:, 1], seg[:, 2], color="tab:blue", lw=2.0)
-            ax.scatter(plot[f, :, 0], plot[f, :, 1], plot[f, :, 2], s=4, color="k")
+        for f in range(num_frames):
+            for k, (ax, plot, center) in enumerate(zip(axes, plots, centers)):
+                g = min(f, len(plot) - 1)
+                ax.cla()
+                ax.set_xlim(center[0] - radius, center[0] + radius)
+                ax.set_ylim(center[1] - radius, center[1] + radius)
+                ax.set_zlim(0, height)
+                ax.set_box_aspect((1, 1, height / (2 * radius)))
+                ax.view_init(elev=elevation, azim=azimuth)
+                ax.set_axis_off()
+                for x in grid:  # floor grid at y = 0
+                    ax.plot([center[0] + x] * 2, [center[1] - radius, center[1] + radius], [0, 0], color="0.85",
+                            lw=0.6)
+                    ax.plot([center[0] - radius, center[0] + radius], [center[1] + x] * 2, [0, 0], color="0.85",
+                            lw=0.6)
+                root = plot[:, 0]
+                ax.plot(root[:, 0], root[:, 1], np.zeros(len(root)), color="tab:orange", lw=1.0)
+                past = contact[k][: g + 1]  # (g+1, 4)
+                for c, (joint, color) in enumerate(zip(foot_joints, foot_colors)):
+                    marks = plot[: g + 1, joint][past[:, c]]
+                    if len(marks):
+                        ax.scatter(marks[:, 0], marks[:, 1], np.zeros(len(marks)), s=10, color=color, alpha=0.4)
+                for (parent, child), color in zip(skeleton.bones, bone_colors):
+                    seg = plot[g, [parent, child]]
+                    ax.plot(seg[:, 0], seg[:, 1], seg[:, 2], color=color, lw=2.0)
+                ax.scatter(plot[g, :, 0], plot[g, :, 1], plot[g, :, 2], s=4, color="k")
+                if captions and captions[k]:
+                    ax.set_title("\n".join(textwrap.wrap(captions[k], 40)), fontsize=8)
             if title:
-                ax.set_title(title, fontsize=8)
+                fig.suptitle(title, fontsize=9)
             fig.canvas.draw()
             frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
     finally:

@@ -1,0 +1,350 @@
+"""Motion export: BVH for animation tools, HumanML3D feature vectors, plain joints.
+
+BVH (:func:`write_bvh`). Joint positions ``(T, J, 3)`` (metres, y up) become a rigid skeleton with rotations:
+
+- **Skeleton.** The hierarchy, joint names and order are the motion skeleton's (SMPL-22 by default). Each bone's
+  length is the median over frames of the motion's parent→joint distance. Its rest direction is the skeleton's
+  ``rest_directions`` entry, except that the bones leaving a joint with several children (pelvis → hips and spine;
+  spine3 → neck and collars) keep the angles between them that the motion has: they are the canonical rest
+  directions turned, as a rigid set, by the one rotation that best maps them onto the motion's own bone vectors
+  (least squares over frames). The rest pose is therefore a T-pose-like standing pose of the motion's body.
+- **Rotations (inverse kinematics).** A joint with several children gets the rotation that best aligns its rest
+  bone set with the frame's bone vectors (Wahba's problem, solved by the SVD); a
+  joint with one child gets the smallest rotation, relative to its parent's, that turns its rest bone onto the
+  frame's bone (no twist); a leaf keeps its parent's orientation. The root carries the translation.
+- **Channels.** Root: ``Xposition Yposition Zposition Zrotation Yrotation Xrotation``; other joints:
+  ``Zrotation Yrotation Xrotation`` (intrinsic Z·Y·X, degrees, each channel unwrapped over time so angles do not
+  jump by 360°). Lengths in metres (Blender's importer reads metres at scale 1); ``Frame Time`` is ``1 / fps``.
+
+For a motion whose skeleton is rigid (mocap, forward kinematics of fixed bones) the file reproduces the joint
+positions to float printing precision. A motion whose bone lengths or branch angles change from frame to frame
+(generated or lifted motion) cannot be represented exactly by a rigid skeleton; :func:`write_bvh` returns the
+largest position error of the written file so callers can report it.
+
+HumanML3D features (:func:`write_humanml3d`): the 263-d vectors of :func:`videomdm.representation.encode` at
+HumanML3D's 20 fps (resampled when the motion has another rate), unnormalized, ``(T, 263)`` float32.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from .skeleton import SMPL_22, Skeleton
+
+__all__ = [
+    "ExportError",
+    "EXPORT_FORMATS",
+    "check_joints",
+    "HUMANML3D_FPS",
+    "BvhSkeleton",
+    "best_rotations",
+    "fit_bvh_skeleton",
+    "bvh_rotations",
+    "bvh_positions",
+    "write_bvh",
+    "write_joints",
+    "write_humanml3d",
+    "export_motion",
+]
+
+EXPORT_FORMATS = ("bvh", "npy", "humanml3d")
+HUMANML3D_FPS = 20.0
+_DECIMALS = 6  # metres and degrees: micrometre / micro-degree precision in the text
+
+
+class ExportError(ValueError):
+    """Joints that cannot be exported, an unknown format or an output path that cannot be written."""
+
+
+def check_joints(joints: np.ndarray, skeleton: Skeleton, where: str, min_frames: int = 1) -> np.ndarray:
+    """``joints`` as float64 ``(T, J, 3)``; :class:`ExportError` naming ``where`` for a wrong shape, NaN or too few
+    frames."""
+    joints = np.asarray(joints)
+    if joints.ndim != 3 or joints.shape[1:] != (skeleton.num_joints, 3):
+        raise ExportError(f"{where}: expected joints of shape (T, {skeleton.num_joints}, 3) for skeleton "
+                          f"{skeleton.name}, got {joints.shape}")
+    if not np.issubdtype(joints.dtype, np.number):
+        raise ExportError(f"{where}: expected numbers, got dtype {joints.dtype}")
+    if joints.shape[0] < min_frames:
+        raise ExportError(f"{where}: need at least {min_frames} frame(s), got {joints.shape[0]}")
+    finite = np.isfinite(joints).all(axis=(1, 2))
+    if not finite.all():
+        raise ExportError(f"{where}: joints contain NaN or infinite values (first at frame {int(np.argmin(finite))})")
+    return joints.astype(np.float64)
+
+
+def _check_fps(fps: float, where: str) -> float:
+    if not np.isfinite(fps) or fps <= 0:
+        raise ExportError(f"{where}: fps must be a positive number, got {fps!r}")
+    return float(fps)
+
+
+def _write_file(path: Path, write: Callable[[io.BufferedWriter], object]) -> Path:
+    """:func:`videomdm.data.clip.atomic_write_bytes` (temporary file, then rename: nothing is left under ``path`` on
+    failure), with an unwritable path reported as :class:`ExportError` naming it."""
+    from .data.clip import atomic_write_bytes
+
+    path = Path(path)
+    try:
+        atomic_write_bytes(path, write)
+    except OSError as err:
+        raise ExportError(f"{path}: cannot write ({err.strerror or err})") from None
+    return path
+
+
+# --- skeleton fit and inverse kinematics ----------------------------------------------------------------------------
+
+
+def _children(skeleton: Skeleton) -> list[list[int]]:
+    out: list[list[int]] = [[] for _ in range(skeleton.num_joints)]
+    for parent, child in skeleton.bones:
+        out[parent].append(child)
+    return out
+
+
+class BvhSkeleton:
+    """The rigid skeleton written to a BVH file.
+
+    Attributes:
+        skeleton: the motion skeleton (names, parents).
+        offsets: (J, 3) rest offsets parent→joint in metres (root row: zero).
+        children: per joint, the indices of its children.
+    """
+
+    def __init__(self, skeleton: Skeleton, offsets: np.ndarray) -> None:
+        self.skeleton = skeleton
+        self.offsets = offsets
+        self.children = _children(skeleton)
+
+
+def _bone_vectors(joints: np.ndarray, skeleton: Skeleton) -> np.ndarray:
+    """(T, J, 3) vectors parent→joint (root row zero)."""
+    parents = np.array(skeleton.parents)
+    vectors = joints - joints[:, np.maximum(parents, 0)]
+    vectors[:, 0] = 0.0
+    return vectors
+
+
+def best_rotations(rest: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Per frame, the rotation R minimizing ``Σ_k ‖R rest_k − observed_k‖²`` (Wahba's problem, solved by the SVD
+    as in the Kabsch algorithm). ``rest (K, 3)``, ``observed (T, K, 3)`` → ``(T, 3, 3)``."""
+    cov = np.einsum("ki,tkj->tij", rest, observed)  # (T, 3, 3) Σ rest_k observed_kᵀ
+    u, _, vt = np.linalg.svd(cov)
+    v, ut = np.swapaxes(vt, -1, -2), np.swapaxes(u, -1, -2)
+    d = np.sign(np.linalg.det(v @ ut))  # (T,) −1 would be a reflection
+    return v @ (np.eye(3) * np.stack([np.ones_like(d), np.ones_like(d), d], -1)[:, None, :]) @ ut
+
+
+def fit_bvh_skeleton(joints: np.ndarray, skeleton: Skeleton = SMPL_22) -> BvhSkeleton:
+    """The rigid skeleton of a motion (module docstring): median bone lengths, rest directions from ``skeleton``,
+    branch angles from the motion. ``joints``: (T, J, 3) metres."""
+    joints = check_joints(joints, skeleton, "joints")
+    vectors = _bone_vectors(joints, skeleton)  # (T, J, 3)
+    lengths = np.median(np.linalg.norm(vectors, axis=-1), axis=0)  # (J,)
+    rest = skeleton.rest_directions_array()
+    rest = rest / np.maximum(np.linalg.norm(rest, axis=-1, keepdims=True), 1e-12)
+    offsets = rest * lengths[:, None]  # (J, 3)
+    for parent, kids in enumerate(_children(skeleton)):
+        if len(kids) < 2:
+            continue
+        # Per frame: the rotation taking the canonical bone set onto the motion's; the bones rotated back by it,
+        # averaged over frames, are the motion's own rigid bone set in a pose closest to the canonical one.
+        rotations = best_rotations(offsets[kids], vectors[:, kids])  # (T, 3, 3)
+        back = np.einsum("tji,tkj->ki", rotations, vectors[:, kids]) / len(vectors)  # mean of Rᵀ b, (K, 3)
+        offsets[kids] = back / np.maximum(np.linalg.norm(back, axis=-1, keepdims=True), 1e-12) * lengths[kids, None]
+    offsets[0] = 0.0
+    return BvhSkeleton(skeleton, offsets)
+
+
+def _smallest_rotation(u: np.ndarray, v: np.ndarray) -> Rotation:
+    """Per row, the smallest rotation taking direction ``u`` to direction ``v`` (both (N, 3))."""
+    u = u / np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-12)
+    v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    axis = np.cross(u, v)
+    sin = np.linalg.norm(axis, axis=-1)
+    cos = np.sum(u * v, axis=-1)
+    angle = np.arctan2(sin, cos)
+    # Antiparallel (or degenerate) rows: a half turn about any axis perpendicular to u.
+    fallback = np.cross(u, np.array([1.0, 0.0, 0.0]))
+    fallback = np.where(np.linalg.norm(fallback, axis=-1, keepdims=True) > 1e-6, fallback,
+                        np.cross(u, np.array([0.0, 0.0, 1.0])))
+    axis = np.where(sin[:, None] > 1e-9, axis, fallback)
+    axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-12)
+    return Rotation.from_rotvec(axis * angle[:, None])
+
+
+def bvh_rotations(joints: np.ndarray, rig: BvhSkeleton) -> np.ndarray:
+    """Inverse kinematics (module docstring): local rotation matrices ``(T, J, 3, 3)``; index 0 is the root's global
+    rotation, every other row is relative to its parent."""
+    joints = check_joints(joints, rig.skeleton, "joints")
+    vectors = _bone_vectors(joints, rig.skeleton)
+    num_frames, num_joints = joints.shape[:2]
+    glob = np.zeros((num_frames, num_joints, 3, 3))
+    local = np.zeros_like(glob)
+    for j, parent in enumerate(rig.skeleton.parents):
+        parent_rot = np.broadcast_to(np.eye(3), (num_frames, 3, 3)) if parent < 0 else glob[:, parent]
+        kids = rig.children[j]
+        if len(kids) >= 2:
+            glob[:, j] = best_rotations(rig.offsets[kids], vectors[:, kids])
+            local[:, j] = np.swapaxes(parent_rot, -1, -2) @ glob[:, j]
+        elif len(kids) == 1:
+            child = kids[0]
+            in_parent = np.einsum("tji,tj->ti", parent_rot, vectors[:, child])  # parent_rotᵀ · bone
+            rest = np.broadcast_to(rig.offsets[child], (num_frames, 3))
+            local[:, j] = _smallest_rotation(rest, in_parent).as_matrix()
+            glob[:, j] = parent_rot @ local[:, j]
+        else:
+            local[:, j] = np.eye(3)
+            glob[:, j] = parent_rot
+    return local
+
+
+def bvh_positions(rig: BvhSkeleton, root: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """Forward kinematics of the rig: root positions ``(T, 3)`` and local rotations ``(T, J, 3, 3)`` → joints
+    ``(T, J, 3)`` metres."""
+    num_frames = root.shape[0]
+    glob = np.zeros_like(local)
+    positions = np.zeros((num_frames, rig.skeleton.num_joints, 3))
+    for j, parent in enumerate(rig.skeleton.parents):
+        if parent < 0:
+            glob[:, j] = local[:, j]
+            positions[:, j] = root
+        else:
+            glob[:, j] = glob[:, parent] @ local[:, j]
+            positions[:, j] = positions[:, parent] + glob[:, parent] @ rig.offsets[j]
+    return positions
+
+
+# --- writers --------------------------------------------------------------------------------------------------------
+
+
+def _file_order(rig: BvhSkeleton) -> list[int]:
+    """Joint indices in the order the hierarchy lists them (depth first), which is the order of the channels."""
+    order: list[int] = []
+
+    def visit(j: int) -> None:
+        order.append(j)
+        for child in rig.children[j]:
+            visit(child)
+
+    visit(0)
+    return order
+
+
+def _hierarchy(rig: BvhSkeleton) -> str:
+    """The HIERARCHY section, joints depth first (:func:`_file_order`)."""
+    names = rig.skeleton.joint_names
+    lines: list[str] = ["HIERARCHY"]
+
+    def number(v: float) -> str:
+        return f"{v:.{_DECIMALS}f}"
+
+    def joint(j: int, depth: int) -> None:
+        pad = "  " * depth
+        keyword = "ROOT" if rig.skeleton.parents[j] < 0 else "JOINT"
+        lines.append(f"{pad}{keyword} {names[j]}")
+        lines.append(f"{pad}{{")
+        lines.append(f"{pad}  OFFSET {' '.join(number(v) for v in rig.offsets[j])}")
+        if keyword == "ROOT":
+            lines.append(f"{pad}  CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation")
+        else:
+            lines.append(f"{pad}  CHANNELS 3 Zrotation Yrotation Xrotation")
+        for child in rig.children[j]:
+            joint(child, depth + 1)
+        if not rig.children[j]:  # a leaf ends in an End Site one tenth of its bone further along the bone
+            end = rig.offsets[j] * 0.1
+            lines.extend([f"{pad}  End Site", f"{pad}  {{", f"{pad}    OFFSET {' '.join(number(v) for v in end)}",
+                          f"{pad}  }}"])
+        lines.append(f"{pad}}}")
+
+    joint(0, 0)
+    return "\n".join(lines) + "\n"
+
+
+def _euler_zyx(local: np.ndarray) -> np.ndarray:
+    """(T, J, 3, 3) → (T, J, 3) intrinsic Z·Y·X angles in degrees, unwrapped over time."""
+    num_frames, num_joints = local.shape[:2]
+    angles = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_euler("ZYX", degrees=True)
+    angles = angles.reshape(num_frames, num_joints, 3)
+    return np.rad2deg(np.unwrap(np.deg2rad(angles), axis=0))
+
+
+def write_bvh(path: str | Path, joints: np.ndarray, fps: float, skeleton: Skeleton = SMPL_22) -> float:
+    """Write joints ``(T, J, 3)`` (metres, y up, ``skeleton``'s joint order) as a BVH file (module docstring).
+
+    The file is written atomically (temporary file, then rename).
+
+    Returns:
+        The largest distance in metres between the input joints and the written file's joints (forward kinematics
+        of the written numbers): float rounding for a rigid skeleton, the non-rigidity of the motion otherwise.
+
+    Raises:
+        ExportError: wrong shape, NaN, non-positive fps, or an unwritable path (naming it).
+    """
+    path = Path(path)
+    joints = check_joints(joints, skeleton, str(path))
+    fps = _check_fps(fps, str(path))
+    if skeleton.rest_directions is None:
+        raise ExportError(f"{path}: skeleton {skeleton.name} has no rest directions; BVH export needs a 3D motion "
+                          f"skeleton")
+    rig = fit_bvh_skeleton(joints, skeleton)
+    local = bvh_rotations(joints, rig)
+    angles = _euler_zyx(local)  # (T, J, 3)
+    root = np.round(joints[:, 0], _DECIMALS)
+    angles = np.round(angles, _DECIMALS)
+    rig.offsets = np.round(rig.offsets, _DECIMALS)
+    values = np.concatenate([root, angles[:, _file_order(rig)].reshape(len(joints), -1)], axis=1)  # (T, 3 + 3J)
+
+    text = io.StringIO()
+    text.write(_hierarchy(rig))
+    text.write(f"MOTION\nFrames: {len(joints)}\nFrame Time: {1.0 / fps:.8f}\n")
+    np.savetxt(text, values, fmt=f"%.{_DECIMALS}f")
+    reproduced = bvh_positions(rig, root, Rotation.from_euler(
+        "ZYX", angles.reshape(-1, 3), degrees=True).as_matrix().reshape(local.shape))
+    _write_file(path, lambda f: f.write(text.getvalue().encode("ascii")))
+    return float(np.linalg.norm(reproduced - joints, axis=-1).max())
+
+
+def write_joints(path: str | Path, joints: np.ndarray, skeleton: Skeleton = SMPL_22) -> Path:
+    """Joints ``(T, J, 3)`` as float32 ``.npy``, written atomically."""
+    path = Path(path)
+    joints = check_joints(joints, skeleton, str(path)).astype(np.float32)
+    return _write_file(path, lambda f: np.save(f, joints))
+
+
+def write_humanml3d(path: str | Path, joints: np.ndarray, fps: float, skeleton: Skeleton = SMPL_22) -> Path:
+    """HumanML3D feature vectors ``(T', 12·J − 1)`` float32 at 20 fps (module docstring) as ``.npy``."""
+    import torch
+
+    from .data.mocap import resample
+    from .representation import encode
+
+    path = Path(path)
+    joints = check_joints(joints, skeleton, str(path))
+    fps = _check_fps(fps, str(path))
+    if fps != HUMANML3D_FPS:
+        joints = resample(joints, fps, HUMANML3D_FPS)
+    if len(joints) < 2:
+        raise ExportError(f"{path}: HumanML3D features need at least 2 frames at {HUMANML3D_FPS:g} fps")
+    features = encode(torch.as_tensor(joints), skeleton).numpy().astype(np.float32)
+    return _write_file(path, lambda f: np.save(f, features))
+
+
+def export_motion(path: str | Path, joints: np.ndarray, fps: float, fmt: str, skeleton: Skeleton = SMPL_22) -> str:
+    """Write ``joints`` in format ``fmt`` (one of :data:`EXPORT_FORMATS`); returns a one-line description."""
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"{path}: unknown export format {fmt!r} (known: {', '.join(EXPORT_FORMATS)})")
+    if fmt == "bvh":
+        error = write_bvh(path, joints, fps, skeleton)
+        return (f"BVH, {len(joints)} frames at {fps:g} fps; largest joint error of the rigid skeleton "
+                f"{1000 * error:.2f} mm")
+    if fmt == "npy":
+        write_joints(path, joints, skeleton)
+        return f"joints (T, {skeleton.num_joints}, 3) float32 metres, {len(joints)} frames"
+    write_humanml3d(path, joints, fps, skeleton)
+    return f"HumanML3D features (T, {12 * skeleton.num_joints - 1}) at {HUMANML3D_FPS:g} fps"
