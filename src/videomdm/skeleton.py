@@ -441,6 +441,10 @@ _MAP_TABLES: dict[tuple[str, str], dict[str, _Entry]] = {
         "right_elbow": "right_elbow", "left_wrist": "left_wrist", "right_wrist": "right_wrist",
     },
     ("body25", "coco17"): {n: n for n in _COCO_NAMES},
+    ("smpl22", "body25"): {
+        n: {"mid_hip": "pelvis", "neck": "neck", "left_big_toe": "left_foot", "right_big_toe": "right_foot"}.get(
+            n, n if n in _SMPL_NAMES else None) for n in _BODY25_NAMES
+    },
     ("h36m17", "coco17"): {
         n: (n if n in _H36M_NAMES else None) for n in _COCO_NAMES
     },

@@ -52,6 +52,8 @@ __all__ = [
     "resample_sequence",
     "split_at_gaps",
     "ground_clip",
+    "detector_teacher",
+    "clips_from_sequence",
     "teacher_reprojection_px",
     "prepare_sequences",
     "PROGRESS_DIR",
@@ -77,6 +79,8 @@ class KeypointSequence:
         world: optional ``(T, J, 3)`` root-relative 3D from the detector, metres, OpenCV camera axes (x right, y
             down, z forward); NaN in frames without a detection.
         source: provenance (file path).
+        source_fps: frame rate of the original recording when the frames were already resampled (a video read at
+            the dataset fps); default ``fps``.
     """
 
     name: str
@@ -87,6 +91,7 @@ class KeypointSequence:
     image_size: tuple[int, int] | None
     source: str
     world: np.ndarray | None = None
+    source_fps: float | None = None
 
     def __post_init__(self) -> None:
         J = get_skeleton(self.skeleton).num_joints
@@ -105,6 +110,8 @@ class KeypointSequence:
         self.keypoints = np.where(bad[..., None], 0.0, self.keypoints)
         if self.fps is not None and not (np.isfinite(self.fps) and self.fps > 0):
             raise DataError(f"{where}: fps must be positive, got {self.fps}")
+        if self.source_fps is None:
+            self.source_fps = self.fps
 
     @property
     def num_frames(self) -> int:
@@ -129,8 +136,9 @@ def resample_sequence(seq: KeypointSequence, fps: float) -> KeypointSequence:
     times = np.arange(int(np.floor(duration * fps + 1e-9)) + 1) / fps  # (T',) seconds
     position = times * seq.fps
     lo = np.clip(np.floor(position).astype(int), 0, seq.num_frames - 1)
-    hi = np.minimum(lo + 1, seq.num_frames - 1)
-    w = (position - lo)[:, None]  # (T', 1)
+    on_frame = position - lo < 1e-9  # exactly on a source frame: that frame alone
+    hi = np.where(on_frame, lo, np.minimum(lo + 1, seq.num_frames - 1))
+    w = np.where(on_frame, 0.0, position - lo)[:, None]  # (T', 1)
 
     def mix(values: np.ndarray) -> np.ndarray:
         w_ = w.reshape(w.shape + (1,) * (values.ndim - 2))
@@ -225,6 +233,40 @@ def teacher_reprojection_px(clip: Clip, skeleton: Skeleton = SMPL_22, joints: np
     return reprojection_error(joints, uv, conf, clip.K, clip.R, clip.t)
 
 
+def _fill_missing_frames(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Linear interpolation over frames ``(T, ...)`` where ``valid (T,)`` is False (nearest value at the ends)."""
+    frames = np.arange(len(values))
+    flat = values.reshape(len(values), -1)
+    filled = np.stack([np.interp(frames, frames[valid], column[valid]) for column in flat.T], axis=1)
+    return filled.reshape(values.shape)
+
+
+def detector_teacher(clip: Clip, detector_3d: np.ndarray | None, skeleton: Skeleton = SMPL_22) -> np.ndarray:
+    """The teacher from a detector's own root-relative 3D (BlazePose's ``pose_world_landmarks``): ``(T, J, 3)`` world.
+
+    Per frame, the translation that puts the detector's 33 joints on their own keypoint rays is solved by least
+    squares (:func:`videomdm.lifter.solve_root_translation`, confidence-weighted), the joints are mapped to SMPL-22
+    (:func:`videomdm.skeleton.blazepose_to_smpl22`) and taken to the world with the clip's camera. Frames without a
+    detection (short gaps inside a clip) are interpolated from their neighbours.
+    """
+    from ..lifter import solve_root_translation
+    from ..skeleton import blazepose_to_smpl22
+
+    derivation = blazepose_to_smpl22()
+    if detector_3d is None or clip.keypoint_skeleton != derivation.source.name:
+        raise DataError(f"clip {clip.name}: the detector teacher needs BlazePose-33 3D from the detector")
+    valid = np.isfinite(detector_3d).all(axis=(1, 2)) & (clip.confidence.sum(axis=1) > 0)
+    if not valid.any():
+        raise DataError(f"clip {clip.name}: no frame with the detector's 3D")
+    rel_cam = _fill_missing_frames(np.asarray(detector_3d, dtype=np.float64), valid)  # (T, 33, 3)
+    K_inv = np.linalg.inv(clip.K)
+    uv1 = np.concatenate([clip.keypoints_2d, np.ones(clip.keypoints_2d.shape[:2] + (1,))], axis=-1)
+    xy = (uv1 @ K_inv.T)[..., :2]  # (T, 33, 2) normalized image coordinates
+    translation = solve_root_translation(rel_cam, xy, clip.confidence)  # (T, 3) metres
+    cam = derivation.apply(rel_cam + translation[:, None, :])  # (T, 22, 3) camera frame
+    return (cam - clip.t) @ clip.R  # X_w = Rᵀ (X_c − t), row vectors
+
+
 # --- the writer -----------------------------------------------------------------------------------------------------
 
 
@@ -262,15 +304,19 @@ def _read_progress(out: Path, name: str) -> _Progress | None:
     return record
 
 
-def clips_from_sequence(seq: KeypointSequence, *, fps: float, teacher: Callable[[Clip], np.ndarray],
-                        focal_px: float | None = None, fov_deg: float | None = None, max_gap_s: float = 0.5,
-                        min_clip_s: float = 1.0, captions: list[str] | None = None,
-                        skeleton: Skeleton = SMPL_22) -> tuple[list[Clip], str]:
-    """The clips of one sequence (see the module docstring), and why there are none when the list is empty.
+Teacher = Callable[[Clip, "np.ndarray | None"], np.ndarray]
 
-    ``teacher`` receives each clip with its keypoints, ``K`` and the un-grounded camera (``R =``
-    :data:`CAMERA_ROTATION`, ``t = 0``) and returns ``(T, J, 3)`` world joints; the result is then grounded
-    (:func:`ground_clip`). Raises :class:`DataError` naming the source for a teacher that fails.
+
+def clips_from_sequence(seq: KeypointSequence, *, fps: float, teacher: Teacher, focal_px: float | None = None,
+                        fov_deg: float | None = None, max_gap_s: float = 0.5, min_clip_s: float = 1.0,
+                        captions: list[str] | None = None,
+                        skeleton: Skeleton = SMPL_22) -> tuple[list[tuple[int, Clip]], str]:
+    """The clips of one sequence with their first frame (at ``fps``), and why there are none when the list is empty.
+
+    ``teacher(clip, detector_3d)`` receives each clip with its keypoints, ``K`` and the un-grounded camera (``R =``
+    :data:`CAMERA_ROTATION`, ``t = 0``), and the detector's own 3D for the clip's frames (or None), and returns
+    ``(T, J, 3)`` world joints; the result is then grounded (:func:`ground_clip`). Raises :class:`DataError` naming
+    the source for a teacher that fails.
     """
     seq = resample_sequence(seq, fps)
     image_size = seq.image_size
@@ -295,18 +341,19 @@ def clips_from_sequence(seq: KeypointSequence, *, fps: float, teacher: Callable[
             confidence=seq.confidence[start:stop].astype(np.float32), keypoint_skeleton=seq.skeleton,
             K=K, R=CAMERA_ROTATION.copy(), t=np.zeros(3), text=list(captions or []), image_size=tuple(image_size))
         try:
-            world = np.asarray(teacher(base), dtype=np.float64)
+            detector_3d = None if seq.world is None else seq.world[start:stop]
+            world = np.asarray(teacher(base, detector_3d), dtype=np.float64)
         except (ValueError, RuntimeError) as err:
             raise DataError(f"{seq.source}: clip {base.name}: teacher failed: {err}") from None
         if world.shape != (stop - start, skeleton.num_joints, 3) or not np.isfinite(world).all():
             raise DataError(f"{seq.source}: clip {base.name}: teacher gave shape {world.shape} or non-finite "
                             f"values, expected ({stop - start}, {skeleton.num_joints}, 3)")
-        clips.append(ground_clip(replace(base, teacher_3d=world.astype(np.float32)), skeleton))
+        clips.append((start, ground_clip(replace(base, teacher_3d=world.astype(np.float32)), skeleton)))
     return clips, ""
 
 
 def prepare_sequences(sources: Iterable[tuple[str, str, Callable[[], KeypointSequence]]], out: Path, *,
-                      fps: float, teacher: Callable[[Clip], np.ndarray], teacher_name: str, dataset_name: str,
+                      fps: float, teacher: Teacher, teacher_name: str, dataset_name: str,
                       captions: dict[str, list[str]] | None = None, focal_px: float | None = None,
                       fov_deg: float | None = None, max_gap_s: float = 0.5, min_clip_s: float = 1.0,
                       extra: dict | None = None, log: Callable[[str], None] = print) -> dict:
@@ -330,6 +377,7 @@ def prepare_sequences(sources: Iterable[tuple[str, str, Callable[[], KeypointSeq
     summary: dict = {"out": str(out), "sources": 0, "done": 0, "resumed": 0, "failed": {}, "empty": {}, "clips": 0,
                      "frames": 0}
     all_clips: list[str] = []
+    source_fps: dict[str, float | None] = {}
     reprojection, reprojection_frames = 0.0, 0
     started = time.perf_counter()
     for name, where, load in sources:
@@ -345,8 +393,8 @@ def prepare_sequences(sources: Iterable[tuple[str, str, Callable[[], KeypointSeq
                                                     fov_deg=fov_deg, max_gap_s=max_gap_s, min_clip_s=min_clip_s,
                                                     captions=captions.get(name))
                 record = _Progress(source=where, status="done", reason=reason,
-                                   details={"source_fps": seq.fps, "image_size": seq.image_size})
-                for clip in clips:
+                                   details={"source_fps": seq.source_fps, "image_size": seq.image_size})
+                for _, clip in clips:
                     rel = f"clips/train/{_safe_name(clip.name)}.npz"
                     save_clip(out / rel, clip)
                     error = teacher_reprojection_px(clip)
@@ -367,7 +415,12 @@ def prepare_sequences(sources: Iterable[tuple[str, str, Callable[[], KeypointSeq
                 log(f"{where}: no clip ({record.reason})")
         all_clips += record.clips
         summary["frames"] += record.frames
+        source_fps[name] = record.details.get("source_fps")
     summary["clips"] = len(all_clips)
+    rates = sorted({r for r in source_fps.values() if r is not None})
+    summary["source_fps"] = source_fps
+    if len(rates) > 1 or (rates and abs(rates[0] - fps) > 1e-6):
+        log(f"sources recorded at {', '.join(f'{r:g}' for r in rates)} fps were resampled to {fps:g} fps")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     summary["teacher_reprojection_px"] = (reprojection / reprojection_frames) if reprojection_frames else None
     if not all_clips:
