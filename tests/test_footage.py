@@ -286,6 +286,8 @@ def test_prepare_keypoints_cli_mixed_fps_bad_file_captions_and_resume(tmp_path, 
         assert teacher_reprojection_px(clip) < 1e-2
     assert main(args) == 0  # a second run resumes
     assert "already prepared" in capsys.readouterr().out
+    assert main(args + ["--fps", "25"]) == 2  # resuming with other settings is refused
+    assert "was prepared with other settings" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "clips" / "train").iterdir()) == ["a_walk_00.npz", "b_walk_00.npz"]
 
 

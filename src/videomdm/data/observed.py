@@ -25,7 +25,6 @@ others still run.
 from __future__ import annotations
 
 import json
-import re
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -35,14 +34,15 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from ..camera import transform_camera
+from ..camera import pixels_to_normalized, transform_camera
 from ..checkpoint import atomic_write_text
 from ..evaluate import reprojection_error
-from ..lifter import _observed_keypoints, floor_from_feet
+from ..lifter import observed_keypoints, floor_from_feet
 from ..representation import canonicalize
 from ..skeleton import SMPL_22, Skeleton, get_skeleton
 from .clip import Clip, read_dataset_index, save_clip, write_dataset_index
 from .errors import DataError
+from .prepare import _file_name
 
 __all__ = [
     "KeypointSequence",
@@ -228,7 +228,7 @@ def ground_clip(clip: Clip, skeleton: Skeleton = SMPL_22, *, facing_sigma: float
 def teacher_reprojection_px(clip: Clip, skeleton: Skeleton = SMPL_22, joints: np.ndarray | None = None) -> float:
     """Confidence-weighted reprojection error (pixels) of ``joints`` (default: the clip's teacher) against the
     clip's keypoints, over the joints the keypoint skeleton provides (:func:`videomdm.evaluate.reprojection_error`)."""
-    uv, conf = _observed_keypoints(clip, skeleton)
+    uv, conf = observed_keypoints(clip, skeleton)
     joints = clip.teacher_3d if joints is None else joints
     return reprojection_error(joints, uv, conf, clip.K, clip.R, clip.t)
 
@@ -241,7 +241,7 @@ def _fill_missing_frames(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return filled.reshape(values.shape)
 
 
-def detector_teacher(clip: Clip, detector_3d: np.ndarray | None, skeleton: Skeleton = SMPL_22) -> np.ndarray:
+def detector_teacher(clip: Clip, detector_3d: np.ndarray | None) -> np.ndarray:
     """The teacher from a detector's own root-relative 3D (BlazePose's ``pose_world_landmarks``): ``(T, J, 3)`` world.
 
     Per frame, the translation that puts the detector's 33 joints on their own keypoint rays is solved by least
@@ -259,9 +259,8 @@ def detector_teacher(clip: Clip, detector_3d: np.ndarray | None, skeleton: Skele
     if not valid.any():
         raise DataError(f"clip {clip.name}: no frame with the detector's 3D")
     rel_cam = _fill_missing_frames(np.asarray(detector_3d, dtype=np.float64), valid)  # (T, 33, 3)
-    K_inv = np.linalg.inv(clip.K)
-    uv1 = np.concatenate([clip.keypoints_2d, np.ones(clip.keypoints_2d.shape[:2] + (1,))], axis=-1)
-    xy = (uv1 @ K_inv.T)[..., :2]  # (T, 33, 2) normalized image coordinates
+    xy = pixels_to_normalized(torch.as_tensor(clip.keypoints_2d, dtype=torch.float64),
+                              torch.as_tensor(clip.K, dtype=torch.float64)).numpy()  # (T, 33, 2)
     translation = solve_root_translation(rel_cam, xy, clip.confidence)  # (T, 3) metres
     cam = derivation.apply(rel_cam + translation[:, None, :])  # (T, 22, 3) camera frame
     return (cam - clip.t) @ clip.R  # X_w = Rᵀ (X_c − t), row vectors
@@ -270,17 +269,11 @@ def detector_teacher(clip: Clip, detector_3d: np.ndarray | None, skeleton: Skele
 # --- the writer -----------------------------------------------------------------------------------------------------
 
 
-def _safe_name(name: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    return safe if safe.strip(".") else "_" + safe
-
-
 @dataclass
 class _Progress:
-    """Per-source record: the clips it produced, or why it produced none."""
+    """Record of a finished source: the clips it produced, or why it produced none."""
 
     source: str
-    status: str  # "done" (clips may be 0, see reason) or "failed"
     clips: list[str] = field(default_factory=list)
     frames: int = 0
     reason: str = ""
@@ -288,7 +281,7 @@ class _Progress:
 
 
 def _progress_path(out: Path, name: str) -> Path:
-    return out / PROGRESS_DIR / f"{_safe_name(name)}.json"
+    return out / PROGRESS_DIR / f"{_file_name(name)}.json"
 
 
 def _read_progress(out: Path, name: str) -> _Progress | None:
@@ -299,7 +292,7 @@ def _read_progress(out: Path, name: str) -> _Progress | None:
         record = _Progress(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None  # unreadable record: redo the source
-    if record.status != "done" or not all((out / rel).is_file() for rel in record.clips):
+    if not all((out / rel).is_file() for rel in record.clips):
         return None
     return record
 
@@ -374,6 +367,13 @@ def prepare_sequences(sources: Iterable[tuple[str, str, Callable[[], KeypointSeq
     if (out / "dataset.json").exists() and not (out / PROGRESS_DIR).is_dir():
         raise DataError(f"{out}: already holds a dataset not made by this command; choose another folder")
     captions = captions or {}
+    settings = {"fps": fps, "teacher": teacher_name, "focal_px": focal_px, "fov_deg": fov_deg,
+                "max_gap_s": max_gap_s, "min_clip_s": min_clip_s}
+    settings_path = out / PROGRESS_DIR / ".settings.json"
+    if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
+        raise DataError(f"{out}: was prepared with other settings ({settings_path.read_text().strip()}); resume with "
+                        f"the same ones or choose another folder")
+    atomic_write_text(settings_path, json.dumps(settings))
     summary: dict = {"out": str(out), "sources": 0, "done": 0, "resumed": 0, "failed": {}, "empty": {}, "clips": 0,
                      "frames": 0}
     all_clips: list[str] = []
@@ -392,10 +392,10 @@ def prepare_sequences(sources: Iterable[tuple[str, str, Callable[[], KeypointSeq
                 clips, reason = clips_from_sequence(seq, fps=fps, teacher=teacher, focal_px=focal_px,
                                                     fov_deg=fov_deg, max_gap_s=max_gap_s, min_clip_s=min_clip_s,
                                                     captions=captions.get(name))
-                record = _Progress(source=where, status="done", reason=reason,
+                record = _Progress(source=where, reason=reason,
                                    details={"source_fps": seq.source_fps, "image_size": seq.image_size})
                 for _, clip in clips:
-                    rel = f"clips/train/{_safe_name(clip.name)}.npz"
+                    rel = f"clips/train/{_file_name(clip.name)}.npz"
                     save_clip(out / rel, clip)
                     error = teacher_reprojection_px(clip)
                     reprojection += error * len(clip.teacher_3d)
