@@ -326,3 +326,13 @@ def test_videos_that_are_empty_unreadable_or_without_a_person(tmp_path, capsys):
     with pytest.raises(DataError, match="no video files"):
         from videomdm.data.video import find_videos
         find_videos(tmp_path / "data")
+
+
+def test_a_missing_mediapipe_gives_the_install_command(tmp_path, monkeypatch, capsys):
+    import sys
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe raises ImportError
+    assert main(["prepare", "video", str(video), "--out", str(tmp_path / "data")]) == 2
+    assert "pip install 'videomdm[video]'" in capsys.readouterr().err

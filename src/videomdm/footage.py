@@ -29,7 +29,7 @@ from .data.errors import DataError
 from .data.keypoint_formats import keypoint_files, read_keypoints
 from .data.observed import KeypointSequence, Teacher, clips_from_sequence, detector_teacher, prepare_sequences, \
     teacher_reprojection_px
-from .data.video import MEDIAPIPE_MISSING, detect_video, find_videos, iter_frames, require_mediapipe
+from .data.video import detect_video, find_videos, iter_frames, require_mediapipe
 from .experiments import LiftSettings
 from .lifter import make_teacher
 from .render import render_overlay
@@ -89,10 +89,7 @@ def prepare_videos(src: Path, out: Path, *, teacher: str = "mediapipe", lifter_d
     """A video or a folder of videos → a 2D training dataset in ``out`` (resumable; see
     :func:`~videomdm.data.observed.prepare_sequences` for the summary). ``max_seconds`` reads only the start of
     each video."""
-    try:
-        require_mediapipe()
-    except ImportError:
-        raise ValueError(MEDIAPIPE_MISSING) from None
+    require_mediapipe()
     videos = find_videos(Path(src))
     by_name, unknown = _captions_for([v.stem for v in videos], captions, caption, log)
     sources = [(v.stem, str(v), partial(detect_video, v, fps=fps, max_seconds=max_seconds, progress=progress))

@@ -34,11 +34,14 @@ MEDIAPIPE_MISSING = ("reading keypoints from video needs MediaPipe: pip install 
 
 
 def require_mediapipe():
-    """The ``mediapipe`` module, or ImportError with the install command."""
+    """The ``mediapipe`` module, or ValueError with the install command (the CLI prints it as one error line)."""
+    import os
+
+    os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warnings and errors only
     try:
         import mediapipe
     except ImportError:
-        raise ImportError(MEDIAPIPE_MISSING) from None
+        raise ValueError(MEDIAPIPE_MISSING) from None
     return mediapipe
 
 
