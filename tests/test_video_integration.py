@@ -76,7 +76,8 @@ def test_video_to_clips_to_training_to_lifting(videos, tmp_path, capsys):
         left, right = SMPL_22.foot_indices
         assert abs(np.median(teacher[:, left + right, 1].min(axis=1))) < 0.15, clip.name  # feet near the floor
         error = teacher_reprojection_px(clip)
-        print(f"{clip.name}: teacher reprojection error {error:.1f} px on a {clip.image_size} video")
+        with capsys.disabled():
+            print(f"\n{clip.name}: teacher reprojection error {error:.1f} px on a {clip.image_size} video")
         assert error < 0.03 * clip.image_size[0]
 
     # A second run resumes: nothing is detected again.
@@ -95,7 +96,9 @@ def test_video_to_clips_to_training_to_lifting(videos, tmp_path, capsys):
     assert main(["lift", str(run), str(videos / "demo.mp4"), "--out", str(out), "--max-seconds", "2",
                  "--guidance", "2", "--guidance-min-t", "0"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    print(f"lift: teacher {metrics['teacher_reprojection_px']:.1f} px → lift {metrics['lift_reprojection_px']:.1f} px")
+    with capsys.disabled():
+        print(f"\nlift: teacher {metrics['teacher_reprojection_px']:.1f} px → lift "
+              f"{metrics['lift_reprojection_px']:.1f} px")
     assert metrics["lift_reprojection_px"] < metrics["teacher_reprojection_px"]
     for name, row in metrics["clips"].items():
         joints = np.load(out / f"{name}.npy")
