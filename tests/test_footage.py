@@ -16,7 +16,7 @@ from videomdm.data.clip import load_clip, read_dataset_index
 from videomdm.data.errors import DataError
 from videomdm.data.keypoint_formats import read_keypoints, track_main_person
 from videomdm.data.observed import (CAMERA_ROTATION, KeypointSequence, default_focal_px, detector_teacher,
-                                    ground_clip, intrinsics_for, prepare_sequences, resample_sequence, split_at_gaps,
+                                    ground_clip, identity_switches, intrinsics_for, prepare_sequences, resample_sequence, split_at_gaps,
                                     teacher_reprojection_px)
 from videomdm.skeleton import (BLAZEPOSE_33, COCO_17, H36M_17, OPENPOSE_25, SMPL_22, blazepose_to_smpl22,
                                joint_map)
@@ -97,6 +97,16 @@ def test_split_at_gaps():
     assert split_at_gaps(detected, max_gap=3, min_length=2) == [(1, 13)]
     assert split_at_gaps(detected, max_gap=1, min_length=5) == [(1, 6)]
     assert split_at_gaps(np.zeros(5, bool), max_gap=1, min_length=1) == []
+    breaks = np.zeros(14, bool)
+    breaks[11] = True
+    assert split_at_gaps(detected, max_gap=3, min_length=2, breaks=breaks) == [(1, 11), (11, 13)]
+
+
+def test_a_jump_to_another_person_is_an_identity_switch():
+    box = np.array([[100.0, 100.0], [140.0, 200.0]])  # diagonal ≈ 108 px
+    keypoints = np.stack([box, box + 10, box + 400, box + 410])  # (T=4, J=2, 2)
+    switches = identity_switches(keypoints, np.ones((4, 2)), np.ones(4, bool))
+    assert switches.tolist() == [False, False, True, False]
 
 
 def test_intrinsics_default_focal_and_fov():

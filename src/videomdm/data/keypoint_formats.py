@@ -31,7 +31,7 @@ import numpy as np
 
 from ..skeleton import COCO_17, H36M_17, OPENPOSE_25, Skeleton
 from .errors import DataError
-from .observed import KeypointSequence
+from .observed import KeypointSequence, person_box
 
 __all__ = ["FORMATS", "track_main_person", "read_keypoints", "keypoint_files"]
 
@@ -39,16 +39,6 @@ FORMATS = ("coco17", "openpose", "alphapose", "h36m")
 
 # One candidate person: (keypoints (J, 2), confidence (J,))
 _Person = tuple[np.ndarray, np.ndarray]
-
-
-def _size(person: _Person) -> tuple[np.ndarray, float]:
-    """Centre (2,) and diagonal of the bounding box of a person's confident keypoints."""
-    uv, conf = person
-    seen = uv[conf > 0]
-    if len(seen) == 0:
-        return np.zeros(2), 0.0
-    lo, hi = seen.min(0), seen.max(0)
-    return (lo + hi) / 2, float(np.linalg.norm(hi - lo))
 
 
 def track_main_person(frames: list[list[_Person]], num_joints: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,10 +51,10 @@ def track_main_person(frames: list[list[_Person]], num_joints: int) -> tuple[np.
     confidence = np.zeros((len(frames), num_joints))
     last: tuple[np.ndarray, float] | None = None
     for f, people in enumerate(frames):
-        people = [p for p in people if _size(p)[1] > 0]
+        people = [p for p in people if person_box(*p)[1] > 0]
         if not people:
             continue
-        sizes = [_size(p) for p in people]
+        sizes = [person_box(*p) for p in people]
         choice = int(np.argmax([s for _, s in sizes]))
         if last is not None:
             distances = [np.linalg.norm(c - last[0]) for c, _ in sizes]

@@ -5,8 +5,9 @@ pixels with confidences (0 where the person was not found) and, from detectors t
 3D (metres, camera axes). :func:`prepare_sequences` turns sequences into clips of the data contract:
 
 1. **frame rate**: :func:`resample_sequence` to the dataset fps (20 by default);
-2. **splitting**: :func:`split_at_gaps` cuts where the person is lost for more than ``max_gap_s`` seconds; shorter
-   gaps stay inside a clip with confidence 0; segments shorter than ``min_clip_s`` are dropped;
+2. **splitting**: :func:`split_at_gaps` cuts where the person is lost for more than ``max_gap_s`` seconds and where
+   the detector jumps to another person (:func:`identity_switches`); shorter gaps stay inside a clip with confidence
+   0; segments shorter than ``min_clip_s`` are dropped;
 3. **camera**: a static pinhole camera. Intrinsics from a focal length or field of view the user gives, otherwise
    :func:`default_focal_px` (the image diagonal in pixels, about 47° horizontal field of view for 16:9 footage).
    Extrinsics: gravity is taken from the camera's up direction (no roll, no pitch: :data:`CAMERA_ROTATION`, the
@@ -51,6 +52,8 @@ __all__ = [
     "intrinsics_for",
     "resample_sequence",
     "split_at_gaps",
+    "person_box",
+    "identity_switches",
     "ground_clip",
     "detector_teacher",
     "clips_from_sequence",
@@ -149,26 +152,52 @@ def resample_sequence(seq: KeypointSequence, fps: float) -> KeypointSequence:
     return replace(seq, keypoints=mix(seq.keypoints), confidence=confidence, world=world, fps=float(fps))
 
 
-def split_at_gaps(detected: np.ndarray, max_gap: int, min_length: int) -> list[tuple[int, int]]:
+def split_at_gaps(detected: np.ndarray, max_gap: int, min_length: int,
+                  breaks: np.ndarray | None = None) -> list[tuple[int, int]]:
     """Frame ranges ``[start, stop)`` of the person's presence.
 
     ``detected (T,)`` bool marks frames with a detection. Runs of undetected frames longer than ``max_gap`` split
-    the sequence; shorter runs stay inside a range. Ranges start and end on detected frames; ranges shorter than
-    ``min_length`` frames are dropped.
+    the sequence; shorter runs stay inside a range. A detected frame marked in ``breaks (T,)`` always starts a new
+    range (another person). Ranges start and end on detected frames; ranges shorter than ``min_length`` frames are
+    dropped.
     """
     frames = np.flatnonzero(np.asarray(detected, dtype=bool))
     if len(frames) == 0:
         return []
+    breaks = np.zeros(len(detected), bool) if breaks is None else np.asarray(breaks, dtype=bool)
     ranges = []
     start = prev = int(frames[0])
     for f in frames[1:]:
         f = int(f)
-        if f - prev - 1 > max_gap:
+        if f - prev - 1 > max_gap or breaks[f]:
             ranges.append((start, prev + 1))
             start = f
         prev = f
     ranges.append((start, prev + 1))
     return [(a, b) for a, b in ranges if b - a >= min_length]
+
+
+def person_box(keypoints: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre ``(2,)`` (pixels) and diagonal (pixels, 0 when nothing is seen) of the box around the keypoints
+    ``(J, 2)`` whose ``confidence (J,)`` is positive."""
+    seen = keypoints[confidence > 0]
+    if len(seen) == 0:
+        return np.zeros(2), 0.0
+    lo, hi = seen.min(0), seen.max(0)
+    return (lo + hi) / 2, float(np.linalg.norm(hi - lo))
+
+
+def identity_switches(keypoints: np.ndarray, confidence: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """``(T,)`` bool: detected frames whose person's box centre lies more than one box diagonal away from the
+    previous detected frame's (a detector that lost its person and picked up another)."""
+    switches = np.zeros(len(keypoints), bool)
+    last = None
+    for f in np.flatnonzero(detected):
+        centre, size = person_box(keypoints[f], confidence[f])
+        if last is not None and np.linalg.norm(centre - last[0]) > max(size, last[1]):
+            switches[f] = True
+        last = (centre, size)
+    return switches
 
 
 # --- camera and grounding -----------------------------------------------------------------------------------------------
@@ -322,7 +351,8 @@ def clips_from_sequence(seq: KeypointSequence, *, fps: float, teacher: Teacher, 
     detected = (seq.confidence > 0).sum(axis=1) >= 4  # a frame counts when at least 4 joints are seen
     if not detected.any():
         return [], "no person detected in any frame"
-    ranges = split_at_gaps(detected, max_gap=int(round(max_gap_s * fps)), min_length=int(round(min_clip_s * fps)))
+    ranges = split_at_gaps(detected, max_gap=int(round(max_gap_s * fps)), min_length=int(round(min_clip_s * fps)),
+                           breaks=identity_switches(seq.keypoints, seq.confidence, detected))
     if not ranges:
         return [], f"no stretch of at least {min_clip_s} s with the person in view"
     clips = []
