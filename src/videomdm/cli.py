@@ -158,16 +158,25 @@ def _lift_videos(args: argparse.Namespace, videos: list[Path]) -> None:
 
     out = Path(args.out)
     run = load_run(Path(args.run), device=args.device)
-    results = {}
+    from .data.errors import DataError
+
+    results, failed = {}, {}
     for video in videos:
         target = out / video.stem if len(videos) > 1 else out
         if (target / "metrics.json").exists() and not args.overwrite:
             raise ValueError(f"{target} already holds a lifted video; pass --overwrite or choose another folder")
-        metrics = lift_video(run, video, target, settings=_lift_settings(args), teacher=args.teacher,
-                             lifter_dir=Path(args.lifter) if args.lifter else None, max_seconds=args.max_seconds,
-                             render=not args.no_render, progress=True, **_camera_args(args))
+        try:
+            metrics = lift_video(run, video, target, settings=_lift_settings(args), teacher=args.teacher,
+                                 lifter_dir=Path(args.lifter) if args.lifter else None, max_seconds=args.max_seconds,
+                                 render=not args.no_render, progress=True, **_camera_args(args))
+        except DataError as err:  # one bad video does not stop the others
+            print(f"error: {err}")
+            failed[video.name] = str(err)
+            continue
         results[video.name] = {k: metrics[k] for k in ("frames", "teacher_reprojection_px", "lift_reprojection_px")}
-    _print_summary(f"lifted {len(videos)} video(s) into {out}", results)
+    if not results:
+        raise DataError(f"no video could be lifted: {json.dumps(failed)}")
+    _print_summary(f"lifted {len(results)} of {len(videos)} video(s) into {out}", {**results, "failed": failed})
 
 
 def _video_input(path: Path) -> list[Path] | None:
