@@ -4,7 +4,7 @@ A :class:`Skeleton` names its joints, gives each joint's parent (``-1`` for the 
 Skeletons used as the 3D motion skeleton (SMPL-22, LAFAN-22) also carry what the HumanML3D representation needs:
 the rest-pose bone directions (y up, facing +z, subject's left = +x), the kinematic chains used for inverse
 kinematics, the foot joints (floor height and contacts) and the four joints whose across-vector gives the facing.
-Detector skeletons (COCO-17, BlazePose-33, H36M-17) only need names, a drawing tree and left/right pairs.
+Detector skeletons (COCO-17, BlazePose-33, H36M-17, OpenPose BODY_25) only need names, a drawing tree and left/right pairs.
 
 No joint index appears as a bare literal outside this module: code asks a skeleton by name
 (``SMPL_22.index("left_ankle")``) or by role (``skeleton.feet_left``).
@@ -15,6 +15,9 @@ Joint maps (:func:`joint_map`) say, for every joint of a target skeleton, where 
 - ``derived``: the mean of several source joints (for example a pelvis from the two hips); flagged so that
   consumers can lower its confidence;
 - ``missing``: the source has nothing there. Missing joints are marked, never guessed.
+
+Where a teacher needs every joint, a :class:`JointDerivation` places the missing ones by documented body-proportion
+rules (weighted combinations of source joints) and lowers their confidence: :func:`blazepose_to_smpl22`.
 """
 
 from __future__ import annotations
