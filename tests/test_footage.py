@@ -346,3 +346,24 @@ def test_a_missing_mediapipe_gives_the_install_command(tmp_path, monkeypatch, ca
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe raises ImportError
     assert main(["prepare", "video", str(video), "--out", str(tmp_path / "data")]) == 2
     assert "pip install 'videomdm[video]'" in capsys.readouterr().err
+
+
+@pytest.mark.integration  # trains a tiny lifter (about 2 s)
+def test_prepare_keypoints_with_the_builtin_lifter_teacher(tmp_path, capsys):
+    from test_lifter import TINY, _dataset
+
+    from videomdm.lifter import LifterConfig, train_lifter
+
+    lifter = train_lifter(_dataset(tmp_path / "mocap", num_clips=2, frames=40), tmp_path / "lifter", split="lifter",
+                          config=LifterConfig(**TINY, steps=3, keypoint_skeleton="coco17"), progress=False)
+    uv, conf, _ = _walk_in(COCO_17, frames=30)
+    results = [{"image_id": f, "keypoints": np.concatenate([uv[f], conf[f][:, None]], -1).reshape(-1).tolist()}
+               for f in range(30)]
+    (tmp_path / "walk.json").write_text(json.dumps(results))
+    out = tmp_path / "data"
+    assert main(["prepare", "keypoints", str(tmp_path / "walk.json"), "--format", "coco17", "--out", str(out),
+                 "--source-fps", "20", "--image-size", *map(str, IMAGE), "--lifter", str(lifter)]) == 0
+    (clip,) = [load_clip(p) for p in read_dataset_index(out).clip_paths("train")]
+    assert clip.teacher_3d.shape == (30, 22, 3) and clip.keypoint_skeleton == "coco17" and clip.image_size == IMAGE
+    assert np.isfinite(clip.teacher_3d).all()
+    assert '"teacher_reprojection_px"' in capsys.readouterr().out
