@@ -113,6 +113,84 @@ def cmd_prepare_mocap(args: argparse.Namespace) -> None:
     _print_summary(f"wrote 2D dataset {args.out}", summary)
 
 
+# --- video and keypoint input --------------------------------------------------------------------------------------
+
+
+def _read_captions_arg(args: argparse.Namespace):
+    from .data.captions import read_captions
+
+    return read_captions(Path(args.captions)) if args.captions else None
+
+
+def _camera_args(args: argparse.Namespace) -> dict:
+    return {"focal_px": args.focal, "fov_deg": args.fov}
+
+
+def cmd_prepare_video(args: argparse.Namespace) -> None:
+    from .footage import prepare_videos
+
+    summary = prepare_videos(Path(args.src), Path(args.out), teacher=args.teacher,
+                             lifter_dir=Path(args.lifter) if args.lifter else None,
+                             teacher_file=Path(args.teacher_file) if args.teacher_file else None, fps=args.fps,
+                             max_seconds=args.max_seconds, max_gap_s=args.max_gap, min_clip_s=args.min_clip,
+                             captions=_read_captions_arg(args), caption=args.caption, progress=not args.quiet,
+                             **_camera_args(args))
+    _print_summary(f"wrote 2D dataset {args.out}", summary)
+
+
+def cmd_prepare_keypoints(args: argparse.Namespace) -> None:
+    from .footage import prepare_keypoint_files
+
+    summary = prepare_keypoint_files(Path(args.src), Path(args.out), args.format, teacher=args.teacher,
+                                     lifter_dir=Path(args.lifter) if args.lifter else None,
+                                     teacher_file=Path(args.teacher_file) if args.teacher_file else None,
+                                     fps=args.fps, source_fps=args.source_fps,
+                                     image_size=tuple(args.image_size) if args.image_size else None,
+                                     allow_pickle=args.allow_pickle, max_gap_s=args.max_gap,
+                                     min_clip_s=args.min_clip, captions=_read_captions_arg(args),
+                                     caption=args.caption, **_camera_args(args))
+    _print_summary(f"wrote 2D dataset {args.out}", summary)
+
+
+def _lift_videos(args: argparse.Namespace, videos: list[Path]) -> None:
+    from .footage import lift_video
+    from .sample import load_run
+
+    out = Path(args.out)
+    run = load_run(Path(args.run), device=args.device)
+    from .data.errors import DataError
+
+    results, failed = {}, {}
+    for video in videos:
+        target = out / video.stem if len(videos) > 1 else out
+        if (target / "metrics.json").exists() and not args.overwrite:
+            raise ValueError(f"{target} already holds a lifted video; pass --overwrite or choose another folder")
+        try:
+            metrics = lift_video(run, video, target, settings=_lift_settings(args), teacher=args.teacher,
+                                 lifter_dir=Path(args.lifter) if args.lifter else None, max_seconds=args.max_seconds,
+                                 render=not args.no_render, progress=True, **_camera_args(args))
+        except DataError as err:  # one bad video does not stop the others
+            print(f"error: {err}")
+            failed[video.name] = str(err)
+            continue
+        results[video.name] = {k: metrics[k] for k in ("frames", "teacher_reprojection_px", "lift_reprojection_px")}
+    if not results:
+        raise DataError(f"no video could be lifted: {json.dumps(failed)}")
+    _print_summary(f"lifted {len(results)} of {len(videos)} video(s) into {out}", {**results, "failed": failed})
+
+
+def _video_input(path: Path) -> list[Path] | None:
+    """The videos to lift when ``path`` is a video file or a folder of videos (not a dataset), else None."""
+    from .data.clip import INDEX_NAME
+    from .data.video import find_videos, is_video
+
+    if path.is_file() and is_video(path):
+        return [path]
+    if path.is_dir() and not (path / INDEX_NAME).exists() and any(is_video(p) for p in path.rglob("*")):
+        return find_videos(path)
+    return None
+
+
 # --- train / sample / render ---------------------------------------------------------------------------------------
 
 
@@ -217,6 +295,10 @@ def cmd_lift(args: argparse.Namespace) -> None:
     from .experiments import lift_split
     from .sample import load_run
 
+    videos = _video_input(Path(args.data))
+    if videos is not None:
+        _lift_videos(args, videos)
+        return
     out = Path(args.out)
     if (out / "metrics.json").exists() and not args.overwrite:
         raise ValueError(f"{out} already holds lifted clips; pass --overwrite or choose another folder")
@@ -443,6 +525,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare_mocap)
 
+    def footage_arguments(p: argparse.ArgumentParser, teachers: tuple[str, ...], default: str) -> None:
+        p.add_argument("--teacher", choices=teachers, default=default,
+                       help="where teacher_3d comes from (default: %(default)s)")
+        p.add_argument("--lifter", help="lifter folder, for --teacher lifter")
+        p.add_argument("--teacher-file", help="teacher .npz (one array per clip name), for --teacher file")
+        p.add_argument("--fps", type=float, default=20.0, help="dataset frame rate (default: %(default)s)")
+        p.add_argument("--focal", type=float, help="focal length in pixels (default: the image diagonal)")
+        p.add_argument("--fov", type=float, help="horizontal field of view in degrees, instead of --focal")
+        p.add_argument("--max-gap", type=float, default=0.5,
+                       help="split clips where the person is lost longer than this, seconds (default: %(default)s)")
+        p.add_argument("--min-clip", type=float, default=1.0,
+                       help="drop clips shorter than this, seconds (default: %(default)s)")
+        p.add_argument("--captions", help="CSV (name,caption) or JSON (name → caption or list) file")
+        p.add_argument("--caption", help="one caption for every clip")
+
+    p = prepare.add_parser("video", help="detect the main person in videos (MediaPipe) and make 2D training clips")
+    p.add_argument("src", help="a video file or a folder of videos")
+    p.add_argument("--out", required=True, help="2D dataset folder (a second run resumes)")
+    footage_arguments(p, ("mediapipe", "lifter", "file"), "mediapipe")
+    p.add_argument("--max-seconds", type=float, help="read only the first seconds of each video")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_prepare_video)
+
+    p = prepare.add_parser("keypoints", help="import another detector's keypoint files as 2D training clips")
+    p.add_argument("src", help="a keypoint file or a folder of them (OpenPose: a folder of per-frame JSON)")
+    p.add_argument("--format", required=True, choices=["coco17", "openpose", "alphapose", "h36m"])
+    p.add_argument("--out", required=True, help="2D dataset folder (a second run resumes)")
+    footage_arguments(p, ("lifter", "file"), "lifter")
+    p.add_argument("--source-fps", type=float, help="frame rate of files that do not store one")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"),
+                   help="frame size in pixels (default: from the file, else the keypoints' extent)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="read VideoPose3D's pickled .npz archives (only for files you trust)")
+    p.set_defaults(func=cmd_prepare_keypoints)
+
     p = sub.add_parser("train", help="train a motion diffusion model")
     p.add_argument("data", help="dataset folder (with dataset.json)")
     p.add_argument("--out", required=True, help="run folder")
@@ -478,11 +595,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto")
         p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
 
-    p = sub.add_parser("lift", help="lift the clips of a 2D dataset to 3D with a trained prior")
+    p = sub.add_parser("lift", help="lift the clips of a 2D dataset, or a video, to 3D with a trained prior")
     p.add_argument("run", help="run folder")
-    p.add_argument("data", help="dataset with keypoints, cameras and teacher_3d")
-    p.add_argument("--out", required=True, help="folder for <clip>.npy and metrics.json")
+    p.add_argument("data", help="dataset with keypoints, cameras and teacher_3d; or a video file / folder of videos")
+    p.add_argument("--out", required=True, help="folder for <clip>.npy and metrics.json (videos: also <clip>.mp4)")
     lift_arguments(p)
+    p.add_argument("--teacher", choices=["mediapipe", "lifter"], default="mediapipe",
+                   help="videos: the teacher the lift starts from (default: %(default)s)")
+    p.add_argument("--lifter", help="videos: lifter folder, for --teacher lifter")
+    p.add_argument("--focal", type=float, help="videos: focal length in pixels (default: the image diagonal)")
+    p.add_argument("--fov", type=float, help="videos: horizontal field of view in degrees, instead of --focal")
+    p.add_argument("--max-seconds", type=float, help="videos: lift only the first seconds")
+    p.add_argument("--no-render", action="store_true", help="videos: no overlay MP4")
     p.set_defaults(func=cmd_lift)
 
     p = sub.add_parser("evaluate", help="lifting and generation metrics of a run on a dataset")

@@ -25,8 +25,9 @@ import numpy as np
 
 from .checkpoint import atomic_write_text
 from .data.clip import Clip, load_clip, read_dataset_index
-from .data.dataset import Observations, clip_observations
-from .evaluate import diversity, fid, kid, motion_quality, pose_errors, precision_recall, reprojection_error
+from .data.dataset import clip_observations
+from .data.observed import clip_reprojection_px
+from .evaluate import diversity, fid, kid, motion_quality, pose_errors, precision_recall
 from .sample import LoadedRun, generate, lift, load_run, window_starts
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def lift_split(run: LoadedRun, data_dir: Path, split: str, settings: LiftSetting
         if observations is not None and observations.confidence.any():
             motions = {"lift": joints, "teacher": clip.teacher_3d, "gt": clip.gt_3d}
             reprojection_rows.append((len(joints), {
-                f"{name}_reprojection_px": reprojection_px(motion, observations, clip.K)
+                f"{name}_reprojection_px": clip_reprojection_px(clip, run.skeleton, joints=motion)
                 for name, motion in motions.items() if motion is not None}))
         if clip.gt_3d is None:
             continue
@@ -97,15 +98,6 @@ def lift_split(run: LoadedRun, data_dir: Path, split: str, settings: LiftSetting
         result.update({f"lift_{k}": v for k, v in _frame_weighted(lifted_rows, keys).items()})
         result.update({f"teacher_{k}": v for k, v in _frame_weighted(teacher_rows, keys).items()})
     return result
-
-
-def reprojection_px(joints: np.ndarray, observations: Observations, K: np.ndarray) -> float:
-    """Confidence-weighted reprojection error in pixels (:func:`videomdm.evaluate.reprojection_error`) of ``(T, J, 3)``
-    world joints against a clip's observations (normalized coordinates in the motion skeleton's order; pixels are
-    recovered with the intrinsics ``K``: ``[u, v, 1] = K [x, y, 1]``)."""
-    xy1 = np.concatenate([observations.keypoints, np.ones_like(observations.keypoints[..., :1])], axis=-1)
-    pixels = (xy1 @ np.asarray(K, np.float64).T)[..., :2]  # (T, J, 2)
-    return reprojection_error(joints, pixels, observations.confidence, K, observations.R, observations.t)
 
 
 def _real_windows(data_dir: Path, split: str, field: str, length: int) -> list[np.ndarray]:

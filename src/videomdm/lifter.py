@@ -78,6 +78,7 @@ __all__ = [
     "TeacherFile",
     "load_teacher_file",
     "make_teacher",
+    "observed_keypoints",
     "TEACHER_KINDS",
     "mpjpe",
 ]
@@ -1117,7 +1118,7 @@ def load_teacher_file(path: Path) -> TeacherFile:
 TEACHER_KINDS = ("lifter", "corrupt", "file")
 
 
-def _observed_keypoints(clip: "Clip", skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
+def observed_keypoints(clip: "Clip", skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
     """The clip's keypoints mapped to the motion skeleton: pixels ``(T, J, 2)`` and confidence ``(T, J)``.
 
     A derived joint (mean of several detector joints) is as confident as its least confident source; a joint the
@@ -1180,7 +1181,7 @@ def make_teacher(kind: str, **options: Any) -> Callable[["Clip"], np.ndarray]:
                               f"for {expected} keypoints; joints the clip lacks are treated as always missing "
                               f"(train with LifterConfig(keypoint_skeleton={clip.keypoint_skeleton!r}))",
                               stacklevel=2)
-            uv, conf = _observed_keypoints(clip, lifter.skeleton)
+            uv, conf = observed_keypoints(clip, lifter.skeleton)
             try:
                 return lift_clip(lifter, uv, conf, clip.K, clip.R, clip.t, level_floor=level_floor)
             except ValueError as err:

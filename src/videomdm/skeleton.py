@@ -4,7 +4,7 @@ A :class:`Skeleton` names its joints, gives each joint's parent (``-1`` for the 
 Skeletons used as the 3D motion skeleton (SMPL-22, LAFAN-22) also carry what the HumanML3D representation needs:
 the rest-pose bone directions (y up, facing +z, subject's left = +x), the kinematic chains used for inverse
 kinematics, the foot joints (floor height and contacts) and the four joints whose across-vector gives the facing.
-Detector skeletons (COCO-17, BlazePose-33, H36M-17) only need names, a drawing tree and left/right pairs.
+Detector skeletons (COCO-17, BlazePose-33, H36M-17, OpenPose BODY_25) only need names, a drawing tree and left/right pairs.
 
 No joint index appears as a bare literal outside this module: code asks a skeleton by name
 (``SMPL_22.index("left_ankle")``) or by role (``skeleton.feet_left``).
@@ -15,6 +15,9 @@ Joint maps (:func:`joint_map`) say, for every joint of a target skeleton, where 
 - ``derived``: the mean of several source joints (for example a pelvis from the two hips); flagged so that
   consumers can lower its confidence;
 - ``missing``: the source has nothing there. Missing joints are marked, never guessed.
+
+Where a teacher needs every joint, a :class:`JointDerivation` places the missing ones by documented body-proportion
+rules (weighted combinations of source joints) and lowers their confidence: :func:`blazepose_to_smpl22`.
 """
 
 from __future__ import annotations
@@ -32,9 +35,12 @@ __all__ = [
     "H36M_17",
     "COCO_17",
     "BLAZEPOSE_33",
+    "OPENPOSE_25",
     "SKELETONS",
     "get_skeleton",
     "joint_map",
+    "JointDerivation",
+    "blazepose_to_smpl22",
 ]
 
 
@@ -296,7 +302,32 @@ BLAZEPOSE_33 = Skeleton(
     ),
 )
 
-SKELETONS: dict[str, Skeleton] = {s.name: s for s in (SMPL_22, LAFAN_22, H36M_17, COCO_17, BLAZEPOSE_33)}
+# --- OpenPose BODY_25 (its output order); drawing tree rooted at the nose -------------------------------------------
+
+_BODY25_NAMES = (
+    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist",
+    "mid_hip", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle", "right_eye",
+    "left_eye", "right_ear", "left_ear", "left_big_toe", "left_small_toe", "left_heel", "right_big_toe",
+    "right_small_toe", "right_heel",
+)
+_BODY25_PARENT: dict[str, str | None] = {"nose": None, "neck": "nose", "mid_hip": "neck"}
+for _side in ("left", "right"):
+    _BODY25_PARENT.update({
+        f"{_side}_shoulder": "neck", f"{_side}_elbow": f"{_side}_shoulder", f"{_side}_wrist": f"{_side}_elbow",
+        f"{_side}_hip": "mid_hip", f"{_side}_knee": f"{_side}_hip", f"{_side}_ankle": f"{_side}_knee",
+        f"{_side}_eye": "nose", f"{_side}_ear": f"{_side}_eye", f"{_side}_big_toe": f"{_side}_ankle",
+        f"{_side}_small_toe": f"{_side}_ankle", f"{_side}_heel": f"{_side}_ankle",
+    })
+OPENPOSE_25 = Skeleton(
+    name="body25",
+    joint_names=_BODY25_NAMES,
+    parents=_parents(_BODY25_NAMES, _BODY25_PARENT),
+    left_right=tuple((n, n.replace("left", "right")) for n in _BODY25_NAMES if n.startswith("left")),
+)
+
+SKELETONS: dict[str, Skeleton] = {
+    s.name: s for s in (SMPL_22, LAFAN_22, H36M_17, COCO_17, BLAZEPOSE_33, OPENPOSE_25)
+}
 
 
 def get_skeleton(name: str) -> Skeleton:
@@ -404,6 +435,19 @@ _MAP_TABLES: dict[tuple[str, str], dict[str, _Entry]] = {
         "left_wrist": "left_wrist", "right_wrist": "right_wrist",
     },
     ("blazepose33", "coco17"): {n: n for n in _COCO_NAMES},
+    ("body25", "smpl22"): {
+        "pelvis": "mid_hip", "left_hip": "left_hip", "right_hip": "right_hip", "spine1": None,
+        "left_knee": "left_knee", "right_knee": "right_knee", "spine2": None, "left_ankle": "left_ankle",
+        "right_ankle": "right_ankle", "spine3": None, "left_foot": "left_big_toe", "right_foot": "right_big_toe",
+        "neck": "neck", "left_collar": None, "right_collar": None, "head": ("left_ear", "right_ear"),
+        "left_shoulder": "left_shoulder", "right_shoulder": "right_shoulder", "left_elbow": "left_elbow",
+        "right_elbow": "right_elbow", "left_wrist": "left_wrist", "right_wrist": "right_wrist",
+    },
+    ("body25", "coco17"): {n: n for n in _COCO_NAMES},
+    ("smpl22", "body25"): {
+        n: {"mid_hip": "pelvis", "neck": "neck", "left_big_toe": "left_foot", "right_big_toe": "right_foot"}.get(
+            n, n if n in _SMPL_NAMES else None) for n in _BODY25_NAMES
+    },
     ("h36m17", "coco17"): {
         n: (n if n in _H36M_NAMES else None) for n in _COCO_NAMES
     },
@@ -428,3 +472,80 @@ def joint_map(source: Skeleton, target: Skeleton) -> JointMap:
         names = () if entry is None else (entry,) if isinstance(entry, str) else entry
         sources.append(tuple(source.index(n) for n in names))
     return JointMap(source, target, tuple(sources))
+
+
+# --- derived joints: weighted combinations with lowered confidence ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JointDerivation:
+    """Every ``target`` joint as a weighted sum of ``source`` joints, with a confidence factor per target joint.
+
+    Unlike :class:`JointMap` (direct, mean or missing), a derivation may place a joint the source lacks by a documented
+    rule (for example a spine joint a fixed fraction of the way from the pelvis to the neck). Such joints are guesses
+    from the body's proportions, so their ``confidence_scale`` is below 1.
+
+    Attributes:
+        weights: ``(J_target, J_source)``; each row sums to 1 (an affine combination, so it commutes with any rigid
+            transform of the source points).
+        confidence_scale: ``(J_target,)`` in (0, 1]; a target joint's confidence is the least confidence among its
+            sources times this factor.
+    """
+
+    source: Skeleton
+    target: Skeleton
+    weights: np.ndarray
+    confidence_scale: np.ndarray
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """``(..., J_source, C)`` → ``(..., J_target, C)`` float64."""
+        points = np.asarray(points, dtype=np.float64)
+        if points.shape[-2] != self.source.num_joints:
+            raise ValueError(f"expected {self.source.num_joints} joints of skeleton {self.source.name}, "
+                             f"got shape {points.shape}")
+        return np.einsum("ts,...sc->...tc", self.weights, points)
+
+    def confidence(self, confidence: np.ndarray) -> np.ndarray:
+        """``(..., J_source)`` → ``(..., J_target)``: least source confidence times ``confidence_scale``."""
+        confidence = np.asarray(confidence, dtype=np.float64)
+        used = self.weights != 0  # (J_target, J_source)
+        masked = np.where(used, confidence[..., None, :], np.inf)  # (..., J_target, J_source)
+        return masked.min(axis=-1) * self.confidence_scale
+
+
+# Fractions of the pelvis→neck segment at which SMPL's spine joints sit in its rest pose (pelvis→spine1 ≈ 0.11 m,
+# →spine2 ≈ 0.25 m, →spine3 ≈ 0.30 m, →neck ≈ 0.51 m for an average body), rounded.
+_SPINE_FRACTIONS = {"spine1": 0.2, "spine2": 0.45, "spine3": 0.6}
+# A collar joint (SMPL's clavicle root) sits about halfway between the neck and its shoulder.
+_COLLAR_FRACTION = 0.5
+# Confidence factor of joints placed by these proportion rules (not seen by the detector).
+DERIVED_CONFIDENCE = 0.5
+
+
+def blazepose_to_smpl22() -> JointDerivation:
+    """The documented BlazePose-33 → SMPL-22 derivation (used for the detector's own 3D and its keypoints).
+
+    Rules, with ``mid(a, b)`` the midpoint:
+
+    - direct: hips, knees, ankles, shoulders, elbows, wrists (same names); ``left/right_foot`` (SMPL's toe joint) =
+      BlazePose's ``left/right_foot_index``;
+    - means, confidence kept: ``pelvis = mid(left_hip, right_hip)``; ``neck = mid(left_shoulder, right_shoulder)``;
+      ``head = mid(left_ear, right_ear)`` (as in the ``blazepose33 → smpl22`` :func:`joint_map`);
+    - proportion rules, confidence × :data:`DERIVED_CONFIDENCE`: ``spine1/2/3 = pelvis + f (neck − pelvis)`` with
+      ``f = 0.2 / 0.45 / 0.6``; ``left/right_collar = mid(neck, left/right_shoulder)``.
+    """
+    source, target = BLAZEPOSE_33, SMPL_22
+    mean_map = joint_map(source, target)
+    weights = mean_map.matrix()  # direct and mean joints
+    scale = np.ones(target.num_joints)
+    pelvis, neck = weights[target.index("pelvis")], weights[target.index("neck")]
+    for name, fraction in _SPINE_FRACTIONS.items():
+        weights[target.index(name)] = (1 - fraction) * pelvis + fraction * neck
+        scale[target.index(name)] = DERIVED_CONFIDENCE
+    for side in ("left", "right"):
+        shoulder = weights[target.index(f"{side}_shoulder")]
+        weights[target.index(f"{side}_collar")] = (1 - _COLLAR_FRACTION) * neck + _COLLAR_FRACTION * shoulder
+        scale[target.index(f"{side}_collar")] = DERIVED_CONFIDENCE
+    if not np.allclose(weights.sum(axis=1), 1.0):
+        raise AssertionError("every derived joint must be an affine combination of source joints")
+    return JointDerivation(source, target, weights, scale)

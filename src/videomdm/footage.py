@@ -1,0 +1,211 @@
+"""From real footage to training data and to clean 3D: the steps behind ``videomdm prepare video``,
+``videomdm prepare keypoints`` and ``videomdm lift RUN VIDEO``.
+
+- :func:`prepare_videos`: detect the main person in each video (:mod:`videomdm.data.video`), add a teacher and write
+  2D training clips (:func:`videomdm.data.observed.prepare_sequences`).
+- :func:`prepare_keypoint_files`: the same from another detector's files (:mod:`videomdm.data.keypoint_formats`).
+- :func:`lift_video`: detect, build the clips, lift each with a trained prior (:func:`videomdm.sample.lift`, 2D ray
+  guidance), and write the 3D joints, metrics and a side-by-side overlay video.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .camera import project_to_pixels
+from .checkpoint import atomic_write_text
+from .data.captions import match_captions
+from .data.clip import Clip, atomic_write_bytes
+from .data.dataset import clip_observations
+from .data.errors import DataError
+from .data.keypoint_formats import keypoint_files, read_keypoints
+from .data.observed import KeypointSequence, Teacher, clips_from_sequence, detector_teacher, prepare_sequences, \
+    clip_reprojection_px
+from .data.video import detect_video, find_videos, iter_frames, require_mediapipe
+from .experiments import LiftSettings
+from .lifter import make_teacher
+from .render import render_overlay
+from .sample import LoadedRun, lift
+from .skeleton import get_skeleton
+
+__all__ = ["VIDEO_TEACHERS", "KEYPOINT_TEACHERS", "build_teacher", "prepare_videos", "prepare_keypoint_files",
+           "lift_video"]
+
+VIDEO_TEACHERS = ("mediapipe", "lifter", "file")
+KEYPOINT_TEACHERS = ("lifter", "file")
+
+
+def build_teacher(kind: str, *, lifter_dir: Path | None = None, teacher_file: Path | None = None) -> Teacher:
+    """``teacher(clip, detector_3d) → (T, 22, 3)`` world joints for :func:`~videomdm.data.observed.clips_from_sequence`.
+
+    ``mediapipe``: the detector's own 3D (:func:`~videomdm.data.observed.detector_teacher`); ``lifter``: the built-in
+    lifter in ``lifter_dir``; ``file``: a teacher ``.npz`` with one array per clip name (``<video>_<k>``, see
+    :class:`videomdm.lifter.TeacherFile`; world arrays are taken in the estimated camera's world, so use
+    ``__frame__ = "camera"``).
+    """
+    if kind == "mediapipe":
+        return detector_teacher
+    if kind == "lifter":
+        if lifter_dir is None:
+            raise ValueError("--teacher lifter needs --lifter DIR (made by `videomdm lifter train`)")
+        by_clip = make_teacher("lifter", lifter_dir=Path(lifter_dir))
+    elif kind == "file":
+        if teacher_file is None:
+            raise ValueError("--teacher file needs --teacher-file FILE.npz")
+        by_clip = make_teacher("file", path=Path(teacher_file))
+    else:
+        raise ValueError(f"unknown teacher {kind!r}; known: {', '.join(VIDEO_TEACHERS)}")
+    return lambda clip, detector_3d: by_clip(clip)
+
+
+def _captions_for(names: list[str], captions: dict[str, list[str]] | None, caption: str | None,
+                  log: Callable[[str], None]) -> tuple[dict[str, list[str]], list[str]]:
+    """Captions by source name (a single ``caption`` for all, or from a file) and the file's unknown names."""
+    if caption is not None and captions is not None:
+        raise ValueError("give --captions FILE or --caption TEXT, not both")
+    if caption is not None:
+        return {name: [caption] for name in names}, []
+    if captions is None:
+        return {}, []
+    matched, unknown = match_captions(captions, names)
+    for key in unknown:
+        log(f"warning: the captions file names {key!r}, which is not among the sources; ignored")
+    return matched, unknown
+
+
+def prepare_videos(src: Path, out: Path, *, teacher: str = "mediapipe", lifter_dir: Path | None = None,
+                   teacher_file: Path | None = None, fps: float = 20.0, focal_px: float | None = None,
+                   fov_deg: float | None = None, max_seconds: float | None = None, max_gap_s: float = 0.5,
+                   min_clip_s: float = 1.0, captions: dict[str, list[str]] | None = None,
+                   caption: str | None = None, progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """A video or a folder of videos → a 2D training dataset in ``out`` (resumable; see
+    :func:`~videomdm.data.observed.prepare_sequences` for the summary). ``max_seconds`` reads only the start of
+    each video."""
+    require_mediapipe()
+    videos = find_videos(Path(src))
+    by_name, unknown = _captions_for([v.stem for v in videos], captions, caption, log)
+    sources = [(v.stem, str(v), partial(detect_video, v, fps=fps, max_seconds=max_seconds, progress=progress))
+               for v in videos]
+    summary = prepare_sequences(
+        sources, Path(out), fps=fps, teacher=build_teacher(teacher, lifter_dir=lifter_dir, teacher_file=teacher_file),
+        teacher_name=teacher, dataset_name=Path(src).stem, captions=by_name, focal_px=focal_px, fov_deg=fov_deg,
+        max_gap_s=max_gap_s, min_clip_s=min_clip_s, log=log,
+        extra={"source": str(Path(src).resolve()), "detector": "mediapipe BlazePose (model_complexity=1)"})
+    summary["captions_unknown"] = unknown
+    return summary
+
+
+def prepare_keypoint_files(src: Path, out: Path, fmt: str, *, teacher: str = "lifter", lifter_dir: Path | None = None,
+                           teacher_file: Path | None = None, fps: float = 20.0, source_fps: float | None = None,
+                           focal_px: float | None = None, fov_deg: float | None = None,
+                           image_size: tuple[int, int] | None = None, allow_pickle: bool = False,
+                           max_gap_s: float = 0.5, min_clip_s: float = 1.0,
+                           captions: dict[str, list[str]] | None = None, caption: str | None = None,
+                           log: Callable[[str], None] = print) -> dict:
+    """Keypoint files of another detector → a 2D training dataset in ``out`` (resumable). ``source_fps`` is the
+    frame rate of files that do not store one; ``image_size`` the frame size when the files do not give it (else it
+    is estimated from the keypoints' extent). A file that cannot be read is reported and skipped."""
+    if teacher not in KEYPOINT_TEACHERS:
+        raise ValueError(f"keypoint files need --teacher lifter or file (no detector 3D), got {teacher!r}")
+    files = keypoint_files(Path(src), fmt)
+    sequences: list[tuple[str, str, Callable[[], KeypointSequence]]] = []
+    failed: dict[str, str] = {}
+    for path in files:
+        try:
+            found = read_keypoints(path, fmt, fps=source_fps, allow_pickle=allow_pickle)
+        except DataError as err:
+            failed[path.stem] = str(err)
+            log(f"error: {err}")
+            continue
+        for seq in found:
+            if image_size is not None and seq.image_size is None:
+                seq.image_size = tuple(image_size)
+            sequences.append((seq.name, seq.source, lambda seq=seq: seq))
+    if not sequences:
+        raise DataError(f"{src}: no keypoint file could be read: {json.dumps(failed)}")
+    by_name, unknown = _captions_for([name for name, _, _ in sequences], captions, caption, log)
+    summary = prepare_sequences(
+        sequences, Path(out), fps=fps, teacher=build_teacher(teacher, lifter_dir=lifter_dir, teacher_file=teacher_file),
+        teacher_name=teacher, dataset_name=Path(src).stem, captions=by_name, focal_px=focal_px, fov_deg=fov_deg,
+        max_gap_s=max_gap_s, min_clip_s=min_clip_s, log=log,
+        extra={"source": str(Path(src).resolve()), "keypoint_format": fmt})
+    summary["failed"].update(failed)
+    summary["captions_unknown"] = unknown
+    return summary
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array, dtype=np.float32))
+    atomic_write_bytes(path, lambda f: f.write(buffer.getvalue()))
+
+
+def _write_motion(out: Path, name: str, joints: np.ndarray, fps: float) -> list[Path]:
+    """The one place where a lifted motion ``(T, J, 3)`` (world metres, y up) is written to files."""
+    path, bvh = out / f"{name}.npy", out / f"{name}.bvh"
+    _save_npy(path, joints)
+    write_bvh(bvh, joints, fps)
+    return [path, bvh]
+
+
+def _projected(clip: Clip, joints: np.ndarray) -> np.ndarray:
+    """``(T, J, 2)`` pixels of world joints through the clip's camera."""
+    to = partial(torch.as_tensor, dtype=torch.float64)
+    return project_to_pixels(to(joints)[None], to(clip.K), to(clip.R)[None], to(clip.t)[None])[0].numpy()
+
+
+def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings = LiftSettings(),
+               teacher: str = "mediapipe", lifter_dir: Path | None = None, focal_px: float | None = None,
+               fov_deg: float | None = None, max_seconds: float | None = None, render: bool = True,
+               progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Lift one video with a trained prior and write, per clip (a stretch with the person in view):
+    ``<clip>.npy`` (T, 22, 3) world metres at the run's fps, ``<clip>_teacher.npy``, ``<clip>.mp4`` (the overlay,
+    :func:`videomdm.render.render_overlay`), and ``metrics.json`` with the reprojection errors in pixels of the
+    teacher and of the lift (over the joints the detector sees) per clip and frame-weighted over the video.
+    """
+    video, out = Path(video), Path(out)
+    fps = run.config.data.fps
+    seq = detect_video(video, fps=fps, max_seconds=max_seconds, progress=progress)
+    clips, reason = clips_from_sequence(seq, fps=fps, teacher=build_teacher(teacher, lifter_dir=lifter_dir),
+                                        focal_px=focal_px, fov_deg=fov_deg, skeleton=run.skeleton)
+    if not clips:
+        raise DataError(f"{video}: nothing to lift ({reason})")
+    keypoint_skeleton = get_skeleton(seq.skeleton)
+    rows = {}
+    for start, clip in clips:
+        observations = clip_observations(clip, run.skeleton, video)
+        joints = lift(run, clip.teacher_3d, observations, init=settings.init, guidance=settings.guidance,
+                      guidance_min_t=settings.guidance_min_t, seed=settings.seed)
+        written = _write_motion(out, clip.name, joints, fps)
+        _save_npy(out / f"{clip.name}_teacher.npy", clip.teacher_3d)
+        rows[clip.name] = {
+            "start_frame": start, "frames": len(joints), "fps": fps,
+            "teacher_reprojection_px": clip_reprojection_px(clip, run.skeleton),
+            "lift_reprojection_px": clip_reprojection_px(clip, run.skeleton, joints=joints),
+            "files": [p.name for p in written],
+        }
+        if render:
+            frames = itertools.islice(iter_frames(video, fps, max_seconds=max_seconds), start, start + len(joints))
+            overlay = render_overlay(frames, clip.keypoints_2d, clip.confidence, keypoint_skeleton,
+                                     _projected(clip, joints), joints, run.skeleton, out / f"{clip.name}.mp4",
+                                     fps=fps, title=clip.name)
+            rows[clip.name]["files"].append(overlay.name)
+        log(f"{clip.name}: {len(joints)} frames, reprojection {rows[clip.name]['teacher_reprojection_px']:.1f} px "
+            f"(teacher) → {rows[clip.name]['lift_reprojection_px']:.1f} px (lift)")
+    frames = sum(r["frames"] for r in rows.values())
+    metrics = {
+        "video": str(video), "run": str(run.checkpoint), "teacher": teacher, "clips": rows, "frames": frames,
+        "teacher_reprojection_px": sum(r["teacher_reprojection_px"] * r["frames"] for r in rows.values()) / frames,
+        "lift_reprojection_px": sum(r["lift_reprojection_px"] * r["frames"] for r in rows.values()) / frames,
+        "units": "joints in metres, world y up, floor y = 0; SMPL-22 order",
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
