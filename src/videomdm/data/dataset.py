@@ -8,10 +8,9 @@ Randomness is explicit: :meth:`MotionWindows.sample` takes a ``numpy.random.Gene
 derive every batch from ``(seed, step)`` and a resumed run sees exactly the batches an uninterrupted run would.
 
 Clips are read lazily and cached within a memory bound (:class:`MotionWindows`). Every clip is encoded whole
-(:func:`videomdm.representation.encode`); a window is a slice of its features, which
-decodes starting at the origin facing +z at its first frame (the floor stays the clip's lowest foot), as HumanML3D
-crops its training windows. For ``2d`` the camera is carried into that window's frame
-(:meth:`videomdm.representation.CanonicalFrames.window`).
+(:func:`videomdm.representation.encode`); a window is a slice of its features, which decodes starting at the origin
+facing +z at its first frame (the floor stays the clip's lowest foot), as HumanML3D crops its training windows. For
+``2d`` the camera is carried into that window's frame (:meth:`videomdm.representation.CanonicalFrames.window`).
 """
 
 from __future__ import annotations
@@ -30,7 +29,8 @@ from ..skeleton import get_skeleton, joint_map
 from .clip import load_clip, read_clip_summary, read_dataset_index
 from .errors import DataError
 
-__all__ = ["MotionWindows", "EncodedClip", "Batch", "MOTION_SOURCES", "Observations", "clip_observations", "merge_moments"]
+__all__ = ["MotionWindows", "EncodedClip", "Batch", "MOTION_SOURCES", "Observations", "clip_observations",
+           "merge_moments"]
 
 # Which clip field each supervision mode reads its 3D motion from (``2d`` reads the teacher and the keypoints).
 MOTION_SOURCES = {"3d": "gt_3d", "teacher": "teacher_3d", "2d": "teacher_3d"}
