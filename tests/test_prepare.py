@@ -272,3 +272,19 @@ def test_a_shard_never_overwrites_existing_clips(tmp_path):
         prepare_mocap_2d(src, out, shard=Shard(1, 2), **kwargs)
     with pytest.raises(DataError, match="already holds a merged dataset"):
         merge_shards(out)
+
+
+def test_shard_and_merge_commands(tmp_path, capsys):
+    from videomdm.cli import main
+
+    src = make_mocap(tmp_path / "mocap")
+    out = tmp_path / "out"
+    common = ["prepare", "mocap", str(src), "--out", str(out), "--teacher", "corrupt", "--cameras", "1", "--quiet"]
+    assert main(common + ["--shard", "1/2"]) == 0
+    assert main(["prepare", "merge", str(out)]) == 2
+    assert "1 of 2 shards are missing (0/2)" in capsys.readouterr().err
+    assert main(common + ["--shard", "0/2", "--overwrite"]) == 2  # shards never replace anything
+    assert main(common + ["--shard", "0/2"]) == 0
+    assert main(["prepare", "merge", str(out)]) == 0
+    assert '"clips": 4' in capsys.readouterr().out
+    assert len(load_all(out)) == 4
