@@ -23,7 +23,8 @@ from .skeleton import Skeleton, get_skeleton
 from .text import TextEncoder, build_text_encoder
 from .train import build_diffusion, build_model, resolve_device
 
-__all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "bf16_supported", "caption_embeddings", "window_starts", "Observations", "lift"]
+__all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "bf16_supported", "caption_embeddings",
+           "window_starts", "Observations", "lift"]
 
 
 @dataclass
