@@ -1,60 +1,106 @@
-"""Per-sampling-step latency of the default MotionDenoiser.
+"""Denoising-step latency of our MotionDenoiser against the reference denoiser design, in the same process.
 
-One JSON line per configuration, e.g.
+The reference design (MDM, Tevet et al. 2023, as the public release builds it) is re-implemented below from its
+description: input linear to width 512, sinusoidal positional encoding, a timestep MLP on the positional table plus
+the projected 512-d text embedding as ONE prepended token, ``nn.TransformerEncoder`` (8 layers, 4 heads,
+feed-forward 1024, GELU, dropout 0.1 in training, post-norm as torch's default, sequence-first), output linear.
+Its guided step runs the conditional and the unconditional model one after the other (two forwards of the batch), in
+fp32, eagerly. Ours runs both branches in one forward on a doubled batch, with ``scaled_dot_product_attention``,
+optionally under bf16 autocast.
 
-    {"device": "cpu", "dtype": "fp32", "batch": 1, "cfg": true, "forward_batch": 2, "frames": 196,
-     "ms_per_step": 41.2, "repeats": 5, "threads": 2}
+Prints ONE JSON line, e.g.
 
-Configurations: batch 1 with classifier-free guidance (one forward on a batch of 2, as a guided sampling step)
-and batch 64 without guidance (one forward on 64), 196 frames, eval mode, ``torch.inference_mode``, in fp32 and in
-bf16 autocast where the device supports it. ``ms_per_step`` is the median over ``--repeats`` timed steps after
-``--warmup`` untimed ones. The device is cuda when available, else cpu (override with ``--device``).
+    {"device": "cpu", "threads": 1, "frames": 196, "ours_ms": 30.1, "reference_ms": 70.2, "ratio": 0.43,
+     "ours_precision": "bf16", "ours_fp32_ms": ..., "ours_bf16_ms": ..., "ours_small_fp32_ms": ...,
+     "ours_b64_ms": ..., "reference_b64_ms": ..., "ratio_b64": ..., ...}
 
-Usage: python benchmarks/denoiser.py [--repeats 5] [--warmup 1] [--cfg-batch 1] [--plain-batch 64] [--frames 196]
+``*_ms`` are medians over ``--repeats`` timed steps after ``--warmup`` untimed ones: a guided step for one motion
+(batch 1) and an unguided forward at batch 64, all at 196 frames, eval mode, no gradients. ``ours_ms`` is ours at the
+reference size in the faster of fp32 and bf16 (``ours_precision`` says which); ``ratio = ours_ms / reference_ms``
+(target ≤ 0.5). ``small`` is the project's ``small`` preset (width 128, 4 layers); the ``default`` preset is the
+reference size. On CPU, ``ours_int8_ms`` times ours with int8 dynamically quantized linear layers, as a measurement
+only. The configurations are timed round-robin, so load changes on a shared machine hit them alike.
+
+Usage: OMP_NUM_THREADS=1 python benchmarks/denoiser.py [--repeats 5] [--warmup 1] [--batch 64] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
-from contextlib import nullcontext
+from typing import Callable
 
 import torch
+from torch import Tensor, nn
 
+from videomdm.config import load_config
 from videomdm.diffusion import classifier_free_guidance
 from videomdm.model import MotionDenoiser
+from videomdm.sample import bf16_supported, inference_precision
 
-FEATURE_DIM = 263  # HumanML3D, 22 joints
-COND_DIM = 384  # MiniLM text embeddings
+FEATURE_DIM = 263  # HumanML3D features, 22 joints
+OUR_COND_DIM = 384  # MiniLM text embeddings
+REFERENCE_COND_DIM = 512  # CLIP ViT-B/32 text embeddings
 CFG_SCALE = 2.5
+DIFFUSION_STEPS = 1000  # the reference's training steps (only sets the range of timesteps drawn)
+
+
+class ReferencePositionalEncoding(nn.Module):
+    """Sinusoidal table ``pe[p, 2i] = sin(p / 10000^(2i/W))``, ``pe[p, 2i+1] = cos(...)`` (sequence-first), added
+    to the tokens, then dropout."""
+
+    def __init__(self, width: int, dropout: float, max_len: int = 5000) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        position = torch.arange(max_len, dtype=torch.float32)[:, None]
+        div_term = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width))
+        pe = torch.zeros(max_len, width)
+        pe[:, 0::2] = torch.sin(position * div_term)
+        pe[:, 1::2] = torch.cos(position * div_term)
+        self.register_buffer("pe", pe[:, None, :])  # (max_len, 1, W)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(S, B, W) → (S, B, W)."""
+        return self.dropout(x + self.pe[: x.shape[0]])
+
+
+class ReferenceDenoiser(nn.Module):
+    """The reference denoiser design (module docstring), fp32, sequence-first, no padding mask."""
+
+    def __init__(self, feature_dim: int = FEATURE_DIM, cond_dim: int = REFERENCE_COND_DIM, width: int = 512,
+                 layers: int = 8, heads: int = 4, ff_size: int = 1024, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.input_process = nn.Linear(feature_dim, width)
+        self.positional = ReferencePositionalEncoding(width, dropout)
+        self.timestep_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.embed_text = nn.Linear(cond_dim, width)
+        layer = nn.TransformerEncoderLayer(d_model=width, nhead=heads, dim_feedforward=ff_size, dropout=dropout,
+                                           activation="gelu")
+        # Sequence-first layers never take the nested-tensor path; saying so silences torch's warning about it.
+        self.encoder = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
+        self.output_process = nn.Linear(width, feature_dim)
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor, uncond: bool) -> Tensor:
+        """x (B, T, D), t (B,), cond (B, C) → x0 (B, T, D); ``uncond`` zeroes the text embedding."""
+        token = self.timestep_mlp(self.positional.pe[t, 0])  # (B, W)
+        token = token + self.embed_text(cond * (0.0 if uncond else 1.0))  # (B, W)
+        frames = self.input_process(x).permute(1, 0, 2)  # (T, B, W)
+        sequence = self.positional(torch.cat([token[None], frames], dim=0))  # (1 + T, B, W)
+        out = self.encoder(sequence)[1:]  # (T, B, W)
+        return self.output_process(out).permute(1, 0, 2)  # (B, T, D)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before timing")
-    parser.add_argument("--cfg-batch", type=int, default=1, help="batch run with guidance (0 = skip)")
-    parser.add_argument("--plain-batch", type=int, default=64, help="batch run without guidance (0 = skip)")
+    parser.add_argument("--batch", type=int, default=64, help="batch of the unguided forward (0 = skip)")
     parser.add_argument("--frames", type=int, default=196)
-    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     return parser.parse_args()
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is worth timing on this device."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu"
-
-
-def autocast(device: torch.device, dtype: str):
-    """The autocast context for ``dtype`` ("fp32" = none)."""
-    if dtype == "fp32":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def synchronize(device: torch.device) -> None:
@@ -62,57 +108,108 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_step(step, device: torch.device, dtype: str, warmup: int, repeats: int) -> float:
-    """Median wall time of ``step()`` in milliseconds."""
-    times = []
-    with torch.inference_mode(), autocast(device, dtype):
-        for i in range(warmup + repeats):
-            synchronize(device)
-            start = time.perf_counter()
-            step()
-            synchronize(device)
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+def median_ms(steps: dict[str, Callable[[], Tensor]], device: torch.device, warmup: int,
+              repeats: int) -> dict[str, float]:
+    """Median wall time of each step in milliseconds, without gradients. The steps are timed round-robin (one
+    call of each per round), so a change in the machine's load affects them alike."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    with torch.no_grad():
+        for round_ in range(warmup + repeats):
+            for name, step in steps.items():
+                synchronize(device)
+                start = time.perf_counter()
+                step()
+                synchronize(device)
+                if round_ >= warmup:
+                    times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
-def make_step(model: MotionDenoiser, batch: int, frames: int, cfg: bool, device: torch.device):
-    """One sampling step's model call: a guided model_fn (2B forward) or a plain forward (B)."""
+def inputs(batch: int, frames: int, cond_dim: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     generator = torch.Generator(device=device).manual_seed(0)
     x_t = torch.randn(batch, frames, FEATURE_DIM, generator=generator, device=device)
-    t = torch.randint(0, 50, (batch,), generator=generator, device=device)
+    t = torch.randint(0, DIFFUSION_STEPS, (batch,), generator=generator, device=device)
+    cond = torch.randn(batch, cond_dim, generator=generator, device=device)
+    return x_t, t, cond
+
+
+def our_steps(model: MotionDenoiser, batch: int, frames: int, device: torch.device, precision: str):
+    """Our guided step for ``batch`` motions (one forward on 2·batch) and our unguided forward."""
+    denoiser = inference_precision(model, device, precision)
+    x_t, t, cond = inputs(batch, frames, OUR_COND_DIM, device)
     mask = torch.ones(batch, frames, dtype=torch.bool, device=device)
-    cond = torch.randn(batch, COND_DIM, generator=generator, device=device)
-    if cfg:
-        model_fn = classifier_free_guidance(model, CFG_SCALE, mask=mask, cond=cond)
-        return lambda: model_fn(x_t, t)
-    return lambda: model(x_t, t, mask, cond)
+    guided = classifier_free_guidance(denoiser, CFG_SCALE, mask=mask, cond=cond)
+    return (lambda: guided(x_t, t)), (lambda: denoiser(x_t, t, mask, cond=cond))
+
+
+def reference_steps(model: ReferenceDenoiser, batch: int, frames: int, device: torch.device):
+    """The reference's guided step (conditional forward, then unconditional forward) and its plain forward."""
+    x_t, t, cond = inputs(batch, frames, REFERENCE_COND_DIM, device)
+
+    def guided() -> Tensor:
+        out_cond = model(x_t, t, cond, uncond=False)
+        out_uncond = model(x_t, t, cond, uncond=True)
+        return out_uncond + CFG_SCALE * (out_cond - out_uncond)
+
+    return guided, (lambda: model(x_t, t, cond, uncond=False))
+
+
+def our_model(preset: str, device: torch.device) -> MotionDenoiser:
+    m = load_config(preset).model
+    torch.manual_seed(0)
+    return MotionDenoiser(FEATURE_DIM, cond_dim=OUR_COND_DIM, width=m.width, layers=m.layers, heads=m.heads,
+                          ff_size=m.ff_size, dropout=m.dropout, activation=m.activation).to(device).eval()
+
+
+def int8_copy(model: MotionDenoiser) -> nn.Module:
+    """Ours with every Linear dynamically quantized to int8 (torch's eager dynamic quantization, deprecated in
+    torch 2.13): a measurement for CPUs without bf16 units, not a sampling option of the project."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
 
 
 def main() -> None:
     args = parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    timing = {"device": device, "warmup": args.warmup, "repeats": args.repeats}
+    record: dict[str, object] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(), "frames": args.frames, "torch": torch.__version__,
+        "repeats": args.repeats,
+    }
     torch.manual_seed(0)
-    model = MotionDenoiser(FEATURE_DIM, cond_dim=COND_DIM).to(device).eval()  # defaults: 8 x 512, 4 heads, ff 1024
-    configs = [(b, cfg) for b, cfg in ((args.cfg_batch, True), (args.plain_batch, False)) if b > 0]
-    for dtype in args.dtypes:
-        if dtype == "bf16" and not bf16_supported(device):
-            continue
-        for batch, cfg in configs:
-            step = make_step(model, batch, args.frames, cfg, device)
-            ms = time_step(step, device, dtype, args.warmup, args.repeats)
-            record = {
-                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                "dtype": dtype,
-                "batch": batch,
-                "cfg": cfg,
-                "forward_batch": 2 * batch if cfg else batch,
-                "frames": args.frames,
-                "ms_per_step": round(ms, 3),
-                "repeats": args.repeats,
-                "threads": torch.get_num_threads(),
-            }
-            print(json.dumps(record), flush=True)
+    reference = ReferenceDenoiser().to(device).eval()
+    precisions = ["fp32"] + (["bf16"] if bf16_supported(device) else [])
+    ours = {"": our_model("default", device), "small_": our_model("small", device)}
+
+    guided = {"reference": reference_steps(reference, 1, args.frames, device)[0]}
+    for prefix, model in ours.items():
+        for precision in precisions:
+            guided[f"ours_{prefix}{precision}"] = our_steps(model, 1, args.frames, device, precision)[0]
+    if device.type == "cpu":
+        guided["ours_int8"] = our_steps(int8_copy(ours[""]), 1, args.frames, device, "fp32")[0]
+    record.update({f"{name}_ms": ms for name, ms in median_ms(guided, **timing).items()})
+    best = min(precisions, key=lambda p: record[f"ours_{p}_ms"])
+    record["ours_precision"] = best
+    record["ours_ms"] = record[f"ours_{best}_ms"]
+    record["ratio"] = record["ours_ms"] / record["reference_ms"]
+    if "ours_int8_ms" in record:
+        record["ratio_int8"] = record["ours_int8_ms"] / record["reference_ms"]
+
+    if args.batch > 0:
+        record["batch"] = args.batch
+        plain = {"reference_b64": reference_steps(reference, args.batch, args.frames, device)[1]}
+        for precision in sorted({"fp32", best}):  # a precision slower at batch 1 is not timed at batch 64
+            plain[f"ours_b64_{precision}"] = our_steps(ours[""], args.batch, args.frames, device, precision)[1]
+        record.update({f"{name}_ms": ms for name, ms in median_ms(plain, **timing).items()})
+        record["ours_b64_ms"] = min(record[f"ours_b64_{p}_ms"] for p in sorted({"fp32", best}))
+        record["ratio_b64"] = record["ours_b64_ms"] / record["reference_b64_ms"]
+    record["parameters_ours"] = sum(p.numel() for p in ours[""].parameters())
+    record["parameters_reference"] = sum(p.numel() for p in reference.parameters())
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}), flush=True)
 
 
 if __name__ == "__main__":

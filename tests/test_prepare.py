@@ -181,3 +181,110 @@ def test_unknown_split_and_missing_gt(tmp_path):
                         license=None, extra={})
     with pytest.raises(DataError, match="gt_3d"):
         prepare_mocap_2d(no_gt, tmp_path / "out2", teacher=noisy_gt_teacher, teacher_name="t", progress=False)
+
+
+# --- sharded preparation ------------------------------------------------------------------------------------------
+
+
+def test_shards_merged_give_the_unsharded_dataset(tmp_path):
+    from videomdm.data.shards import Shard, merge_shards
+
+    src = make_mocap(tmp_path / "mocap")
+    kwargs = dict(teacher=noisy_gt_teacher, teacher_name="t", num_cameras=2, seed=3, progress=False)
+    prepare_mocap_2d(src, tmp_path / "whole", **kwargs)
+    for n in (1, 3, 5):  # 5 shards for 4 sources: one shard has nothing to do
+        out = tmp_path / f"sharded_{n}"
+        for i in reversed(range(n)):  # any order
+            summary = prepare_mocap_2d(src, out, shard=Shard(i, n), **kwargs)
+            assert summary["shard"] == f"{i}/{n}"
+        assert not (out / "dataset.json").exists()
+        merged = merge_shards(out)
+        assert merged["shards"] == n and merged["clips"] == 8 and merged["frames"] == 8 * 40
+        whole, sharded = read_dataset_index(tmp_path / "whole"), read_dataset_index(out)
+        assert sharded.splits == whole.splits and sharded.extra == whole.extra and sharded.name == whole.name
+        assert sharded.extra["statistics"]["train"] == {"source_clips": 3, "clips": 6, "frames": 240}
+        assert_same_clips(load_all(tmp_path / "whole"), load_all(out))
+        assert sorted(p.name for p in out.iterdir()) == ["clips", "dataset.json"]  # no partial or temporary files
+
+
+def test_shard_parts_are_disjoint_and_cover_the_sources():
+    from videomdm.data.shards import Shard
+
+    for n in (1, 2, 7):
+        owners = [[i for i in range(n) if Shard(i, n).selects(p)] for p in range(20)]
+        assert all(len(o) == 1 for o in owners)
+    assert Shard.parse(" 3/16 ") == Shard(3, 16)
+    for bad in ("16/16", "-1/4", "3", "a/b", "1/0"):
+        with pytest.raises(ValueError):
+            Shard.parse(bad)
+
+
+def test_merge_refuses_missing_duplicate_and_mixed_shards(tmp_path):
+    from videomdm.data.shards import Shard, merge_shards
+
+    src = make_mocap(tmp_path / "mocap")
+    kwargs = dict(teacher=noisy_gt_teacher, teacher_name="t", num_cameras=1, progress=False)
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="no partial indices"):
+        merge_shards(out)
+    prepare_mocap_2d(src, out, shard=Shard(0, 3), **kwargs)
+    prepare_mocap_2d(src, out, shard=Shard(2, 3), **kwargs)
+    with pytest.raises(DataError, match=r"1 of 3 shards are missing \(1/3\)"):
+        merge_shards(out)
+    with pytest.raises(DataError, match="already done"):  # a finished shard is not redone over its files
+        prepare_mocap_2d(src, out, shard=Shard(0, 3), **kwargs)
+
+    other = tmp_path / "other"  # a shard of a 2-way split dropped into the folder
+    prepare_mocap_2d(src, other, shard=Shard(1, 2), **kwargs)
+    (out / "shards" / "shard-00001-of-00002.json").write_bytes(
+        (other / "shards" / "shard-00001-of-00002.json").read_bytes())
+    with pytest.raises(DataError, match="different shard counts"):
+        merge_shards(out)
+    (out / "shards" / "shard-00001-of-00002.json").unlink()
+
+    # shard 1/3 with another teacher: its settings differ from the others'
+    prepare_mocap_2d(src, out, shard=Shard(1, 3), **{**kwargs, "teacher_name": "other"})
+    with pytest.raises(DataError, match="different settings"):
+        merge_shards(out)
+    assert not (out / "dataset.json").exists()
+
+
+def test_a_shard_never_overwrites_existing_clips(tmp_path):
+    from videomdm.data.shards import Shard, merge_shards
+
+    src = make_mocap(tmp_path / "mocap")
+    kwargs = dict(teacher=noisy_gt_teacher, teacher_name="t", num_cameras=1, progress=False)
+    out = tmp_path / "out"
+    prepare_mocap_2d(src, out, shard=Shard(0, 2), **kwargs)
+    done = out / "shards" / "shard-00000-of-00002.json"
+    record = done.read_bytes()
+    done.unlink()  # forget that shard 0 ran, its clips stay
+    before = {p: p.read_bytes() for p in (out / "clips").rglob("*.npz")}
+    with pytest.raises(DataError, match="would overwrite existing clip files"):
+        prepare_mocap_2d(src, out, shard=Shard(0, 2), **{**kwargs, "teacher": lambda c: c.gt_3d + np.float32(0.2)})
+    assert {p: p.read_bytes() for p in (out / "clips").rglob("*.npz")} == before
+    assert not done.exists()
+
+    done.write_bytes(record)
+    prepare_mocap_2d(src, out, shard=Shard(1, 2), **kwargs)
+    assert merge_shards(out)["clips"] == 4
+    with pytest.raises(DataError, match="already holds a dataset"):
+        prepare_mocap_2d(src, out, shard=Shard(1, 2), **kwargs)
+    with pytest.raises(DataError, match="already holds a merged dataset"):
+        merge_shards(out)
+
+
+def test_shard_and_merge_commands(tmp_path, capsys):
+    from videomdm.cli import main
+
+    src = make_mocap(tmp_path / "mocap")
+    out = tmp_path / "out"
+    common = ["prepare", "mocap", str(src), "--out", str(out), "--teacher", "corrupt", "--cameras", "1", "--quiet"]
+    assert main(common + ["--shard", "1/2"]) == 0
+    assert main(["prepare", "merge", str(out)]) == 2
+    assert "1 of 2 shards are missing (0/2)" in capsys.readouterr().err
+    assert main(common + ["--shard", "0/2", "--overwrite"]) == 2  # shards never replace anything
+    assert main(common + ["--shard", "0/2"]) == 0
+    assert main(["prepare", "merge", str(out)]) == 0
+    assert '"clips": 4' in capsys.readouterr().out
+    assert len(load_all(out)) == 4

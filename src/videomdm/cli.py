@@ -96,6 +96,7 @@ def _teacher(args: argparse.Namespace, src: Path, dataset_name: str, splits: lis
 
 def cmd_prepare_mocap(args: argparse.Namespace) -> None:
     from .data.prepare import prepare_mocap_2d
+    from .data.shards import Shard
     from .data.virtual import DetectorNoise
 
     from .data.clip import read_dataset_index
@@ -106,11 +107,24 @@ def cmd_prepare_mocap(args: argparse.Namespace) -> None:
         splits = args.splits.split(",")
     else:  # the lifter's training split is for the lifter only
         splits = [split for split in index.splits if split != "lifter"]
+    shard = Shard.parse(args.shard) if args.shard else None
+    if shard is not None and args.overwrite:
+        raise ValueError("--overwrite does not apply to --shard runs (shards never replace files)")
     teacher, teacher_name = _teacher(args, src, index.name, splits)
     summary = prepare_mocap_2d(src, Path(args.out), teacher=teacher, teacher_name=teacher_name,
                                num_cameras=args.cameras, noise=DetectorNoise(severity=args.noise), seed=args.seed,
-                               splits=splits, overwrite=args.overwrite, progress=not args.quiet)
-    _print_summary(f"wrote 2D dataset {args.out}", summary)
+                               splits=splits, overwrite=args.overwrite, progress=not args.quiet, shard=shard)
+    if shard is None:
+        _print_summary(f"wrote 2D dataset {args.out}", summary)
+    else:
+        _print_summary(f"wrote shard {args.shard} of {args.out} (merge with `videomdm prepare merge {args.out}` once "
+                       f"every shard is done)", summary)
+
+
+def cmd_prepare_merge(args: argparse.Namespace) -> None:
+    from .data.shards import merge_shards
+
+    _print_summary(f"merged dataset {args.data}", merge_shards(Path(args.data)))
 
 
 # --- video and keypoint input --------------------------------------------------------------------------------------
@@ -217,7 +231,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _sample_and_save(run_dir: Path, out: Path, *, num: int, texts: list[str] | None, steps: int | None,
-                     frames: int | None, seed: int, render: bool, device: str) -> list[Path]:
+                     frames: int | None, seed: int, render: bool, device: str, precision: str | None = None,
+                     compile: bool | None = None) -> list[Path]:
     import numpy as np
 
     from .checkpoint import atomic_write_text
@@ -226,7 +241,8 @@ def _sample_and_save(run_dir: Path, out: Path, *, num: int, texts: list[str] | N
 
     run = load_run(run_dir, device=device)
     t0 = time.perf_counter()
-    joints = generate(run, num, texts=texts, num_frames=frames, steps=steps, seed=seed, progress=False)
+    joints = generate(run, num, texts=texts, num_frames=frames, steps=steps, seed=seed, progress=False,
+                      precision=precision, compile=compile)
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     joints_file = out / "joints.npy"
@@ -249,7 +265,8 @@ def _sample_and_save(run_dir: Path, out: Path, *, num: int, texts: list[str] | N
 
 def cmd_sample(args: argparse.Namespace) -> None:
     written = _sample_and_save(Path(args.run), Path(args.out), num=args.num, texts=args.text, steps=args.steps,
-                               frames=args.frames, seed=args.seed, render=not args.no_render, device=args.device)
+                               frames=args.frames, seed=args.seed, render=not args.no_render, device=args.device,
+                               precision=args.precision, compile=args.compile)
     print(f"wrote {len(written)} files to {args.out}: joints.npy (N, T, J, 3) in metres"
           + (" and one GIF per motion" if not args.no_render else ""))
 
@@ -522,8 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", help="comma-separated splits to prepare (default: all but the lifter's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    p.add_argument("--shard", metavar="I/N", help="prepare only part I (0-based) of N disjoint parts of the sources "
+                   "(array jobs of a cluster); then run `videomdm prepare merge OUT`")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare_mocap)
+    p = prepare.add_parser("merge", help="write the index and statistics of a dataset prepared with --shard")
+    p.add_argument("data", help="dataset folder holding the shards")
+    p.set_defaults(func=cmd_prepare_merge)
 
     def footage_arguments(p: argparse.ArgumentParser, teachers: tuple[str, ...], default: str) -> None:
         p.add_argument("--teacher", choices=teachers, default=default,
@@ -580,6 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-render", action="store_true", help="write joints only")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="denoiser autocast (default: the run's diffusion.sample_precision)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the denoiser through torch.compile (default: the run's diffusion.compile)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_sample)
 

@@ -62,6 +62,8 @@ class DiffusionConfig:
     sample_steps: int = 50  # DDIM steps used at sampling time (any number ≤ steps)
     eta: float = 0.0  # DDIM stochasticity (0 = deterministic, 1 = ancestral)
     guidance_scale: float = 2.5  # classifier-free guidance scale for text-conditioned sampling
+    sample_precision: str = "fp32"  # fp32 | bf16: denoiser autocast at sampling time (bf16 where the device has it)
+    compile: bool = False  # torch.compile the denoiser for sampling (pays a one-off compilation per shape)
 
 
 @dataclass
@@ -264,6 +266,7 @@ def _validate(config: Config) -> Config:
         "train.supervision": (config.train.supervision, ("3d", "teacher", "2d")),
         "diffusion.schedule": (config.diffusion.schedule, ("cosine", "linear")),
         "diffusion.sampler": (config.diffusion.sampler, ("ddim", "ddpm")),
+        "diffusion.sample_precision": (config.diffusion.sample_precision, ("fp32", "bf16")),
         "data.text_encoder": (config.data.text_encoder, ("none", "minilm")),
         "model.activation": (config.model.activation, ("gelu", "relu")),
         "model.prediction": (config.model.prediction, ("x0", "v")),

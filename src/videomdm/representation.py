@@ -576,6 +576,16 @@ class Normalizer:
         std = rows64.std(0, correction=0).clamp_min(min_std)
         return cls(mean.to(features.dtype), std.to(features.dtype))
 
+    @classmethod
+    def from_moments(cls, count: int, mean: Tensor, sum_squares: Tensor, *, min_std: float = 1e-2,
+                     dtype: torch.dtype = torch.float32) -> Normalizer:
+        """The normalizer of ``count`` rows whose ``(D,)`` mean and summed squared deviations from it are given
+        (float64, e.g. accumulated clip by clip); the same statistics and floor as :meth:`from_features`."""
+        if count <= 0:
+            raise ValueError("no real frames to compute statistics from")
+        std = (sum_squares.to(torch.float64) / count).sqrt().clamp_min(min_std)
+        return cls(mean.to(dtype), std.to(dtype))
+
     def normalize(self, x: Tensor) -> Tensor:
         """``(..., D) → (..., D)``."""
         return (x - self.mean.to(x)) / self.std.to(x)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from .checkpoint import CheckpointError, check_compatible, latest_checkpoint, load_checkpoint, load_run_config, \
     load_tensors
@@ -21,12 +23,14 @@ from .skeleton import Skeleton, get_skeleton
 from .text import TextEncoder, build_text_encoder
 from .train import build_diffusion, build_model, resolve_device
 
-__all__ = ["LoadedRun", "load_run", "generate", "window_starts", "Observations", "lift"]
+__all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "bf16_supported", "caption_embeddings",
+           "window_starts", "Observations", "lift"]
 
 
 @dataclass
 class LoadedRun:
-    """A trained run ready to sample: the EMA denoiser (eval mode) and everything needed around it."""
+    """A trained run ready to sample: the EMA denoiser (eval mode) and everything needed around it (``compiled``:
+    the denoiser through ``torch.compile``, made on first use by :func:`generate`)."""
 
     config: Config
     model: MotionDenoiser
@@ -37,6 +41,7 @@ class LoadedRun:
     device: torch.device
     step: int
     checkpoint: Path
+    compiled: Callable[..., Tensor] | None = None
 
 
 def load_run(run_dir: Path, *, checkpoint: Path | None = None, device: str = "auto", use_ema: bool = True) -> LoadedRun:
@@ -67,17 +72,59 @@ def load_run(run_dir: Path, *, checkpoint: Path | None = None, device: str = "au
                      step=ckpt.step, checkpoint=path)
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast runs on ``device`` (CPU autocast always does; its speed depends on the CPU's bf16
+    matrix units)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu"
+
+
+def inference_precision(model: Callable[..., Tensor], device: torch.device, precision: str) -> Callable[..., Tensor]:
+    """``model`` run under the autocast of ``precision`` (``"fp32"``: as is; ``"bf16"``: bf16 autocast where the
+    device supports it, else fp32 with a warning); outputs are always float32, so the sampler's arithmetic stays in
+    full precision."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if precision == "fp32":
+        return model
+    if not bf16_supported(device):
+        warnings.warn(f"bf16 autocast is not supported on {device}; sampling in fp32", stacklevel=3)
+        return model
+
+    def run_bf16(*args, **kwargs) -> Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return model(*args, **kwargs).float()
+
+    return run_bf16
+
+
+def caption_embeddings(encoder: TextEncoder, captions: Sequence[str]) -> Tensor:
+    """``(N, C)`` embeddings of ``captions``, each distinct caption encoded once."""
+    distinct = list(dict.fromkeys(captions))
+    table = encoder.encode(distinct)  # (U, C)
+    row = {caption: i for i, caption in enumerate(distinct)}
+    return table[[row[c] for c in captions]]
+
+
 @torch.no_grad()
 def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, num_frames: int | None = None,
              steps: int | None = None, guidance_scale: float | None = None, eta: float | None = None,
-             sampler: str | None = None, seed: int = 0, progress: bool = False) -> np.ndarray:
+             sampler: str | None = None, seed: int = 0, progress: bool = False, precision: str | None = None,
+             compile: bool | None = None) -> np.ndarray:
     """Sample ``num`` motions; returns joints ``(num, T, J, 3)`` float32 in metres (canonical frame, y up).
+
+    With captions, every sampling step is one denoiser forward on a doubled batch (conditional and unconditional
+    halves, :func:`~videomdm.diffusion.classifier_free_guidance`), and each distinct caption is embedded once.
 
     Args:
         texts: one caption per motion (or one caption for all); ``None`` for unconditional sampling.
         num_frames: motion length (default: the training window length).
         steps: sampling steps (default: ``diffusion.sample_steps``); DDIM uses any subset of the training steps.
         guidance_scale: classifier-free guidance scale for text (default: ``diffusion.guidance_scale``).
+        precision: ``fp32`` or ``bf16`` denoiser autocast (default: ``diffusion.sample_precision``).
+        compile: run the denoiser through ``torch.compile`` (default: ``diffusion.compile``); compiled once per
+            loaded run, recompiled by torch for new shapes.
     """
     cfg = run.config.diffusion
     num_frames = num_frames or run.config.data.num_frames
@@ -89,21 +136,27 @@ def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, nu
     if texts is not None and len(texts) not in (1, num):
         raise ValueError(f"give one caption or {num} captions, not {len(texts)}")
 
+    denoiser: Callable[..., Tensor] = run.model
+    if cfg.compile if compile is None else compile:
+        if run.compiled is None:
+            run.compiled = torch.compile(run.model)
+        denoiser = run.compiled
+    denoiser = inference_precision(denoiser, run.device, cfg.sample_precision if precision is None else precision)
     shape = (num, num_frames, int(run.normalizer.mean.shape[-1]))
     mask = torch.ones(num, num_frames, dtype=torch.bool, device=run.device)
     if texts is not None:
         captions = list(texts) * num if len(texts) == 1 else list(texts)
-        cond = run.text_encoder.encode(captions).to(run.device)
-        model_fn = classifier_free_guidance(run.model, guidance_scale, mask=mask, cond=cond)
+        cond = caption_embeddings(run.text_encoder, captions).to(run.device)
+        model_fn = classifier_free_guidance(denoiser, guidance_scale, mask=mask, cond=cond)
     elif run.text_encoder is not None:  # a text model sampled unconditionally: the dropped-condition branch
         uncond = torch.ones(num, dtype=torch.bool, device=run.device)
         cond = torch.zeros(num, run.text_encoder.dim, device=run.device)
 
         def model_fn(x, t):
-            return run.model(x, t, mask, cond=cond, uncond=uncond)
+            return denoiser(x, t, mask, cond=cond, uncond=uncond)
     else:
         def model_fn(x, t):
-            return run.model(x, t, mask)
+            return denoiser(x, t, mask)
 
     generator = torch.Generator(device=run.device).manual_seed(seed)
     noise = torch.randn(shape, generator=generator, device=run.device)

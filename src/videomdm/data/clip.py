@@ -35,6 +35,8 @@ __all__ = [
     "Clip",
     "save_clip",
     "load_clip",
+    "ClipSummary",
+    "read_clip_summary",
     "mask_missing_keypoints",
     "DatasetIndex",
     "write_dataset_index",
@@ -331,6 +333,58 @@ def load_clip(path: str | Path, *, skip: tuple[str, ...] = ()) -> Clip:
     except DataError as err:
         raise DataError(f"{path}: {err}") from None
     return clip
+
+
+@dataclass
+class ClipSummary:
+    """What a dataset index needs of one clip file, read without loading its arrays.
+
+    Attributes:
+        name: the clip's name.
+        text: its captions.
+        frames: frame count of each array field present in the file (``{"gt_3d": T, ...}``).
+    """
+
+    name: str
+    text: list[str]
+    frames: dict[str, int]
+
+
+def read_clip_summary(path: str | Path) -> ClipSummary:
+    """The name, captions and per-field frame counts of a clip file, from the array headers only (the motion and
+    keypoint data are not read, so indexing a large dataset costs a few small reads per clip).
+
+    The arrays themselves are checked when the clip is loaded (:func:`load_clip`); :class:`DataError` naming the file
+    for anything unreadable here.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {name[:-4]: name for name in archive.namelist() if name.endswith(".npy")}
+            if "clip_format_version" not in members:
+                raise DataError(f"{path}: not a clip file (no clip_format_version)")
+            missing = [key for key in ("name", "text") if key not in members]
+            if missing:
+                raise DataError(f"{path}: clip file lacks the fields {missing}")
+
+            def small(key: str) -> np.ndarray:
+                with archive.open(members[key]) as f:
+                    return np.lib.format.read_array(f, allow_pickle=False)
+
+            frames = {}
+            for key in _ARRAY_FIELDS:
+                if key in members:
+                    with archive.open(members[key]) as f:
+                        version = np.lib.format.read_magic(f)
+                        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                       else np.lib.format.read_array_header_2_0)
+                        shape = read_header(f)[0]
+                    frames[key] = int(shape[0]) if shape else 0
+            return ClipSummary(name=str(small("name")[()]), text=[str(s) for s in small("text")], frames=frames)
+    except FileNotFoundError:
+        raise DataError(f"{path}: clip file does not exist") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as err:
+        raise DataError(f"{path}: cannot read clip file (corrupt or not a .npz written by save_clip): {err}") from None
 
 
 # --- dataset folder --------------------------------------------------------------------------------------------------

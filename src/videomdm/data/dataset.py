@@ -7,14 +7,15 @@ teacher window's canonical frame together with the joints (DESIGN.md, "Canonical
 Randomness is explicit: :meth:`MotionWindows.sample` takes a ``numpy.random.Generator``, so the training loop can
 derive every batch from ``(seed, step)`` and a resumed run sees exactly the batches an uninterrupted run would.
 
-Every clip is encoded once, whole (:func:`videomdm.representation.encode`); a window is a slice of its features, which
-decodes starting at the origin facing +z at its first frame (the floor stays the clip's lowest foot), as HumanML3D
-crops its training windows. For ``2d`` the camera is carried into that window's frame
-(:meth:`videomdm.representation.CanonicalFrames.window`).
+Clips are read lazily and cached within a memory bound (:class:`MotionWindows`). Every clip is encoded whole
+(:func:`videomdm.representation.encode`); a window is a slice of its features, which decodes starting at the origin
+facing +z at its first frame (the floor stays the clip's lowest foot), as HumanML3D crops its training windows. For
+``2d`` the camera is carried into that window's frame (:meth:`videomdm.representation.CanonicalFrames.window`).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +26,11 @@ from torch import Tensor
 from ..camera import pixels_to_normalized, transform_camera
 from ..representation import CanonicalFrames, FeatureLayout, Normalizer, canonical_frames, encode
 from ..skeleton import get_skeleton, joint_map
-from .clip import load_clip, read_dataset_index
+from .clip import load_clip, read_clip_summary, read_dataset_index
 from .errors import DataError
 
-__all__ = ["MotionWindows", "Batch", "MOTION_SOURCES", "Observations", "clip_observations"]
+__all__ = ["MotionWindows", "EncodedClip", "Batch", "MOTION_SOURCES", "Observations", "clip_observations",
+           "merge_moments"]
 
 # Which clip field each supervision mode reads its 3D motion from (``2d`` reads the teacher and the keypoints).
 MOTION_SOURCES = {"3d": "gt_3d", "teacher": "teacher_3d", "2d": "teacher_3d"}
@@ -87,8 +89,34 @@ def clip_observations(clip, skeleton, where: str | Path = "") -> Observations:
                       np.asarray(t, np.float32))
 
 
+@dataclass
+class EncodedClip:
+    """One clip as windows are cut from it: whole-clip features, and with keypoints where its windows decode and its
+    observations."""
+
+    features: Tensor  # (T, D) float32
+    frames: CanonicalFrames | None = None
+    observations: Observations | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory held (the arrays that grow with T)."""
+        size = self.features.numel() * self.features.element_size()
+        if self.observations is not None:
+            size += sum(a.nbytes for a in (self.observations.keypoints, self.observations.confidence,
+                                           self.observations.R, self.observations.t))
+        if self.frames is not None:
+            size += (self.frames.yaw.numel() + self.frames.root.numel()) * self.frames.root.element_size()
+        return size
+
+
 class MotionWindows:
     """The 3D motions of one split of a prepared dataset, served as random windows.
+
+    Clips are read lazily: the constructor reads only each file's name, captions and frame count (array headers,
+    :func:`~videomdm.data.clip.read_clip_summary`); a clip is loaded and encoded when a window of it is asked for and
+    kept in a least-recently-used cache of at most ``cache_mb`` megabytes, so memory is bounded by the cache, not by
+    the dataset. A split smaller than the cache is encoded once and then served from memory.
 
     Args:
         root: dataset folder (with ``dataset.json``).
@@ -96,54 +124,54 @@ class MotionWindows:
         motion_field: ``gt_3d`` or ``teacher_3d``.
         num_frames: window length (longer clips are cropped at random, shorter ones padded).
         min_frames: clips shorter than this are skipped (and counted in ``skipped``).
+        cache_mb: bound of the encoded-clip cache, megabytes (0 = no cache: every window reads its clip).
     """
 
     def __init__(self, root: Path, split: str, *, motion_field: str, num_frames: int, min_frames: int,
                  skeleton: str = "smpl22", fps: float = 20.0, contact_threshold: float = 0.002,
-                 facing_sigma: float = 20.0, with_keypoints: bool = False) -> None:
+                 facing_sigma: float = 20.0, with_keypoints: bool = False, cache_mb: float = 1024.0) -> None:
         index = read_dataset_index(Path(root))
         if abs(index.fps - fps) > 1e-6:
             raise DataError(f"{root}: dataset is at {index.fps} fps but the config expects {fps} fps")
         if index.skeleton != skeleton:
             raise DataError(f"{root}: dataset skeleton is {index.skeleton} but the config expects {skeleton}")
+        if motion_field not in ("gt_3d", "teacher_3d"):
+            raise ValueError(f"motion_field must be gt_3d or teacher_3d, got {motion_field!r}")
         self.skeleton = get_skeleton(skeleton)
         self.layout = FeatureLayout(self.skeleton.num_joints)
         self.num_frames = num_frames
+        self.motion_field = motion_field
         self.encode_kwargs = {"contact_threshold": contact_threshold, "facing_sigma": facing_sigma}
-        self.features: list[Tensor] = []  # (T_i, D) float32 features of each whole clip
-        self.frames: list[CanonicalFrames] = []  # with keypoints: where each clip's windows decode
+        self.with_keypoints = with_keypoints
+        self.cache_bytes = int(cache_mb * 2**20)
+        self._cache: OrderedDict[int, EncodedClip] = OrderedDict()
+        self._cached_bytes = 0
+        # Only the fields this mode reads are loaded; ground truth in particular never reaches other modes.
+        needed = {motion_field, *(("keypoints_2d", "confidence", "K", "R", "t") if with_keypoints else ())}
+        self._skip = tuple(f for f in ("gt_3d", "teacher_3d", "keypoints_2d", "confidence", "K", "R", "t")
+                           if f not in needed)
+        self.paths: list[Path] = []
+        self.lengths: list[int] = []  # frames of each clip's motion
         self.texts: list[list[str]] = []
         self.names: list[str] = []
-        self.observations: list[Observations] = []
-        self.with_keypoints = with_keypoints
         self.skipped = 0
-        # Ground truth is read only when it is the training target: other modes never load it.
-        skip = () if motion_field == "gt_3d" else ("gt_3d",)
         for path in index.clip_paths(split):
-            clip = load_clip(path, skip=skip)
-            motion = getattr(clip, motion_field)
-            if motion is None:
-                raise DataError(f"{path}: clip {clip.name} has no {motion_field}, needed by this supervision mode")
-            if motion.shape[0] < min_frames:
+            summary = read_clip_summary(path)
+            length = summary.frames.get(motion_field)
+            if length is None:
+                raise DataError(f"{path}: clip {summary.name} has no {motion_field}, needed by this supervision mode")
+            if length < min_frames:
                 self.skipped += 1
                 continue
-            if with_keypoints:
-                observed = clip_observations(clip, self.skeleton, path)
-                if len(observed.keypoints) != len(motion):
-                    raise DataError(f"{path}: clip {clip.name} has {len(observed.keypoints)} keypoint frames but "
-                                    f"{len(motion)} frames of {motion_field}")
-                self.observations.append(observed)
-            motion = torch.as_tensor(np.asarray(motion, dtype=np.float32))
-            self.features.append(self.encode(motion))  # (T, D)
-            if with_keypoints:
-                self.frames.append(canonical_frames(motion, self.skeleton, facing_sigma=facing_sigma))
-            self.texts.append(list(clip.text))
-            self.names.append(clip.name)
-        if not self.features:
+            self.paths.append(path)
+            self.lengths.append(length)
+            self.texts.append(summary.text)
+            self.names.append(summary.name)
+        if not self.paths:
             raise DataError(f"{root}: split {split!r} has no clip with at least {min_frames} frames of {motion_field}")
 
     def __len__(self) -> int:
-        return len(self.features)
+        return len(self.paths)
 
     @property
     def has_text(self) -> bool:
@@ -154,10 +182,46 @@ class MotionWindows:
         joints = torch.as_tensor(joints, dtype=torch.float32)
         return encode(joints, self.skeleton, **self.encode_kwargs)
 
+    def clip(self, index: int) -> EncodedClip:
+        """Clip ``index`` encoded, from the cache or read from its file (then cached, evicting the least recently
+        used clips beyond ``cache_mb``)."""
+        cached = self._cache.get(index)
+        if cached is not None:
+            self._cache.move_to_end(index)
+            return cached
+        encoded = self._load(index)
+        size = encoded.nbytes
+        if size <= self.cache_bytes:
+            self._cache[index] = encoded
+            self._cached_bytes += size
+            while self._cached_bytes > self.cache_bytes:
+                _, evicted = self._cache.popitem(last=False)
+                self._cached_bytes -= evicted.nbytes
+        return encoded
+
+    def _load(self, index: int) -> EncodedClip:
+        path = self.paths[index]
+        clip = load_clip(path, skip=self._skip)
+        motion = getattr(clip, self.motion_field)
+        if motion is None or len(motion) != self.lengths[index]:
+            raise DataError(f"{path}: clip {clip.name} changed since the dataset was indexed (expected "
+                            f"{self.lengths[index]} frames of {self.motion_field})")
+        joints = torch.as_tensor(np.asarray(motion, dtype=np.float32))
+        features = self.encode(joints)  # (T, D)
+        if not self.with_keypoints:
+            return EncodedClip(features)
+        observed = clip_observations(clip, self.skeleton, path)
+        if len(observed.keypoints) != len(motion):
+            raise DataError(f"{path}: clip {clip.name} has {len(observed.keypoints)} keypoint frames but "
+                            f"{len(motion)} frames of {self.motion_field}")
+        frames = canonical_frames(joints, self.skeleton, facing_sigma=self.encode_kwargs["facing_sigma"])
+        return EncodedClip(features, frames, observed)
+
     def sample(self, index: int, rng: np.random.Generator) -> Batch:
         """A random window of clip ``index`` as a batch of one: features ``(1, T_w, D)``, a random caption, and
         (with keypoints) its observations with the camera carried into the window's frame."""
-        clip_features = self.features[index]
+        clip = self.clip(index)
+        clip_features = clip.features
         length = min(len(clip_features), self.num_frames)
         start = int(rng.integers(0, len(clip_features) - length + 1))
         captions = self.texts[index]
@@ -166,8 +230,8 @@ class MotionWindows:
         mask = torch.ones(1, length, dtype=torch.bool)
         if not self.with_keypoints:
             return Batch(features, mask, [text])
-        obs = self.observations[index]
-        window = self.frames[index].window(start)
+        obs = clip.observations
+        window = clip.frames.window(start)
         R, t = transform_camera(torch.from_numpy(obs.R[start:start + length])[None],  # (1, T_w, 3, 3)
                                 torch.from_numpy(obs.t[start:start + length])[None],  # (1, T_w, 3)
                                 window.rotation[None], window.translation[None])
@@ -196,5 +260,21 @@ class MotionWindows:
                      stack("confidence"), stack("R", "edge"), stack("t", "edge"))
 
     def normalizer(self) -> Normalizer:
-        """Feature mean/std over every whole clip of the split."""
-        return Normalizer.from_features(torch.cat(self.features, dim=0))
+        """Feature mean/std over every frame of every whole clip of the split, streamed clip by clip (float64 sums
+        merged with Chan et al.'s pairwise update), so memory does not grow with the split: equal, within float
+        rounding, to :meth:`Normalizer.from_features` of all clips' features concatenated."""
+        count, mean, sum_squares = 0, None, None
+        for index in range(len(self)):
+            rows = self.clip(index).features.to(torch.float64)  # (T, D)
+            moments = (rows.shape[0], rows.mean(0), ((rows - rows.mean(0)) ** 2).sum(0))
+            count, mean, sum_squares = moments if mean is None else merge_moments((count, mean, sum_squares), moments)
+        return Normalizer.from_moments(count, mean, sum_squares)
+
+
+def merge_moments(a: tuple[int, Tensor, Tensor], b: tuple[int, Tensor, Tensor]) -> tuple[int, Tensor, Tensor]:
+    """Count, ``(D,)`` mean and ``(D,)`` summed squared deviations of two row sets joined (Chan, Golub & LeVeque
+    1979): ``δ = m_b − m_a``, ``m = m_a + δ n_b / n``, ``M2 = M2_a + M2_b + δ² n_a n_b / n``."""
+    (n_a, mean_a, m2_a), (n_b, mean_b, m2_b) = a, b
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return n, mean_a + delta * (n_b / n), m2_a + m2_b + delta**2 * (n_a * n_b / n)

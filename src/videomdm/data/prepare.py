@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..skeleton import get_skeleton
 from .clip import INDEX_NAME, Clip, check_output_dir, load_clip, read_dataset_index, save_clip, write_dataset_index
 from .errors import DataError
+from .shards import Shard, check_shard_folder, publish_shard, shard_work_dir
 from .virtual import (DEFAULT_AZIMUTH_DEG, DEFAULT_DISTANCE, DEFAULT_ELEVATION_DEG, DEFAULT_FOCAL_PX,
                       DEFAULT_IMAGE_SIZE, DetectorNoise, observe_clip)
 
@@ -85,6 +86,7 @@ def prepare_mocap_2d(
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
     overwrite: bool = False,
     progress: bool = True,
+    shard: Shard | None = None,
 ) -> dict:
     """Make a 2D training dataset (keypoints, cameras, teacher 3D, kept GT 3D) from a mocap dataset.
 
@@ -117,6 +119,10 @@ def prepare_mocap_2d(
         distance, elevation_deg, azimuth_deg, focal_px, image_size: camera ranges (see ``virtual.camera_for_clip``).
         overwrite: replace an existing dataset in ``out``.
         progress: show a tqdm bar (one step per source clip).
+        shard: prepare only this part of the sources (:class:`~videomdm.data.shards.Shard`): its clips go into
+            ``out/clips`` (never overwriting a file there) with a partial index in ``out/shards``; the index is
+            written by :func:`~videomdm.data.shards.merge_shards` once every shard is done. ``overwrite`` does not
+            apply. Merging the shards of any ``n`` gives the dataset an unsharded run writes.
 
     Returns:
         A summary: ``{"out", "teacher", "num_cameras", "clips", "frames", "splits": {split: {"source_clips",
@@ -131,29 +137,43 @@ def prepare_mocap_2d(
     unknown = [s for s in chosen if s not in index.splits]
     if unknown:
         raise DataError(f"{src}: no split(s) {unknown}; the dataset has {sorted(index.splits)}")
-    _check_output_folder(src, out, overwrite)
+    _check_output_folder(src, out, overwrite or shard is not None)
+    if shard is not None:
+        check_shard_folder(out, shard)
     num_joints = get_skeleton(index.skeleton).num_joints
     camera_ranges = {"distance": distance, "elevation_deg": elevation_deg, "azimuth_deg": azimuth_deg,
                      "focal_px": focal_px, "image_size": tuple(image_size)}
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    if shard is None:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    else:
+        out.mkdir(exist_ok=True)
+        tmp = shard_work_dir(out, shard)
     try:
-        summary_splits: dict[str, dict[str, int]] = {}
-        written: dict[str, list[str]] = {}
-        paths = {s: [index.root / rel for rel in index.splits[s]] for s in chosen}  # empty splits allowed
-        total = sum(len(p) for p in paths.values())
+        sources: dict[str, list[tuple[int, list[str]]]] = {}  # split → [(source position, written clip paths)]
+        statistics: dict[str, dict[str, int]] = {}
+        mine: dict[str, list[tuple[int, Path]]] = {}  # split → this run's sources with their positions
+        position = 0  # over all chosen splits' sources, in index order (empty splits allowed)
+        for split in chosen:
+            mine[split] = []
+            for rel in index.splits[split]:
+                if shard is None or shard.selects(position):
+                    mine[split].append((position, index.root / rel))
+                position += 1
+        total = sum(len(m) for m in mine.values())
         with tqdm(total=total, desc=f"prepare {out.name}", unit="clip", disable=not progress) as bar:
             for split in chosen:
                 counts = {"source_clips": 0, "clips": 0, "frames": 0}
-                written[split] = []
+                sources[split] = []
                 taken: dict[str, str] = {}  # file name → clip name, to catch collisions after sanitizing
-                for path in paths[split]:
+                for position, path in mine[split]:
                     source = load_clip(path)
                     if source.gt_3d is None:
                         raise DataError(f"{path}: clip {source.name} has no gt_3d to film")
                     views = observe_clip(source, num_cameras=num_cameras, rng=clip_rng(seed, split, source.name),
                                          noise=noise, **camera_ranges)
+                    written = []
                     for view in views:
                         expected = (len(view.gt_3d), num_joints, 3)
                         view.teacher_3d = _check_teacher_output(teacher(view), view, split, expected)
@@ -165,12 +185,13 @@ def prepare_mocap_2d(
                         taken[file_name] = view.name
                         rel = f"clips/{split}/{file_name}.npz"
                         save_clip(tmp / rel, view)
-                        written[split].append(rel)
+                        written.append(rel)
                         counts["clips"] += 1
                         counts["frames"] += len(view.gt_3d)
+                    sources[split].append((position, written))
                     counts["source_clips"] += 1
                     bar.update(1)
-                summary_splits[split] = counts
+                statistics[split] = counts
         extra = {
             "source_dataset": str(src.resolve()),
             "source_name": index.name,
@@ -180,19 +201,25 @@ def prepare_mocap_2d(
             "seed": seed,
             "cameras": camera_ranges,
         }
-        write_dataset_index(tmp, name=f"{index.name}-2d", fps=index.fps, skeleton=index.skeleton, splits=written,
-                            license=index.license, extra=extra)
-        _swap_into_place(tmp, out)
+        meta = {"name": f"{index.name}-2d", "fps": index.fps, "skeleton": index.skeleton, "license": index.license}
+        if shard is None:
+            written_splits = {split: [rel for _, rels in entries for rel in rels] for split, entries in sources.items()}
+            write_dataset_index(tmp, splits=written_splits, extra={**extra, "statistics": statistics}, **meta)
+            _swap_into_place(tmp, out)
+        else:
+            publish_shard(tmp, out, shard, sources=sources, meta={**meta, "extra": extra, "statistics": statistics})
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if shard is None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {
         "out": str(out),
         "teacher": teacher_name,
         "num_cameras": num_cameras,
-        "clips": sum(c["clips"] for c in summary_splits.values()),
-        "frames": sum(c["frames"] for c in summary_splits.values()),
-        "splits": summary_splits,
+        "clips": sum(c["clips"] for c in statistics.values()),
+        "frames": sum(c["frames"] for c in statistics.values()),
+        "splits": statistics,
+        **({} if shard is None else {"shard": f"{shard.index}/{shard.count}"}),
     }
 
 
