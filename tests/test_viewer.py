@@ -1,6 +1,7 @@
 """The HTML viewer and the blind comparison: inputs, pairing, key, study statistics; the pages in headless Chromium."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -144,6 +145,8 @@ def chromium(*args: str, timeout: float = 90) -> str:
     outlive the browser would otherwise hold a pipe open."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: .ci/run must install Debian's chromium package")
         pytest.skip("Debian's chromium package is not installed (.ci/run installs it)")
     with tempfile.TemporaryDirectory() as work:
         out, err = Path(work) / "stdout", Path(work) / "stderr"
