@@ -17,6 +17,7 @@ import pytest
 from test_train import TINY
 
 from videomdm.cli import main
+from videomdm.data.bvh import read_bvh
 from videomdm.data.clip import load_clip, read_dataset_index
 from videomdm.data.observed import clip_reprojection_px
 from videomdm.skeleton import SMPL_22
@@ -104,6 +105,8 @@ def test_video_to_clips_to_training_to_lifting(videos, tmp_path, capsys):
         joints = np.load(out / f"{name}.npy")
         assert joints.shape == (row["frames"], 22, 3) and np.isfinite(joints).all()
         assert (out / f"{name}_teacher.npy").is_file()
+        bvh = read_bvh(out / f"{name}.bvh", unit="m")  # opens with the project's own reader
+        assert bvh.fps == pytest.approx(row["fps"]) and bvh.positions.shape == joints.shape
         overlay = out / f"{name}.mp4"
         assert overlay.stat().st_size > 1000
         import imageio.v3 as iio

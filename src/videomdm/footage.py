@@ -31,6 +31,7 @@ from .data.observed import KeypointSequence, Teacher, clips_from_sequence, detec
     clip_reprojection_px
 from .data.video import detect_video, find_videos, iter_frames, require_mediapipe
 from .experiments import LiftSettings
+from .export import write_bvh
 from .lifter import make_teacher
 from .render import render_overlay
 from .sample import LoadedRun, lift
