@@ -11,6 +11,7 @@ frames and keypoint weights and the losses weight items equally. (With unequal w
 weighted mean over its own items, as in any data-parallel training, and differs from the whole batch's slightly.)
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -129,22 +130,30 @@ def test_bf16_autocast_is_a_config_switch(motion_dataset, tmp_path, monkeypatch)
     assert autocast_dtype("fp32", torch.device("cpu")) is None
 
 
-@pytest.mark.integration
-def test_two_processes_equal_one_and_resume_on_one(motion_dataset, tmp_path):
-    """torchrun, 2 gloo processes at batch 2 == 1 process at batch 4; the 2-process run then resumes on 1 process
-    and its next step equals the single-process run's."""
-    single, double = tmp_path / "single", tmp_path / "double"
-    train(motion_dataset, single, config("train.steps=3", "train.batch_size=4"), progress=False)
-    sets = sum((["--set", s] for s in EXACT + ["train.steps=2", "train.batch_size=2"]), [])
+def launch_two_processes(data, run, *settings: str) -> None:
+    """``torchrun --standalone --nproc_per_node 2 -m videomdm.cli train`` on the CPU (gloo), one thread each."""
+    sets = sum((["--set", s] for s in EXACT + list(settings)), [])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     launched = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "videomdm.cli", "train", str(motion_dataset), "--out", str(double), "--config", "small", "--quiet",
-         *sets], env=env, capture_output=True, text=True, timeout=300)
+         "-m", "videomdm.cli", "train", str(data), "--out", str(run), "--config", "small", "--quiet", *sets],
+        env=env, capture_output=True, text=True, timeout=300)
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert launched.stdout.count("last checkpoint") == 1  # rank 0 alone reports
+    assert json.loads((run / "run.json").read_text())["processes"] == 2
+
+
+@pytest.mark.integration
+def test_two_processes_equal_one_and_resume_on_one(motion_dataset, tmp_path):
+    """torchrun, 2 gloo processes at batch 2 == 1 process at batch 4 (also with batch 1 and 2 accumulated
+    micro-batches per process); the 2-process run then resumes on 1 process and its next step equals the
+    single-process run's."""
+    single, double, accumulated = tmp_path / "single", tmp_path / "double", tmp_path / "accumulated"
+    train(motion_dataset, single, config("train.steps=3", "train.batch_size=4"), progress=False)
+    launch_two_processes(motion_dataset, double, "train.steps=2", "train.batch_size=2")
     assert_same_training(single, double, [1, 2])
-    assert (double / "run.json").read_text().count('"processes": 2') == 1
+    launch_two_processes(motion_dataset, accumulated, "train.steps=1", "train.batch_size=1", "train.grad_accum=2")
+    assert_same_training(single, accumulated, [1])
 
     train(motion_dataset, double, config("train.steps=3", "train.batch_size=4"), resume=True, progress=False)
     rows = read_metrics(double)
