@@ -66,11 +66,11 @@ def assert_same_training(a, b, steps: list[int]) -> None:
 def test_micro_batches_split_the_global_batch_disjointly():
     batch, accum, world = 3, 2, 4
     held = [p for rank in range(world) for micro in range(accum)
-            for p in micro_batch_positions(batch, accum, Processes(rank, world, rank), micro)]
+            for p in micro_batch_positions(batch, Processes(rank, world, rank), micro)]
     assert sorted(held) == list(range(batch * accum * world))
     # 2 processes at batch b hold, in rank order, what one process at batch 2b holds.
-    halves = [list(micro_batch_positions(2, 1, Processes(rank, 2, rank), 0)) for rank in range(2)]
-    assert halves[0] + halves[1] == list(micro_batch_positions(4, 1, Processes(), 0))
+    halves = [list(micro_batch_positions(2, Processes(rank, 2, rank), 0)) for rank in range(2)]
+    assert halves[0] + halves[1] == list(micro_batch_positions(4, Processes(), 0))
 
 
 def test_item_randomness_does_not_depend_on_neighbours_or_padding():

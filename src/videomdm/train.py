@@ -27,8 +27,8 @@ import platform
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Mapping
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -138,7 +138,7 @@ def _join_process_group(processes: Processes, device: torch.device) -> bool:
     return True
 
 
-def micro_batch_positions(batch_size: int, grad_accum: int, processes: Processes, micro: int) -> range:
+def micro_batch_positions(batch_size: int, processes: Processes, micro: int) -> range:
     """Positions in the step's global batch (``batch_size · grad_accum · world_size`` items) held by micro-batch
     ``micro`` of this process: slot ``micro · world_size + rank`` of ``batch_size`` consecutive items. Slots of all
     processes and micro-batches are disjoint and cover the global batch."""
@@ -543,7 +543,7 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
             optimizer.zero_grad(set_to_none=True)
             sums = None  # (1 + terms,) loss and loss terms summed over this process's micro-batches
             for micro in range(accum):
-                positions = micro_batch_positions(batch_size, accum, processes, micro)
+                positions = micro_batch_positions(batch_size, processes, micro)
                 random = ItemRandom(config.train.seed, step, positions, config.data.num_frames)
                 with record_function("videomdm.batch"):
                     batch = micro_batch(dataset, [indices[p] for p in positions], random).to(device)
