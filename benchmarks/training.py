@@ -4,10 +4,10 @@ Builds a synthetic mocap dataset (forward-kinematics walks from ``tests/syntheti
 cameras per clip, a corrupted-ground-truth teacher) in a temporary folder, then prints one JSON line per
 configuration:
 
-* ``throughput``: the real training loop (:func:`videomdm.train.train`) for ``--steps`` timed steps after
-  ``--warmup`` steps, for ``3d`` and ``2d`` on the same data, model and batch: median seconds per step, clips/s,
-  and the 2d/3d step-cost ratio. Each ``2d`` line also splits its step into the loop's profiler ranges (batch
-  assembly, the teacher-noising chain, forward + losses, backward, optimizer + EMA).
+* ``throughput``: the real training loop (:func:`videomdm.train.train`) for ``3d`` and ``2d`` on the same data, model
+  and batch: seconds per step (on the CPU in process CPU time, robust to other load on a shared machine; see
+  :func:`throughput`), clips/s, the 2d/3d step-cost ratio, and the step split into the loop's profiler ranges
+  (batch assembly, the teacher-noising chain, forward + losses, backward, optimizer + EMA).
 * ``memory``: peak memory of a short run in a fresh process for several batch sizes, window lengths and dataset
   sizes: on CUDA ``torch.cuda.max_memory_allocated``, on the CPU the process's peak resident set during the run
   (Linux ``/proc``: ``VmHWM`` after resetting it) minus its resident set before, which includes loading the dataset.
@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -61,45 +62,53 @@ def run_config(preset: str, supervision: str, batch: int, frames: int, steps: in
                                 f"train.device={device}", f"train.precision={precision}", "train.warmup_steps=0"])
 
 
-def step_seconds(run_dir: Path, warmup: int) -> list[float]:
-    """Seconds of each logged step after the first ``warmup`` ones."""
+def step_seconds(run_dir: Path) -> list[float]:
+    """Wall-clock seconds of each logged step."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [1.0 / row["steps_per_s"] for row in rows[warmup:]]
+    return [1.0 / row["steps_per_s"] for row in rows]
+
+
+def timed_run(data: Path, run_dir: Path, config) -> float:
+    """Seconds one ``train`` call takes: process CPU time on the CPU (with one thread, the work done, whatever else
+    runs on the machine), wall time on CUDA (the last checkpoint copies to the host, which synchronizes)."""
+    clock = time.process_time if resolve_device(config.train.device).type == "cpu" else time.perf_counter
+    start = clock()
+    train(data, run_dir, config, progress=False)
+    return clock() - start
 
 
 def throughput(data: Path, work: Path, preset: str, batch: int, frames: int, args) -> list[dict]:
     """One line per supervision mode (the 2d line with the 2d/3d ratio).
 
-    The modes alternate over ``--rounds`` runs each, so a load that comes and goes on a shared machine hits both; the
-    ratio compares the fastest steps (other load only ever adds time). A last short run of each mode under
-    ``torch.profiler`` splits its steps into the training loop's ranges (absolute figures there include the
-    profiler's per-operation overhead)."""
-    times: dict[str, list[float]] = {"3d": [], "2d": []}
-    for round_ in range(args.rounds):
-        for supervision in times:
-            config = run_config(preset, supervision, batch, frames, args.warmup + args.steps, args.device,
-                                args.precision)
-            run_dir = work / f"tp_{preset}_{supervision}_{batch}_{frames}_{round_}"
-            train(data, run_dir, config, progress=False)
-            times[supervision] += step_seconds(run_dir, args.warmup)
-    lines = []
-    for supervision, seconds in times.items():
+    Seconds per step = (time of a run of ``warmup + steps`` steps − time of a run of ``warmup`` steps) / ``steps``:
+    set-up (data loading, model building, the final checkpoint) cancels out. A short run under ``torch.profiler``
+    splits a step into the training loop's ranges (wall time, profiler overhead included)."""
+    lines, per_step = [], {}
+    for supervision in ("3d", "2d"):
+        name = f"tp_{preset}_{supervision}_{batch}_{frames}"
+        short = timed_run(data, work / f"{name}_short",
+                          run_config(preset, supervision, batch, frames, args.warmup, args.device, args.precision))
+        config = run_config(preset, supervision, batch, frames, args.warmup + args.steps, args.device, args.precision)
+        long = timed_run(data, work / name, config)
+        per_step[supervision] = (long - short) / args.steps
+        wall = step_seconds(work / name)[args.warmup:]
         profiled_steps = 2
-        config = run_config(preset, supervision, batch, frames, profiled_steps, args.device, args.precision)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            train(data, work / f"tp_{preset}_{supervision}_{batch}_{frames}_profiled", config, progress=False)
+            train(data, work / f"{name}_profiled",
+                  run_config(preset, supervision, batch, frames, profiled_steps, args.device, args.precision),
+                  progress=False)
         totals = {e.key: e.cpu_time_total for e in prof.key_averages() if e.key in PROFILE_RANGES}
         line = {"benchmark": "training", "kind": "throughput", "preset": preset, "supervision": supervision,
                 "width": config.model.width, "layers": config.model.layers, "batch": batch, "frames": frames,
-                "precision": args.precision, "timed_steps": len(seconds),
-                "seconds_per_step_min": round(min(seconds), 4),
-                "seconds_per_step_median": round(statistics.median(seconds), 4),
-                "clips_per_s": round(batch / min(seconds), 1),
+                "precision": args.precision, "timed_steps": args.steps,
+                "clock": "process CPU time" if resolve_device(args.device).type == "cpu" else "wall",
+                "seconds_per_step": round(per_step[supervision], 4),
+                "clips_per_s": round(batch / per_step[supervision], 1),
+                "wall_seconds_per_step_median": round(statistics.median(wall), 4),
                 "profiled_ms_per_step": {k.removeprefix("videomdm."): round(v / 1e3 / profiled_steps, 1)
                                          for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}}
         if supervision == "2d":
-            line["ratio_2d_to_3d"] = round(min(seconds) / min(times["3d"]), 3)
-            line["ratio_2d_to_3d_median"] = round(statistics.median(seconds) / statistics.median(times["3d"]), 3)
+            line["ratio_2d_to_3d"] = round(per_step["2d"] / per_step["3d"], 3)
         lines.append(line)
     return lines
 
@@ -152,8 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per run (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=2, help="runs of each mode, alternating (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per configuration (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first steps of a run (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="small model only")
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: a temporary folder)")
