@@ -13,7 +13,7 @@ from videomdm.cli import main
 from videomdm.config import load_config
 from videomdm.data.errors import DataError
 from videomdm.diffusion import GaussianDiffusion
-from videomdm.train import noised_teacher, train
+from videomdm.train import ItemRandom, noised_teacher, train
 
 
 def tiny_2d_config(*extra: str):
@@ -95,7 +95,7 @@ def test_teacher_is_never_noised_below_t_star(monkeypatch):
                                    f"two_d.chain_steps={chain}"])
     diffusion = GaussianDiffusion(steps)
     model = _RecordingDenoiser(value=7.0)
-    state = SimpleNamespace(config=config, diffusion=diffusion, model=model, device=torch.device("cpu"))
+    state = SimpleNamespace(config=config, diffusion=diffusion, model=model, device=torch.device("cpu"), autocast=None)
     teacher = torch.randn(4, 10, 263)
     levels = torch.tensor([0, 5, 12, 40])
     calls = []
@@ -107,7 +107,7 @@ def test_teacher_is_never_noised_below_t_star(monkeypatch):
 
     monkeypatch.setattr(diffusion, "q_sample", recording_q_sample)
     mask = torch.ones(4, 10, dtype=torch.bool)
-    x = noised_teacher(state, teacher, levels, mask, None, None, torch.Generator().manual_seed(0))
+    x = noised_teacher(state, teacher, levels, mask, None, None, ItemRandom(0, 0, range(4), max_frames=10))
 
     teacher_levels = torch.cat([t for is_teacher, t, _ in calls if is_teacher])
     assert teacher_levels.min() >= t_star

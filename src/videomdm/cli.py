@@ -223,11 +223,13 @@ def _train_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .train import train
+    """One process, or every process of a ``torchrun`` launch (each runs this command; rank 0 reports)."""
+    from .train import processes_from_env, train
 
     config = _train_config(args)
     ckpt = train(Path(args.data), Path(args.out), config, resume=args.resume, progress=not args.quiet)
-    print(f"run {args.out}: last checkpoint {ckpt}")
+    if processes_from_env().is_main:
+        print(f"run {args.out}: last checkpoint {ckpt}")
 
 
 def _sample_and_save(run_dir: Path, out: Path, *, num: int, texts: list[str] | None, steps: int | None,
@@ -582,7 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read VideoPose3D's pickled .npz archives (only for files you trust)")
     p.set_defaults(func=cmd_prepare_keypoints)
 
-    p = sub.add_parser("train", help="train a motion diffusion model")
+    p = sub.add_parser("train", help="train a motion diffusion model (on many processes: torchrun --nproc_per_node N "
+                                     "-m videomdm.cli train ...)")
     p.add_argument("data", help="dataset folder (with dataset.json)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--supervision", choices=["3d", "teacher", "2d"], help="supervision mode (train.supervision)")

@@ -108,14 +108,16 @@ class TrainConfig:
 
     supervision: str = "3d"  # 3d | teacher | 2d (see DESIGN.md)
     steps: int = 200_000
-    batch_size: int = 64
+    batch_size: int = 64  # clips per process and micro-batch; effective batch = batch_size · grad_accum · processes
+    grad_accum: int = 1  # micro-batches whose gradients are summed before each optimizer step
     lr: float = 1e-4
     weight_decay: float = 0.0
     warmup_steps: int = 0
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun, CUDA means each process's LOCAL_RANK GPU)
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the denoiser where the device supports it, else fp32)
     log_every: int = 50
     save_every: int = 5000
     keep_checkpoints: int = 3
@@ -271,6 +273,7 @@ def _validate(config: Config) -> Config:
         "model.activation": (config.model.activation, ("gelu", "relu")),
         "model.prediction": (config.model.prediction, ("x0", "v")),
         "two_d.depth_weighting": (config.two_d.depth_weighting, ("none", "mean_depth", "depth_squared")),
+        "train.precision": (config.train.precision, ("fp32", "bf16")),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -287,7 +290,8 @@ def _validate(config: Config) -> Config:
         raise ConfigError("data.min_frames must not exceed data.num_frames")
     positive = {"train.steps": config.train.steps, "train.batch_size": config.train.batch_size,
                 "diffusion.steps": config.diffusion.steps, "data.num_frames": config.data.num_frames,
-                "train.save_every": config.train.save_every, "train.log_every": config.train.log_every}
+                "train.save_every": config.train.save_every, "train.log_every": config.train.log_every,
+                "train.grad_accum": config.train.grad_accum}
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"config key {key} must be positive, got {value}")

@@ -1,23 +1,41 @@
-"""The training loop: one loop for every supervision mode (DESIGN.md, "Supervision modes").
+"""The training loop: one loop for every supervision mode (DESIGN.md, "Supervision modes"), on one process or on
+many (PyTorch DDP under ``torchrun``).
 
-Determinism: every random choice of step ``s`` (batch, crops, diffusion timesteps, noise, dropout) is drawn from
-generators seeded by ``(train.seed, s)``. A run resumed from the checkpoint of step ``s`` therefore continues with
-exactly the batches and noise of an uninterrupted run, and on the CPU its loss curve is identical.
+Determinism: every random choice of step ``s`` is drawn from generators seeded by ``(train.seed, s)``. The step's
+global batch (``batch_size · grad_accum · processes`` clips) is drawn from ``(seed, s)``; the item at position ``p``
+of that batch draws its window, diffusion timestep and noise from its own generators seeded by ``(seed, s, p)``
+(:class:`ItemRandom`), whichever process and micro-batch hold it. A run resumed from the checkpoint of step ``s``
+therefore continues with exactly the batches and noise of an uninterrupted run (on the CPU its loss curve is
+identical), also with another number of processes, and no random-generator state needs saving. Dropout masks are
+the one exception: they come from the global generator, seeded per step and per micro-batch slot.
+
+Distributed runs: ``torchrun`` sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; :func:`train` reads them, joins the
+process group (NCCL on CUDA, gloo on the CPU), and splits each global batch into disjoint per-process micro-batches
+(:func:`micro_batch_positions`). Gradients are averaged over processes by DDP and over micro-batches by scaling, so a
+step equals one process's step on the whole global batch wherever the losses weight the items equally. Only rank 0
+writes the run folder, the metrics and the checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
+import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
+import torch.distributed as torch_dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from . import __version__
@@ -34,7 +52,8 @@ from .representation import FeatureLayout, Normalizer, decode, encode
 from .skeleton import get_skeleton
 from .text import TextEncoder, build_text_encoder
 
-__all__ = ["train", "resolve_device", "build_model", "build_diffusion", "TrainState", "RunExistsError"]
+__all__ = ["train", "resolve_device", "build_model", "build_diffusion", "TrainState", "RunExistsError", "Processes",
+           "processes_from_env", "micro_batch_positions", "ItemRandom", "autocast_dtype"]
 
 
 class RunExistsError(CheckpointError):
@@ -64,12 +83,126 @@ def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % (2**63)
 
 
+def _seed_of(*entropy: int) -> int:
+    """A 63-bit generator seed mixed from integers (``numpy.random.SeedSequence``)."""
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0]) >> 1
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place in a run: ``rank`` of ``world_size`` processes, ``local_rank`` on its machine."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def processes_from_env(env: Mapping[str, str] = os.environ) -> Processes:
+    """The ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` that ``torchrun`` sets; without them, a run of one process."""
+    if "WORLD_SIZE" not in env:
+        return Processes()
+    try:
+        world_size, rank = int(env["WORLD_SIZE"]), int(env.get("RANK", "0"))
+        local_rank = int(env.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE/RANK/LOCAL_RANK must be integers, got {env.get('WORLD_SIZE')!r}/"
+                         f"{env.get('RANK')!r}/{env.get('LOCAL_RANK')!r}") from None
+    if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
+        raise ValueError(f"RANK={rank}, LOCAL_RANK={local_rank} do not fit WORLD_SIZE={world_size}")
+    return Processes(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def _process_device(name: str, processes: Processes) -> torch.device:
+    """The configured device; in a multi-process CUDA run each process takes the GPU of its ``LOCAL_RANK``."""
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is None and processes.world_size > 1:
+        return torch.device("cuda", processes.local_rank)
+    return device
+
+
+def _join_process_group(processes: Processes, device: torch.device) -> bool:
+    """Join the default process group (NCCL for CUDA, gloo otherwise); False when there is nothing to join."""
+    if processes.world_size == 1 or torch_dist.is_initialized():
+        return False
+    missing = [key for key in ("MASTER_ADDR", "MASTER_PORT") if key not in os.environ]
+    if missing:
+        raise ValueError(f"WORLD_SIZE={processes.world_size} but {', '.join(missing)} not set: launch with torchrun")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=processes.rank,
+                                  world_size=processes.world_size)
+    return True
+
+
+def micro_batch_positions(batch_size: int, processes: Processes, micro: int) -> range:
+    """Positions in the step's global batch (``batch_size · grad_accum · world_size`` items) held by micro-batch
+    ``micro`` of this process: slot ``micro · world_size + rank`` of ``batch_size`` consecutive items. Slots of all
+    processes and micro-batches are disjoint and cover the global batch."""
+    slot = micro * processes.world_size + processes.rank
+    return range(slot * batch_size, (slot + 1) * batch_size)
+
+
+class ItemRandom:
+    """Independent random streams for the items of one micro-batch.
+
+    The item at position ``p`` of step ``step``'s global batch draws from generators seeded by ``(seed, step, p)``:
+    its window and caption (numpy, :meth:`MotionWindows.batch`), then its timestep and noise (torch, in call order).
+    Noise is drawn for ``max_frames`` frames and cut to the batch's padded length, so it does not depend on the
+    padding either.
+    """
+
+    def __init__(self, seed: int, step: int, positions: list[int] | range, max_frames: int) -> None:
+        self.numpy = [np.random.default_rng([seed, step, p]) for p in positions]
+        self.torch = [torch.Generator().manual_seed(_seed_of(seed, step, p, 1)) for p in positions]
+        self.max_frames = max_frames
+
+    def __len__(self) -> int:
+        return len(self.torch)
+
+    def timesteps(self, num_steps: int, device: torch.device) -> Tensor:
+        """(B,) int64 diffusion levels, uniform in ``[0, num_steps)``."""
+        return torch.cat([torch.randint(0, num_steps, (1,), generator=g) for g in self.torch]).to(device)
+
+    def noise(self, frames: int, dim: int, device: torch.device, items: list[int] | None = None) -> Tensor:
+        """(B', frames, dim) standard normal noise for ``items`` (default all) of the micro-batch."""
+        if frames > self.max_frames:
+            raise ValueError(f"noise for {frames} frames asked from streams of {self.max_frames}")
+        chosen = range(len(self)) if items is None else items
+        rows = [torch.randn(self.max_frames, dim, generator=self.torch[i])[:frames] for i in chosen]
+        return torch.stack(rows).to(device)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """``torch.bfloat16`` for ``precision="bf16"`` on a device with native bf16 support, else None (fp32).
+
+    CUDA: ``torch.cuda.is_bf16_supported()``; CPU: AVX512-BF16 or AMX instructions (bf16 matrix products without
+    them are emulated and slower than fp32). Falling back warns once per run.
+    """
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    elif device.type == "cpu":
+        supported = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    else:
+        supported = False
+    if not supported:
+        warnings.warn(f"train.precision=bf16: {device} has no native bf16 support; training in fp32", stacklevel=2)
+        return None
+    return torch.bfloat16
+
+
 @dataclass
 class TrainState:
-    """What one training step needs besides the batch."""
+    """What one training step needs besides the batch. ``model`` is what the step calls (the DDP wrapper in a
+    multi-process run); ``autocast`` the dtype of its forward passes (None: fp32)."""
 
     config: Config
-    model: MotionDenoiser
+    model: nn.Module
     ema: MotionDenoiser
     optimizer: torch.optim.Optimizer
     diffusion: GaussianDiffusion
@@ -78,6 +211,16 @@ class TrainState:
     layout: FeatureLayout
     foot_joints: list[int]
     device: torch.device
+    autocast: torch.dtype | None = None
+
+
+def _denoise(state: TrainState, x: Tensor, t: Tensor, mask: Tensor, cond: Tensor | None,
+             uncond: Tensor | None) -> Tensor:
+    """The model's x0 prediction ``(B, T, D)`` in float32 (the forward pass under autocast when configured; the
+    losses, decoding and projection always run in float32)."""
+    with torch.autocast(state.device.type, dtype=state.autocast or torch.bfloat16, enabled=state.autocast is not None):
+        pred = state.model(x, t, mask, cond=cond, uncond=uncond)
+    return pred.float()
 
 
 def _learning_rate(config: Config, step: int) -> float:
@@ -94,19 +237,18 @@ def _condition(state: TrainState, texts: list[str]) -> tuple[Tensor | None, Tens
     return emb, uncond
 
 
-def loss_3d(state: TrainState, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+def loss_3d(state: TrainState, batch: Batch, random: ItemRandom) -> tuple[Tensor, dict[str, float]]:
     """x0-prediction loss on features (MDM eq. 2) plus the optional geometric terms (MDM eqs. 3–5).
 
     Used by the ``3d`` and ``teacher`` supervision modes; they differ only in which motion fills ``batch``.
     """
     w = state.config.loss
     x0 = state.normalizer.normalize(batch.features)  # (B, T, D)
-    b = x0.shape[0]
-    t = torch.randint(0, state.diffusion.num_steps, (b,), generator=generator).to(state.device)
-    noise = torch.randn(x0.shape, generator=generator).to(state.device)
+    t = random.timesteps(state.diffusion.num_steps, state.device)
+    noise = random.noise(x0.shape[1], x0.shape[2], state.device)
     x_t = state.diffusion.q_sample(x0, t, noise)
     cond, uncond = _condition(state, batch.texts)
-    pred = state.model(x_t, t, batch.mask, cond=cond, uncond=uncond)
+    pred = _denoise(state, x_t, t, batch.mask, cond, uncond)
     terms = {"features": masked_mse(pred, x0, batch.mask)}
     if w.positions or w.velocities or w.foot_contact:
         num_joints = state.layout.num_joints
@@ -124,7 +266,7 @@ def loss_3d(state: TrainState, batch: Batch, generator: torch.Generator) -> tupl
 
 
 def noised_teacher(state: TrainState, teacher: Tensor, t: Tensor, mask: Tensor, cond: Tensor | None,
-                   uncond: Tensor | None, generator: torch.Generator) -> Tensor:
+                   uncond: Tensor | None, random: ItemRandom) -> Tensor:
     """The model input at level ``t`` for ``2d`` supervision; the teacher is only ever noised to levels ≥ t*.
 
     Items with ``t ≥ t*`` get ``q_sample(teacher, t)``. Items with ``t < t*`` start from ``q_sample(teacher, t*)``
@@ -139,7 +281,8 @@ def noised_teacher(state: TrainState, teacher: Tensor, t: Tensor, mask: Tensor, 
     """
     t_star = state.config.two_d.teacher_min_t
     diffusion = state.diffusion
-    noise = torch.randn(teacher.shape, generator=generator).to(state.device)
+    frames, dim = teacher.shape[1:]
+    noise = random.noise(frames, dim, state.device)
     x = diffusion.q_sample(teacher, t.clamp_min(t_star), noise)
     low = torch.nonzero(t < t_star).squeeze(-1)  # (B_low,) items that walk a chain below t*
     if low.numel() == 0:
@@ -156,8 +299,8 @@ def noised_teacher(state: TrainState, teacher: Tensor, t: Tensor, mask: Tensor, 
             # Levels t* → t in ``chain`` steps: level_k = round(t* + (t − t*)·k/chain).
             current = torch.round(t_star + (target - t_star) * (k - 1) / chain).long().clamp_min(target)
             nxt = torch.round(t_star + (target - t_star) * k / chain).long().clamp_min(target)
-            x0_hat = state.model(x_low, current, mask_low, cond=cond_low, uncond=uncond_low)
-            step_noise = torch.randn(x_low.shape, generator=generator).to(state.device)
+            x0_hat = _denoise(state, x_low, current, mask_low, cond_low, uncond_low)
+            step_noise = random.noise(frames, dim, state.device, low.tolist())
             x_low = diffusion.q_sample(x0_hat, nxt, step_noise)
     state.model.train(was_training)
     x = x.clone()
@@ -165,7 +308,7 @@ def noised_teacher(state: TrainState, teacher: Tensor, t: Tensor, mask: Tensor, 
     return x
 
 
-def loss_2d(state: TrainState, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+def loss_2d(state: TrainState, batch: Batch, random: ItemRandom) -> tuple[Tensor, dict[str, float]]:
     """VideoMDM: the noised teacher in, 3D out, supervised by reprojection (DESIGN.md, supervision ``2d``).
 
     Terms: depth-weighted reprojection of the decoded prediction against the keypoints, 2D velocity consistency,
@@ -174,11 +317,11 @@ def loss_2d(state: TrainState, batch: Batch, generator: torch.Generator) -> tupl
     """
     cfg = state.config.two_d
     teacher = state.normalizer.normalize(batch.features)  # (B, T, D)
-    b = teacher.shape[0]
-    t = torch.randint(0, state.diffusion.num_steps, (b,), generator=generator).to(state.device)
+    t = random.timesteps(state.diffusion.num_steps, state.device)
     cond, uncond = _condition(state, batch.texts)
-    x_t = noised_teacher(state, teacher, t, batch.mask, cond, uncond, generator)
-    pred = state.model(x_t, t, batch.mask, cond=cond, uncond=uncond)
+    with record_function("videomdm.noised_teacher"):
+        x_t = noised_teacher(state, teacher, t, batch.mask, cond, uncond, random)
+    pred = _denoise(state, x_t, t, batch.mask, cond, uncond)
     joints = decode(state.normalizer.denormalize(pred), state.layout.num_joints)  # (B, T, J, 3) canonical frame
     observed = (batch.keypoints, batch.confidence, batch.mask, batch.R, batch.t)
     terms = {
@@ -254,100 +397,196 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(ln + "\n" for ln in lines))
 
 
+def _pad_and_concatenate(items: list[Batch]) -> Batch:
+    """One-item batches ``(1, T_i, ...)`` → one batch padded to the longest, as :meth:`MotionWindows.batch` pads
+    (features and keypoints with zeros, mask and confidence False/0, the camera of the last real frame repeated)."""
+    length = max(item.features.shape[1] for item in items)
+
+    def stack(name: str, edge: bool = False) -> Tensor | None:
+        if getattr(items[0], name) is None:
+            return None
+        padded = []
+        for item in items:
+            x = getattr(item, name)
+            extra = length - x.shape[1]
+            fill = x[:, -1:].expand(1, extra, *x.shape[2:]) if edge else x.new_zeros(1, extra, *x.shape[2:])
+            padded.append(torch.cat([x, fill], dim=1))
+        return torch.cat(padded)
+
+    return Batch(stack("features"), stack("mask"), [item.texts[0] for item in items], stack("keypoints"),
+                 stack("confidence"), stack("R", edge=True), stack("t", edge=True))
+
+
+def micro_batch(dataset: MotionWindows, indices: list[int], random: ItemRandom) -> Batch:
+    """The windows of clips ``indices``, each cut with its own item generator (:class:`ItemRandom`)."""
+    return _pad_and_concatenate([dataset.batch([index], rng) for index, rng in zip(indices, random.numpy)])
+
+
+def _average_over_processes(values: Tensor, processes: Processes) -> Tensor:
+    """The mean of a tensor over all processes (itself in a single-process run)."""
+    if processes.world_size > 1:
+        values = values.clone()
+        torch_dist.all_reduce(values)
+        values /= processes.world_size
+    return values
+
+
+def _on_all_processes(error: BaseException | None, processes: Processes) -> None:
+    """Raise ``error`` (set on rank 0 only) on every process, so a refused run stops all of them, not only rank 0."""
+    if processes.world_size > 1:
+        message = [None if error is None else f"{type(error).__name__}: {error}"]
+        torch_dist.broadcast_object_list(message, src=0)
+        if error is None and message[0] is not None:
+            raise CheckpointError(f"rank 0 refused the run: {message[0]}")
+    if error is not None:
+        raise error
+
+
 def train(data_dir: Path, run_dir: Path, config: Config, *, resume: bool = False, progress: bool = True) -> Path:
     """Train a denoiser on ``data_dir``'s train split, writing checkpoints and metrics to ``run_dir``.
 
+    Under ``torchrun`` (``WORLD_SIZE`` set) every process calls this; they join one process group for the call.
     Returns the path of the last checkpoint.
     """
-    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    processes = processes_from_env()
+    device = _process_device(config.train.device, processes)
+    joined = _join_process_group(processes, device)
+    try:
+        return _train(Path(data_dir), Path(run_dir), config, processes, device, resume=resume, progress=progress)
+    finally:
+        if joined:
+            torch_dist.destroy_process_group()
+
+
+def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, device: torch.device, *,
+           resume: bool, progress: bool) -> Path:
     supervision = config.train.supervision
-    device = resolve_device(config.train.device)
     dataset = MotionWindows(data_dir, "train", motion_field=MOTION_SOURCES[supervision],
                             num_frames=config.data.num_frames, min_frames=config.data.min_frames,
                             skeleton=config.data.skeleton, fps=config.data.fps,
                             contact_threshold=config.data.contact_threshold, facing_sigma=config.data.facing_sigma,
                             with_keypoints=supervision == "2d")
     compute_loss = loss_2d if supervision == "2d" else loss_3d
-    _prepare_run_dir(run_dir, config, resume)
+    batch_size, accum = config.train.batch_size, config.train.grad_accum
+    effective_batch = batch_size * accum * processes.world_size
+    normalizer_file = run_dir / "normalizer.safetensors"
+    error = None
+    if processes.is_main:  # rank 0 alone writes the run folder; the others wait for its verdict
+        try:
+            _prepare_run_dir(run_dir, config, resume)
+            if not (resume and normalizer_file.exists()):
+                save_tensors(normalizer_file, dataset.normalizer().state_dict())
+        except (CheckpointError, OSError) as err:
+            error = err
+    _on_all_processes(error, processes)
+    normalizer = Normalizer.from_state_dict(load_tensors(normalizer_file)).to(device)
     text_encoder = build_text_encoder(config.data.text_encoder, device=str(device))
     cond_dim = text_encoder.dim if text_encoder is not None else 0
 
-    normalizer_file = run_dir / "normalizer.safetensors"
-    if resume and normalizer_file.exists():
-        normalizer = Normalizer.from_state_dict(load_tensors(normalizer_file))
-    else:
-        normalizer = dataset.normalizer()
-        save_tensors(normalizer_file, normalizer.state_dict())
-    normalizer = normalizer.to(device)
-
     torch.manual_seed(config.train.seed)
-    model = build_model(config, dataset.layout.dim, cond_dim).to(device)
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
-    skeleton = get_skeleton(config.data.skeleton)
-    left, right = skeleton.foot_indices
-    state = TrainState(config=config, model=model, ema=ema, optimizer=optimizer, diffusion=build_diffusion(config).to(device),
-                       normalizer=normalizer, text_encoder=text_encoder, layout=dataset.layout,
-                       foot_joints=left + right, device=device)
-
+    module = build_model(config, dataset.layout.dim, cond_dim).to(device)
+    ema = copy.deepcopy(module).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     start = 0
-    metrics_file = run_dir / "metrics.jsonl"
     last = latest_checkpoint(run_dir) if resume else None
     if last is not None:
         ckpt = load_checkpoint(last)
         check_compatible(config, ckpt.config, f"checkpoint {last}")
-        model.load_state_dict(ckpt.model)
+        module.load_state_dict(ckpt.model)
         ema.load_state_dict(ckpt.ema)
         optimizer.load_state_dict(ckpt.state["optimizer"])
         start = ckpt.step
-    _truncate_metrics(metrics_file, start)
-    if not resume:
-        atomic_write_text(run_dir / "run.json", json.dumps({
-            "data": str(data_dir.resolve()), "videomdm": __version__, "torch": torch.__version__,
-            "python": platform.python_version(), "device": str(device),
-            "train_clips": len(dataset), "skipped_short_clips": dataset.skipped,
-        }, indent=2) + "\n")
+        saved_batch = ckpt.state.get("effective_batch_size", effective_batch)
+        if processes.is_main and saved_batch != effective_batch:
+            warnings.warn(f"{last} was trained with an effective batch of {saved_batch} clips, this run uses "
+                          f"{effective_batch}", stacklevel=2)
+    model: nn.Module = module
+    if processes.world_size > 1:  # buffers are constants derived from the config: nothing to broadcast
+        model = DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None,
+                                        broadcast_buffers=False)
+    skeleton = get_skeleton(config.data.skeleton)
+    left, right = skeleton.foot_indices
+    state = TrainState(config=config, model=model, ema=ema, optimizer=optimizer,
+                       diffusion=build_diffusion(config).to(device), normalizer=normalizer, text_encoder=text_encoder,
+                       layout=dataset.layout, foot_joints=left + right, device=device,
+                       autocast=autocast_dtype(config.train.precision, device))
 
+    metrics_file = run_dir / "metrics.jsonl"
     total = config.train.steps
+    if processes.is_main:
+        _truncate_metrics(metrics_file, start)
+        if not resume:
+            atomic_write_text(run_dir / "run.json", json.dumps({
+                "data": str(data_dir.resolve()), "videomdm": __version__, "torch": torch.__version__,
+                "python": platform.python_version(), "device": str(device), "processes": processes.world_size,
+                "effective_batch_size": effective_batch, "precision": str(state.autocast or torch.float32),
+                "train_clips": len(dataset), "skipped_short_clips": dataset.skipped,
+            }, indent=2) + "\n")
+        if progress:
+            tqdm.write(f"effective batch {effective_batch} clips = {batch_size} per process × {accum} accumulated "
+                       f"× {processes.world_size} process(es); device {device}, "
+                       f"{'bf16 autocast' if state.autocast else 'fp32'}")
+
     checkpoint_path = last
-    bar = tqdm(total=total, initial=start, disable=not progress, desc=f"train[{supervision}]", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=start, disable=not (progress and processes.is_main), desc=f"train[{supervision}]",
+               dynamic_ncols=True)
     t_last, steps_since = time.perf_counter(), 0
     model.train()
-    with metrics_file.open("a") as log:
+    with metrics_file.open("a") if processes.is_main else contextlib.nullcontext() as log:
         for step in range(start, total):
-            seed = _step_seed(config.train.seed, step)
-            rng = np.random.default_rng(seed)
-            generator = torch.Generator().manual_seed(seed)
-            torch.manual_seed(seed)  # dropout and condition dropout
-            batch = dataset.batch(rng.integers(0, len(dataset), config.train.batch_size).tolist(), rng).to(device)
+            # The global batch depends on (seed, step) and its size only; this process takes its slots of it.
+            rng = np.random.default_rng(_step_seed(config.train.seed, step))
+            indices = rng.integers(0, len(dataset), effective_batch).tolist()
             lr = _learning_rate(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss, terms = compute_loss(state, batch, generator)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"non-finite loss at step {step}: {terms}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-            optimizer.step()
-            update_ema(ema, model, _ema_decay(config, step))
+            sums = None  # (1 + terms,) loss and loss terms summed over this process's micro-batches
+            for micro in range(accum):
+                positions = micro_batch_positions(batch_size, processes, micro)
+                random = ItemRandom(config.train.seed, step, positions, config.data.num_frames)
+                with record_function("videomdm.batch"):
+                    batch = micro_batch(dataset, [indices[p] for p in positions], random).to(device)
+                torch.manual_seed(_seed_of(config.train.seed, step, positions[0], 2))  # dropout, condition dropout
+                # Gradients are averaged over processes only after the last micro-batch.
+                sync = micro == accum - 1 or processes.world_size == 1
+                with contextlib.nullcontext() if sync else model.no_sync():
+                    with record_function("videomdm.loss"):  # forward passes and loss terms
+                        loss, terms = compute_loss(state, batch, random)
+                    with record_function("videomdm.backward"):
+                        (loss / accum).backward()
+                values = torch.tensor([loss.item(), *terms.values()], dtype=torch.float64)
+                sums = values if sums is None else sums + values
+            means = _average_over_processes((sums / accum).to(device), processes).cpu().tolist()
+            step_loss, term_means = means[0], dict(zip(terms, means[1:]))
+            if not math.isfinite(step_loss):
+                raise FloatingPointError(f"non-finite loss at step {step}: {term_means}")
+            with record_function("videomdm.optimizer"):
+                grad_norm = nn.utils.clip_grad_norm_(module.parameters(), config.train.grad_clip)
+                optimizer.step()
+                update_ema(ema, module, _ema_decay(config, step))
             steps_since += 1
             bar.update(1)
             done = step + 1
-            if done % config.train.log_every == 0 or done == total:
+            if processes.is_main and (done % config.train.log_every == 0 or done == total):
                 now = time.perf_counter()
-                record = {"step": done, "loss": loss.item(), **{f"loss_{k}": v for k, v in terms.items()},
-                          "grad_norm": float(grad_norm), "lr": lr, "steps_per_s": steps_since / (now - t_last)}
+                steps_per_s = steps_since / (now - t_last)
+                record = {"step": done, "loss": step_loss, **{f"loss_{k}": v for k, v in term_means.items()},
+                          "grad_norm": float(grad_norm), "lr": lr, "steps_per_s": steps_per_s,
+                          "clips_per_s": steps_per_s * effective_batch}
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-                bar.set_postfix(loss=f"{loss.item():.4f}", it_s=f"{record['steps_per_s']:.1f}")
+                bar.set_postfix(loss=f"{step_loss:.4f}", it_s=f"{steps_per_s:.1f}")
                 t_last, steps_since = now, 0
-            if done % config.train.save_every == 0 or done == total:
+            if processes.is_main and (done % config.train.save_every == 0 or done == total):
                 checkpoint_path = save_checkpoint(
-                    run_dir, done, config, model.state_dict(), ema.state_dict(),
-                    {"optimizer": optimizer.state_dict()}, keep=config.train.keep_checkpoints)
+                    run_dir, done, config, module.state_dict(), ema.state_dict(),
+                    {"optimizer": optimizer.state_dict(), "processes": processes.world_size,
+                     "effective_batch_size": effective_batch}, keep=config.train.keep_checkpoints)
     bar.close()
+    if processes.world_size > 1:
+        torch_dist.barrier()  # rank 0's last checkpoint is complete before any process returns
+        checkpoint_path = latest_checkpoint(run_dir)
     if checkpoint_path is None:
         raise CheckpointError(f"{run_dir}: training ended without a checkpoint (steps={total}, start={start})")
     return checkpoint_path
-

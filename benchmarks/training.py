@@ -1,0 +1,191 @@
+"""Training throughput and peak memory, ``3d`` against ``2d`` supervision.
+
+Builds a synthetic mocap dataset (forward-kinematics walks from ``tests/synthetic.py``) and its 2D version (2 virtual
+cameras per clip, a corrupted-ground-truth teacher) in a temporary folder, then prints one JSON line per
+configuration:
+
+* ``throughput``: the real training loop (:func:`videomdm.train.train`) for ``3d`` and ``2d`` on the same data, model
+  and batch: seconds per step (on the CPU in process CPU time, robust to other load on a shared machine; see
+  :func:`throughput`), clips/s, the 2d/3d step-cost ratio, and the step split into the loop's profiler ranges
+  (batch assembly, the teacher-noising chain, forward + losses, backward, optimizer + EMA).
+* ``memory``: peak memory of a short run in a fresh process for several batch sizes, window lengths and dataset
+  sizes: on CUDA ``torch.cuda.max_memory_allocated``, on the CPU the process's peak resident set during the run
+  (Linux ``/proc``: ``VmHWM`` after resetting it) minus its resident set before, which includes loading the dataset.
+
+    OMP_NUM_THREADS=1 python benchmarks/training.py            # small model (the ``small`` preset) and reference size
+    python benchmarks/training.py --quick                       # small model only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from conftest import make_motion_dataset  # noqa: E402
+
+from videomdm.config import load_config  # noqa: E402
+from videomdm.data.prepare import prepare_mocap_2d  # noqa: E402
+from videomdm.lifter import make_teacher  # noqa: E402
+from videomdm.train import resolve_device, train  # noqa: E402
+
+PROFILE_RANGES = ("videomdm.batch", "videomdm.noised_teacher", "videomdm.loss", "videomdm.backward",
+                  "videomdm.optimizer")
+
+
+def make_data(root: Path, num_walks: int, frames: int) -> Path:
+    """A 2D dataset of ``num_walks`` synthetic walks of ``frames`` frames, each filmed by 2 cameras (2 training clips
+    per walk; the clips keep gt_3d, for ``3d``)."""
+    mocap = make_motion_dataset(root / f"mocap_{num_walks}_{frames}", num_train=num_walks, num_test=1, frames=frames)
+    out = root / f"data_{num_walks}_{frames}"
+    if not (out / "dataset.json").exists():
+        prepare_mocap_2d(mocap, out, teacher=make_teacher("corrupt", severity=1.0), teacher_name="corrupt",
+                         num_cameras=2, progress=False)
+    return out
+
+
+def run_config(preset: str, supervision: str, batch: int, frames: int, steps: int, device: str,
+               precision: str = "fp32"):
+    return load_config(preset, [f"train.supervision={supervision}", f"train.batch_size={batch}",
+                                f"data.num_frames={frames}", f"data.min_frames={min(40, frames)}",
+                                f"train.steps={steps}", "train.log_every=1", f"train.save_every={steps}",
+                                f"train.device={device}", f"train.precision={precision}", "train.warmup_steps=0"])
+
+
+def step_seconds(run_dir: Path) -> list[float]:
+    """Wall-clock seconds of each logged step."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [1.0 / row["steps_per_s"] for row in rows]
+
+
+def timed_run(data: Path, run_dir: Path, config) -> float:
+    """Seconds one ``train`` call takes: process CPU time on the CPU (with one thread, the work done, whatever else
+    runs on the machine), wall time on CUDA (the last checkpoint copies to the host, which synchronizes)."""
+    clock = time.process_time if resolve_device(config.train.device).type == "cpu" else time.perf_counter
+    start = clock()
+    train(data, run_dir, config, progress=False)
+    return clock() - start
+
+
+def throughput(data: Path, work: Path, preset: str, batch: int, frames: int, args) -> list[dict]:
+    """One line per supervision mode (the 2d line with the 2d/3d ratio).
+
+    Seconds per step = (time of a run of ``warmup + steps`` steps − time of a run of ``warmup`` steps) / ``steps``:
+    set-up (data loading, model building, the final checkpoint) cancels out. A short run under ``torch.profiler``
+    splits a step into the training loop's ranges (wall time, profiler overhead included)."""
+    lines, per_step = [], {}
+    for supervision in ("3d", "2d"):
+        name = f"tp_{preset}_{supervision}_{batch}_{frames}"
+        short = timed_run(data, work / f"{name}_short",
+                          run_config(preset, supervision, batch, frames, args.warmup, args.device, args.precision))
+        config = run_config(preset, supervision, batch, frames, args.warmup + args.steps, args.device, args.precision)
+        long = timed_run(data, work / name, config)
+        per_step[supervision] = (long - short) / args.steps
+        wall = step_seconds(work / name)[args.warmup:]
+        profiled_steps = 2
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            train(data, work / f"{name}_profiled",
+                  run_config(preset, supervision, batch, frames, profiled_steps, args.device, args.precision),
+                  progress=False)
+        totals = {e.key: e.cpu_time_total for e in prof.key_averages() if e.key in PROFILE_RANGES}
+        line = {"benchmark": "training", "kind": "throughput", "preset": preset, "supervision": supervision,
+                "width": config.model.width, "layers": config.model.layers, "batch": batch, "frames": frames,
+                "precision": args.precision, "timed_steps": args.steps,
+                "clock": "process CPU time" if resolve_device(args.device).type == "cpu" else "wall",
+                "seconds_per_step": round(per_step[supervision], 4),
+                "clips_per_s": round(batch / per_step[supervision], 1),
+                "wall_seconds_per_step_median": round(statistics.median(wall), 4),
+                "profiled_ms_per_step": {k.removeprefix("videomdm."): round(v / 1e3 / profiled_steps, 1)
+                                         for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}}
+        if supervision == "2d":
+            line["ratio_2d_to_3d"] = round(per_step["2d"] / per_step["3d"], 3)
+        lines.append(line)
+    return lines
+
+
+def _memory_status(field: str) -> int:
+    """A ``/proc/self/status`` size in bytes (``VmRSS``: resident now, ``VmHWM``: peak resident)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _train_clips(run_dir: str) -> int:
+    return json.loads((Path(run_dir) / "run.json").read_text())["train_clips"]
+
+
+def _peak_memory_child(data: str, run_dir: str, config, queue) -> None:
+    device = resolve_device(config.train.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        train(Path(data), Path(run_dir), config, progress=False)
+        queue.put((torch.cuda.max_memory_allocated(device), _train_clips(run_dir)))
+    else:
+        # getrusage's ru_maxrss survives exec (a spawned child starts with its parent's peak), so the peak is read
+        # from /proc after resetting it (clear_refs 5), and taken relative to the resident set before the run.
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _memory_status("VmRSS")
+        train(Path(data), Path(run_dir), config, progress=False)
+        queue.put((_memory_status("VmHWM") - before, _train_clips(run_dir)))
+
+
+def peak_memory(data: Path, work: Path, preset: str, supervision: str, batch: int, frames: int, num_walks: int,
+                args) -> dict:
+    config = run_config(preset, supervision, batch, frames, 2, args.device, args.precision)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_peak_memory_child,
+                            args=(str(data), str(work / f"mem_{preset}_{supervision}_{batch}_{frames}_{num_walks}"),
+                                  config, queue))
+    child.start()
+    peak, train_clips = queue.get(timeout=1800)
+    child.join()
+    return {"benchmark": "training", "kind": "memory", "preset": preset, "supervision": supervision, "batch": batch,
+            "frames": frames, "train_clips": train_clips, "precision": args.precision,
+            "measure": "cuda max_memory_allocated" if resolve_device(args.device).type == "cuda"
+            else "peak RSS over the run minus RSS before it", "peak_mib": round(peak / 2**20, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per configuration (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed first steps of a run (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="small model only")
+    parser.add_argument("--work", type=Path, help="folder for data and runs (default: a temporary folder)")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    header = {"benchmark": "training", "kind": "device", "device": str(device),
+              "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
+    print(json.dumps(header), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        data = make_data(work, num_walks=32, frames=240)
+        configs = [("small", 32, 60)] + ([] if args.quick else [("default", 16, 196)])
+        for preset, batch, frames in configs:
+            for line in throughput(data, work, preset, batch, frames, args):
+                print(json.dumps({**line, "device": str(device)}), flush=True)
+        memory = [("3d", 8, 60, 32), ("3d", 16, 60, 32), ("3d", 32, 60, 32), ("3d", 16, 120, 32),
+                  ("3d", 16, 196, 32), ("2d", 16, 60, 32), ("2d", 16, 120, 32), ("3d", 16, 60, 128)]
+        for supervision, batch, frames, num_walks in memory:
+            clips = data if num_walks == 32 else make_data(work, num_walks=num_walks, frames=240)
+            line = peak_memory(clips, work, "small", supervision, batch, frames, num_walks, args)
+            print(json.dumps({**line, "device": str(device)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
