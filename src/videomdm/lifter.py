@@ -78,7 +78,6 @@ __all__ = [
     "TeacherFile",
     "load_teacher_file",
     "make_teacher",
-    "observed_keypoints",
     "TEACHER_KINDS",
     "mpjpe",
 ]
@@ -1118,25 +1117,6 @@ def load_teacher_file(path: Path) -> TeacherFile:
 TEACHER_KINDS = ("lifter", "corrupt", "file")
 
 
-def observed_keypoints(clip: "Clip", skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
-    """The clip's keypoints mapped to the motion skeleton: pixels ``(T, J, 2)`` and confidence ``(T, J)``.
-
-    A derived joint (mean of several detector joints) is as confident as its least confident source; a joint the
-    detector skeleton lacks gets confidence 0.
-    """
-    mapping = joint_map(get_skeleton(clip.keypoint_skeleton or skeleton.name), skeleton)
-    uv = np.asarray(clip.keypoints_2d, dtype=np.float64)
-    conf_src = np.asarray(clip.confidence, dtype=np.float64)
-    conf_src = np.where(np.isfinite(uv).all(-1), conf_src, 0.0)
-    uv_mapped, present = mapping.apply(np.nan_to_num(uv))
-    conf = np.zeros(uv_mapped.shape[:2])
-    for j, sources in enumerate(mapping.sources):
-        if sources:
-            conf[:, j] = conf_src[:, list(sources)].min(axis=1)
-    conf[:, ~present] = 0.0
-    return uv_mapped, conf
-
-
 def make_teacher(kind: str, **options: Any) -> Callable[["Clip"], np.ndarray]:
     """A function ``clip → teacher_3d (T, 22, 3)`` float32 world metres (SMPL-22).
 
@@ -1166,6 +1146,7 @@ def make_teacher(kind: str, **options: Any) -> Callable[["Clip"], np.ndarray]:
             lifter = load_lifter(Path(lifter_dir))
         _reject_unknown(kind, options)
         warned: set[str] = set()  # warn once per teacher about a keypoint-skeleton mismatch
+        from .data.dataset import observed_keypoints
 
         def lifter_teacher(clip: "Clip") -> np.ndarray:
             if clip.keypoints_2d is None or clip.confidence is None or clip.K is None or clip.R is None \

@@ -42,7 +42,7 @@ from . import __version__
 from .checkpoint import (CheckpointError, atomic_write_text, check_compatible, latest_checkpoint, load_checkpoint,
                          load_run_config, load_tensors, save_checkpoint, save_config, save_tensors)
 from .config import Config
-from .data.dataset import MOTION_SOURCES, Batch, MotionWindows
+from .data.dataset import MOTION_SOURCES, Batch, MotionWindows, collate
 from .diffusion import GaussianDiffusion
 from .camera import ray_nearest_point
 from .losses import (foot_contact_loss, joint_position_loss, joint_velocity_loss, masked_mse, reprojection_loss,
@@ -397,29 +397,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(ln + "\n" for ln in lines))
 
 
-def _pad_and_concatenate(items: list[Batch]) -> Batch:
-    """One-item batches ``(1, T_i, ...)`` → one batch padded to the longest, as :meth:`MotionWindows.batch` pads
-    (features and keypoints with zeros, mask and confidence False/0, the camera of the last real frame repeated)."""
-    length = max(item.features.shape[1] for item in items)
-
-    def stack(name: str, edge: bool = False) -> Tensor | None:
-        if getattr(items[0], name) is None:
-            return None
-        padded = []
-        for item in items:
-            x = getattr(item, name)
-            extra = length - x.shape[1]
-            fill = x[:, -1:].expand(1, extra, *x.shape[2:]) if edge else x.new_zeros(1, extra, *x.shape[2:])
-            padded.append(torch.cat([x, fill], dim=1))
-        return torch.cat(padded)
-
-    return Batch(stack("features"), stack("mask"), [item.texts[0] for item in items], stack("keypoints"),
-                 stack("confidence"), stack("R", edge=True), stack("t", edge=True))
-
-
 def micro_batch(dataset: MotionWindows, indices: list[int], random: ItemRandom) -> Batch:
     """The windows of clips ``indices``, each cut with its own item generator (:class:`ItemRandom`)."""
-    return _pad_and_concatenate([dataset.batch([index], rng) for index, rng in zip(indices, random.numpy)])
+    return collate([dataset.sample(index, rng) for index, rng in zip(indices, random.numpy)])
 
 
 def _average_over_processes(values: Tensor, processes: Processes) -> Tensor:

@@ -26,10 +26,10 @@ from torch import Tensor
 from ..camera import pixels_to_normalized, transform_camera
 from ..representation import CanonicalFrames, FeatureLayout, Normalizer, canonical_frames, encode
 from ..skeleton import get_skeleton, joint_map
-from .clip import load_clip, read_clip_summary, read_dataset_index
+from .clip import Clip, load_clip, read_clip_summary, read_dataset_index
 from .errors import DataError
 
-__all__ = ["MotionWindows", "EncodedClip", "Batch", "MOTION_SOURCES", "Observations", "clip_observations",
+__all__ = ["MotionWindows", "EncodedClip", "Batch", "collate", "MOTION_SOURCES", "Observations", "observed_keypoints", "clip_observations",
            "merge_moments"]
 
 # Which clip field each supervision mode reads its 3D motion from (``2d`` reads the teacher and the keypoints).
@@ -69,24 +69,37 @@ class Observations:
     t: np.ndarray  # (T, 3)
 
 
+def observed_keypoints(clip: Clip, skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
+    """The clip's keypoints mapped to the motion skeleton: pixels ``(T, J, 2)`` and confidence ``(T, J)``.
+
+    A derived joint (mean of several detector joints) is as confident as its least confident source; a joint the
+    detector skeleton lacks gets confidence 0.
+    """
+    mapping = joint_map(get_skeleton(clip.keypoint_skeleton or skeleton.name), skeleton)
+    uv = np.asarray(clip.keypoints_2d, dtype=np.float64)
+    conf_src = np.asarray(clip.confidence, dtype=np.float64)
+    conf_src = np.where(np.isfinite(uv).all(-1), conf_src, 0.0)
+    uv_mapped, present = mapping.apply(np.nan_to_num(uv))
+    conf = np.zeros(uv_mapped.shape[:2])
+    for j, sources in enumerate(mapping.sources):
+        if sources:
+            conf[:, j] = conf_src[:, list(sources)].min(axis=1)
+    conf[:, ~present] = 0.0
+    return uv_mapped, conf
+
+
 def clip_observations(clip, skeleton, where: str | Path = "") -> Observations:
-    """Map a clip's keypoints to the motion skeleton and normalize them with its intrinsics (``where`` names the
-    clip's file in errors)."""
+    """Map a clip's keypoints to the motion skeleton (:func:`observed_keypoints`) and normalize them with its
+    intrinsics (``where`` names the clip's file in errors)."""
     if clip.keypoints_2d is None or clip.K is None or clip.R is None or clip.t is None:
         raise DataError(f"{where or 'clip'}: clip {clip.name} has no keypoints_2d/K/R/t")
-    mapping = joint_map(get_skeleton(clip.keypoint_skeleton or skeleton.name), skeleton)
-    uv, present = mapping.apply(clip.keypoints_2d.astype(np.float64))  # (T, J, 2)
-    conf_src = clip.confidence.astype(np.float64)[..., None]  # (T, J2, 1)
-    # A derived joint is as confident as its least confident source; missing joints get 0.
-    conf = np.stack([conf_src[:, list(src), 0].min(axis=1) if src else np.zeros(len(uv)) for src in mapping.sources],
-                    axis=1)
-    conf[:, ~present] = 0.0
+    uv, conf = observed_keypoints(clip, skeleton)
     num_frames = len(uv)
     R = np.broadcast_to(clip.R, (num_frames, 3, 3)) if clip.R.ndim == 2 else clip.R
     t = np.broadcast_to(clip.t, (num_frames, 3)) if clip.t.ndim == 1 else clip.t
     xy = pixels_to_normalized(torch.from_numpy(uv), torch.as_tensor(clip.K, dtype=torch.float64)).numpy()
     return Observations(xy.astype(np.float32), conf.astype(np.float32), np.asarray(R, np.float32),
-                      np.asarray(t, np.float32))
+                        np.asarray(t, np.float32))
 
 
 @dataclass
@@ -108,6 +121,26 @@ class EncodedClip:
         if self.frames is not None:
             size += (self.frames.yaw.numel() + self.frames.root.numel()) * self.frames.root.element_size()
         return size
+
+
+def collate(items: list[Batch]) -> Batch:
+    """One-item batches ``(1, T_i, ...)`` → one batch padded to the longest window: features and keypoints with
+    zeros, mask False and confidence 0, the camera of the last real frame repeated."""
+    length = max(item.features.shape[1] for item in items)
+
+    def stack(name: str, edge: bool = False) -> Tensor | None:
+        if getattr(items[0], name) is None:
+            return None
+        padded = []
+        for item in items:
+            x = getattr(item, name)
+            extra = length - x.shape[1]
+            fill = x[:, -1:].expand(1, extra, *x.shape[2:]) if edge else x.new_zeros(1, extra, *x.shape[2:])
+            padded.append(torch.cat([x, fill], dim=1))
+        return torch.cat(padded)
+
+    return Batch(stack("features"), stack("mask"), [item.texts[0] for item in items], stack("keypoints"),
+                 stack("confidence"), stack("R", edge=True), stack("t", edge=True))
 
 
 class MotionWindows:
@@ -239,25 +272,8 @@ class MotionWindows:
                      torch.from_numpy(obs.confidence[start:start + length])[None], R, t)
 
     def batch(self, indices: list[int], rng: np.random.Generator) -> Batch:
-        """Windows of the given clips, padded to the longest (features and keypoints with zeros, confidence 0,
-        the camera of the last real frame repeated)."""
-        items = [self.sample(i, rng) for i in indices]
-        length = max(item.features.shape[1] for item in items)
-
-        def pad(x: Tensor, mode: str = "zeros") -> Tensor:  # (1, T_w, ...) -> (1, length, ...)
-            extra = length - x.shape[1]
-            if extra == 0:
-                return x
-            fill = x[:, -1:].expand(1, extra, *x.shape[2:]) if mode == "edge" else x.new_zeros(1, extra, *x.shape[2:])
-            return torch.cat([x, fill], dim=1)
-
-        def stack(name: str, mode: str = "zeros") -> Tensor | None:
-            if getattr(items[0], name) is None:
-                return None
-            return torch.cat([pad(getattr(item, name), mode) for item in items])
-
-        return Batch(stack("features"), stack("mask"), [item.texts[0] for item in items], stack("keypoints"),
-                     stack("confidence"), stack("R", "edge"), stack("t", "edge"))
+        """Windows of the given clips, drawn in order from ``rng`` and padded together (:func:`collate`)."""
+        return collate([self.sample(i, rng) for i in indices])
 
     def normalizer(self) -> Normalizer:
         """Feature mean/std over every frame of every whole clip of the split, streamed clip by clip (float64 sums

@@ -38,7 +38,8 @@ import torch
 from ..camera import pixels_to_normalized, transform_camera
 from ..checkpoint import atomic_write_text
 from ..evaluate import reprojection_error
-from ..lifter import observed_keypoints, floor_from_feet
+from ..lifter import floor_from_feet
+from .dataset import observed_keypoints
 from ..representation import canonicalize
 from ..skeleton import SMPL_22, Skeleton, get_skeleton
 from .clip import Clip, read_dataset_index, save_clip, write_dataset_index
