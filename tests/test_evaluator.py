@@ -343,7 +343,7 @@ def test_guo_errors_name_the_file(tmp_path):
     missing = guo_checkpoint(tmp_path / "a", drop="text_encoder")
     with pytest.raises(EvaluatorError, match=f"{missing}.*text_encoder"):
         load_guo_evaluator(tmp_path / "a", mean=np.zeros(263), std=np.ones(263), device="cpu")
-    wrong = guo_checkpoint(tmp_path / "b", reshape=("motion_encoder", "output_net.3.weight"))
+    guo_checkpoint(tmp_path / "b", reshape=("motion_encoder", "output_net.3.weight"))
     with pytest.raises(EvaluatorError, match=r"motion_encoder.*output_net\.3\.weight"):
         load_guo_evaluator(tmp_path / "b", mean=np.zeros(263), std=np.ones(263), device="cpu")
     guo_checkpoint(tmp_path / "d")  # valid, but no mean/std next to it

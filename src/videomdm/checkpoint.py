@@ -23,9 +23,10 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -35,6 +36,7 @@ from .config import Config, ConfigError, config_from_dict, config_to_dict, model
 
 __all__ = [
     "CheckpointError",
+    "atomic_path",
     "atomic_write_text",
     "save_tensors",
     "load_tensors",
@@ -55,32 +57,45 @@ class CheckpointError(RuntimeError):
     """A run folder or checkpoint that cannot be used; the message names the file and the problem."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+def _default_file_mode() -> int:
+    """The mode ``open`` gives a new file: 0o666 minus the process umask (read without changing it for good)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path in ``path``'s folder to write to; renamed to ``path`` (``os.replace``) when the block
+    succeeds, removed when it fails, so no reader ever sees half a file and nothing partial keeps the final name.
+
+    The renamed file gets the permissions a plain ``open`` would give, not the owner-only mode of ``mkstemp``.
+    ``suffix`` matters to writers that choose a format by extension (``.gif``, ``.mp4``, ``.npy``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        yield tmp
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Atomically write a safetensors file (tensors made contiguous and moved to the CPU)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -237,7 +237,7 @@ def _sample_and_save(run_dir: Path, out: Path, *, num: int, texts: list[str] | N
                      compile: bool | None = None) -> list[Path]:
     import numpy as np
 
-    from .checkpoint import atomic_write_text
+    from .checkpoint import atomic_path, atomic_write_text
     from .render import render_motion
     from .sample import generate, load_run
 
@@ -248,9 +248,8 @@ def _sample_and_save(run_dir: Path, out: Path, *, num: int, texts: list[str] | N
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     joints_file = out / "joints.npy"
-    tmp = out / ".joints.tmp.npy"
-    np.save(tmp, joints)
-    os.replace(tmp, joints_file)
+    with atomic_path(joints_file, suffix=".npy") as tmp:
+        np.save(tmp, joints)
     captions = (texts * num if texts and len(texts) == 1 else texts) or [""] * num
     atomic_write_text(out / "samples.json", json.dumps({
         "run": str(run_dir), "checkpoint": str(run.checkpoint), "step": run.step, "num": num,

@@ -58,8 +58,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 import zipfile
 from dataclasses import asdict, dataclass, fields
@@ -72,7 +70,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from .checkpoint import CheckpointError, load_tensors, save_tensors
+from .checkpoint import CheckpointError, atomic_write_text, load_tensors, save_tensors
 from .data.clip import INDEX_NAME, DatasetIndex, load_clip, read_dataset_index
 from .data.errors import DataError
 from .data.mocap import resample
@@ -607,15 +605,7 @@ class Evaluator:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / META_NAME).unlink(missing_ok=True)
         save_tensors(out_dir / WEIGHTS_NAME, self.state_dict())
-        text = json.dumps(self.meta, indent=2) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{META_NAME}.", suffix=".tmp", dir=out_dir)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, out_dir / META_NAME)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(out_dir / META_NAME, json.dumps(self.meta, indent=2) + "\n")
         self.path = out_dir
         return out_dir
 

@@ -7,13 +7,12 @@ Agg backend (no screen needed) and written with imageio.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .checkpoint import atomic_path
 from .skeleton import Skeleton
 
 __all__ = ["render_motion", "render_motions", "render_overlay", "foot_contacts", "RenderError"]
@@ -151,17 +150,11 @@ def render_motions(motions: Sequence[np.ndarray], skeleton: Skeleton, out: Path,
         plt.close(fig)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out, suffix=out.suffix) as tmp:
         if out.suffix.lower() == ".gif":
             iio.imwrite(tmp, np.stack(frames), duration=1000.0 / fps, loop=0)
         else:
-            _write_mp4(tmp, frames, fps)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            _write_mp4(str(tmp), frames, fps)
     return out
 
 
@@ -256,12 +249,6 @@ def render_overlay(frames, keypoints_2d: np.ndarray, confidence: np.ndarray, key
     if not images:
         raise RenderError(f"{out}: no video frames to draw on")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        _write_mp4(tmp, images, fps)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out, suffix=out.suffix) as tmp:
+        _write_mp4(str(tmp), images, fps)
     return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checkpoint import atomic_path
 from ..skeleton import get_skeleton
 from .errors import DataError
 
@@ -227,20 +227,12 @@ class Clip:
 
 
 def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file in ``path``'s folder, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Call ``write(file)`` on a binary temporary file in ``path``'s folder, then rename it to ``path``
+    (:func:`videomdm.checkpoint.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def save_clip(path: str | Path, clip: Clip) -> None:
