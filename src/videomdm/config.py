@@ -77,6 +77,7 @@ class DataConfig:
     text_encoder: str = "none"  # none | minilm
     contact_threshold: float = 0.002  # squared foot displacement per frame (m²) below which a foot is in contact
     facing_sigma: float = 20.0  # Gaussian smoothing (frames) of the facing direction, as HumanML3D
+    cache_mb: float = 1024.0  # bound of the training set's encoded-clip cache (MiB): memory stops growing with data
 
 
 @dataclass
@@ -286,6 +287,8 @@ def _validate(config: Config) -> Config:
         raise ConfigError("two_d.teacher_min_t must be in [0, diffusion.steps)")
     if config.two_d.chain_steps < 1:
         raise ConfigError("two_d.chain_steps must be at least 1")
+    if config.data.cache_mb < 0:
+        raise ConfigError(f"data.cache_mb must be ≥ 0 (0 = no cache), got {config.data.cache_mb}")
     if config.data.min_frames > config.data.num_frames:
         raise ConfigError("data.min_frames must not exceed data.num_frames")
     positive = {"train.steps": config.train.steps, "train.batch_size": config.train.batch_size,

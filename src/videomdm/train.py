@@ -445,7 +445,7 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
                             num_frames=config.data.num_frames, min_frames=config.data.min_frames,
                             skeleton=config.data.skeleton, fps=config.data.fps,
                             contact_threshold=config.data.contact_threshold, facing_sigma=config.data.facing_sigma,
-                            with_keypoints=supervision == "2d")
+                            with_keypoints=supervision == "2d", cache_mb=config.data.cache_mb)
     compute_loss = loss_2d if supervision == "2d" else loss_3d
     batch_size, accum = config.train.batch_size, config.train.grad_accum
     effective_batch = batch_size * accum * processes.world_size
