@@ -28,6 +28,7 @@ def test_round_trip_through_dict():
     ("train.supervision=4d", "must be one of"),
     ("model.heads=5", "divisible"),
     ("train.steps=0", "positive"),
+    ("data.cache_mb=-1", "cache_mb must be ≥ 0"),
     ("lr", "section.key=value"),
 ])
 def test_bad_overrides_are_errors(override, message):
