@@ -40,6 +40,7 @@ __all__ = [
     "atomic_write_text",
     "save_tensors",
     "load_tensors",
+    "read_description",
     "save_config",
     "load_run_config",
     "check_compatible",
@@ -96,6 +97,24 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Atomically write a safetensors file (tensors made contiguous and moved to the CPU)."""
     with atomic_path(path) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+
+
+def read_description(path: Path, *, format_tag: str, what: str,
+                     error: type[Exception] = CheckpointError) -> dict[str, Any]:
+    """Read a JSON description file (a lifter's, an evaluator's) whose ``"format"`` field must be ``format_tag``.
+
+    Raises ``error`` naming the file when it is missing, unreadable, not JSON, or of another format.
+    """
+    path = Path(path)
+    try:
+        description = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: file not found (an unfinished or foreign {what} folder)") from None
+    except (OSError, ValueError) as err:
+        raise error(f"{path}: not a readable {what} description ({err})") from None
+    if not isinstance(description, dict) or description.get("format") != format_tag:
+        raise error(f"{path}: not a {what} description (format {format_tag!r} expected)")
+    return description
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -70,7 +70,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from .checkpoint import CheckpointError, atomic_write_text, load_tensors, save_tensors
+from .checkpoint import CheckpointError, atomic_write_text, load_tensors, read_description, save_tensors
 from .data.clip import INDEX_NAME, DatasetIndex, load_clip, read_dataset_index
 from .data.errors import DataError
 from .data.mocap import resample
@@ -637,14 +637,7 @@ def load_evaluator(path: str | Path, *, dataset_dir: str | Path | None = None,
     meta_file = path / META_NAME
     if not path.is_dir():
         raise EvaluatorError(f"{path}: evaluator folder not found")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except FileNotFoundError:
-        raise EvaluatorError(f"{meta_file}: file not found (an unfinished or foreign evaluator folder)") from None
-    except (OSError, ValueError) as err:
-        raise EvaluatorError(f"{meta_file}: not a readable evaluator description ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        raise EvaluatorError(f"{meta_file}: not an evaluator description (format {_FORMAT!r} expected)")
+    meta = read_description(meta_file, format_tag=_FORMAT, what="evaluator", error=EvaluatorError)
     if meta.get("version") != EVALUATOR_VERSION:
         raise EvaluatorError(f"{meta_file}: evaluator version {meta.get('version')!r}, this code reads "
                              f"{EVALUATOR_VERSION}")

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, atomic_write_text, load_tensors, save_tensors
+from .checkpoint import CheckpointError, atomic_write_text, load_tensors, read_description, save_tensors
 from .skeleton import SMPL_22, Skeleton, get_skeleton, joint_map
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -707,14 +707,7 @@ def load_lifter(directory: Path) -> Lifter:
     """Load a lifter written by :func:`train_lifter`; any missing/corrupt file raises ``CheckpointError`` naming it."""
     directory = Path(directory)
     info_path = directory / LIFTER_INFO
-    try:
-        info = json.loads(info_path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{info_path}: file not found") from None
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{info_path}: not valid JSON ({err})") from None
-    if not isinstance(info, dict) or info.get("format") != _FORMAT:
-        raise CheckpointError(f"{info_path}: not a lifter description (format {_FORMAT!r} expected)")
+    info = read_description(info_path, format_tag=_FORMAT, what="lifter")
     try:
         config = LifterConfig.from_dict(info["config"])
         skeleton = get_skeleton(info.get("skeleton", SMPL_22.name))

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..camera import pixels_to_normalized, transform_camera
 from ..representation import CanonicalFrames, FeatureLayout, Normalizer, canonical_frames, encode
-from ..skeleton import get_skeleton, joint_map
+from ..skeleton import Skeleton, get_skeleton, joint_map
 from .clip import Clip, load_clip, read_clip_summary, read_dataset_index
 from .errors import DataError
 
