@@ -58,7 +58,7 @@ __all__ = [
     "ground_clip",
     "detector_teacher",
     "clips_from_sequence",
-    "teacher_reprojection_px",
+    "clip_reprojection_px",
     "prepare_sequences",
     "PROGRESS_DIR",
 ]
