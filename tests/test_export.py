@@ -150,5 +150,5 @@ def test_cli_export_reads_fps_from_samples_json(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((5, 21, 3)))
     assert main(["export", str(bad), "--format", "npy", "--out", str(tmp_path / "o.npy")]) == 2
-    assert "expected joints of shape (T, 22, 3)" in capsys.readouterr().err
+    assert f"{bad}: expected joints of shape (T, 22, 3)" in capsys.readouterr().err  # names the input file
     assert not (tmp_path / "o.npy").exists()

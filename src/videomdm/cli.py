@@ -377,7 +377,7 @@ def _motion_fps(path: Path, fps: float | None) -> tuple[float, str]:
 def cmd_export(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from .export import ExportError, export_motion
+    from .export import ExportError, check_joints, export_motion
     from .skeleton import get_skeleton
 
     path = Path(args.file)
@@ -389,8 +389,10 @@ def cmd_export(args: argparse.Namespace) -> None:
         if not 0 <= args.index < joints.shape[0]:
             raise ExportError(f"{path}: --index {args.index} out of range for {joints.shape[0]} motions")
         joints = joints[args.index]
+    skeleton = get_skeleton(args.skeleton)
+    check_joints(joints, skeleton, str(path))  # a bad input file is named as such, before anything is written
     fps, origin = _motion_fps(path, args.fps)
-    description = export_motion(Path(args.out), joints, fps, args.format, get_skeleton(args.skeleton))
+    description = export_motion(Path(args.out), joints, fps, args.format, skeleton)
     print(f"wrote {args.out}: {description} (fps from {origin})")
 
 
