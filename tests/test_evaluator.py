@@ -245,6 +245,12 @@ def test_text_head_with_captions(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
 
 
+def test_captioned_data_trains_without_text_when_no_encoder_is_asked_for(tmp_path):
+    data = make_motion_dataset(tmp_path / "text", texts=True)
+    out = train_evaluator(data, tmp_path / "ev", config=TINY, device="cpu", progress=False)  # text_encoder="none"
+    assert not load_evaluator(out, device="cpu").has_text
+
+
 def test_no_text_head_without_captions(trained):
     evaluator = load_evaluator(trained, device="cpu")
     assert not evaluator.has_text

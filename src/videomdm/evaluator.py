@@ -824,7 +824,7 @@ def train_evaluator(data_dir: str | Path, out_dir: str | Path, *, split: str = "
     use_text = any(captions) and config.text_encoder != "none"
     caption_list: list[str] = sorted({c for cs in captions for c in cs}) if use_text else []
     caption_index = {c: i for i, c in enumerate(caption_list)}
-    caption_ids = [[caption_index[c] for c in cs] for cs in captions]  # per clip, rows of text_table
+    caption_ids = [[caption_index[c] for c in cs] for cs in captions] if use_text else []  # rows of text_table
     text_table: Tensor | None = None
     if use_text:
         if text_encoder is None:
