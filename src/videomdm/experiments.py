@@ -25,9 +25,8 @@ import numpy as np
 
 from .checkpoint import atomic_write_text
 from .data.clip import Clip, load_clip, read_dataset_index
-from .data.dataset import clip_observations
-from .data.observed import clip_reprojection_px
-from .evaluate import diversity, fid, kid, motion_quality, pose_errors, precision_recall
+from .data.dataset import clip_observations, observed_keypoints
+from .evaluate import diversity, fid, kid, motion_quality, pose_errors, precision_recall, reprojection_error
 from .sample import LoadedRun, generate, lift, load_run, window_starts
 
 if TYPE_CHECKING:
@@ -77,9 +76,10 @@ def lift_split(run: LoadedRun, data_dir: Path, split: str, settings: LiftSetting
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             np.save(Path(out_dir) / f"{clip.name}.npy", joints)
         if observations is not None and observations.confidence.any():
+            pixels, confidence = observed_keypoints(clip, run.skeleton)  # mapped once for the three motions
             motions = {"lift": joints, "teacher": clip.teacher_3d, "gt": clip.gt_3d}
             reprojection_rows.append((len(joints), {
-                f"{name}_reprojection_px": clip_reprojection_px(clip, run.skeleton, joints=motion)
+                f"{name}_reprojection_px": reprojection_error(motion, pixels, confidence, clip.K, clip.R, clip.t)
                 for name, motion in motions.items() if motion is not None}))
         if clip.gt_3d is None:
             continue

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 from functools import partial
@@ -23,7 +22,7 @@ import torch
 from .camera import project_to_pixels
 from .checkpoint import atomic_write_text
 from .data.captions import match_captions
-from .data.clip import Clip, atomic_write_bytes
+from .data.clip import Clip
 from .data.dataset import clip_observations
 from .data.errors import DataError
 from .data.keypoint_formats import keypoint_files, read_keypoints
@@ -31,11 +30,11 @@ from .data.observed import KeypointSequence, Teacher, clips_from_sequence, detec
     clip_reprojection_px
 from .data.video import detect_video, find_videos, iter_frames, require_mediapipe
 from .experiments import LiftSettings
-from .export import write_bvh
+from .export import write_bvh, write_joints
 from .lifter import make_teacher
 from .render import render_overlay
 from .sample import LoadedRun, lift
-from .skeleton import get_skeleton
+from .skeleton import Skeleton, get_skeleton
 
 __all__ = ["VIDEO_TEACHERS", "KEYPOINT_TEACHERS", "build_teacher", "prepare_videos", "prepare_keypoint_files",
            "lift_video"]
@@ -143,17 +142,11 @@ def prepare_keypoint_files(src: Path, out: Path, fmt: str, *, teacher: str = "li
     return summary
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(array, dtype=np.float32))
-    atomic_write_bytes(path, lambda f: f.write(buffer.getvalue()))
-
-
-def _write_motion(out: Path, name: str, joints: np.ndarray, fps: float) -> list[Path]:
+def _write_motion(out: Path, name: str, joints: np.ndarray, fps: float, skeleton: Skeleton) -> list[Path]:
     """The one place where a lifted motion ``(T, J, 3)`` (world metres, y up) is written to files."""
     path, bvh = out / f"{name}.npy", out / f"{name}.bvh"
-    _save_npy(path, joints)
-    write_bvh(bvh, joints, fps)
+    write_joints(path, joints, skeleton)
+    write_bvh(bvh, joints, fps, skeleton)
     return [path, bvh]
 
 
@@ -185,8 +178,8 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
         observations = clip_observations(clip, run.skeleton, video)
         joints = lift(run, clip.teacher_3d, observations, init=settings.init, guidance=settings.guidance,
                       guidance_min_t=settings.guidance_min_t, seed=settings.seed)
-        written = _write_motion(out, clip.name, joints, fps)
-        _save_npy(out / f"{clip.name}_teacher.npy", clip.teacher_3d)
+        written = _write_motion(out, clip.name, joints, fps, run.skeleton)
+        write_joints(out / f"{clip.name}_teacher.npy", clip.teacher_3d, run.skeleton)
         rows[clip.name] = {
             "start_frame": start, "frames": len(joints), "fps": fps,
             "teacher_reprojection_px": clip_reprojection_px(clip, run.skeleton),
