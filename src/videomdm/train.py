@@ -150,7 +150,7 @@ class ItemRandom:
     """Independent random streams for the items of one micro-batch.
 
     The item at position ``p`` of step ``step``'s global batch draws from generators seeded by ``(seed, step, p)``:
-    its window and caption (numpy, :meth:`MotionWindows.batch`), then its timestep and noise (torch, in call order).
+    its window and caption (numpy, :meth:`MotionWindows.sample`), then its timestep and noise (torch, in call order).
     Noise is drawn for ``max_frames`` frames and cut to the batch's padded length, so it does not depend on the
     padding either.
     """
