@@ -14,7 +14,7 @@ from videomdm.data.bvh import read_bvh
 from videomdm.data.clip import load_clip, read_dataset_index
 from videomdm.data.errors import DataError
 from videomdm.data.lafan1 import build_mocap_dataset, fetch_lafan1_bvh
-from videomdm.data.mocap import find_mocap_files, load_mocap, resample, window_starts
+from videomdm.data.mocap import find_mocap_files, load_mocap, resample, resample_indices, window_starts
 from videomdm.skeleton import LAFAN_22, SMPL_22, Skeleton
 
 
@@ -72,6 +72,15 @@ def test_resample_constant_velocity_30_to_20_is_exact():
     np.testing.assert_allclose(resample(out, 20, 30), joints, atol=1e-6)
     same = resample(joints, 30, 30)
     assert same is not joints and np.array_equal(same, joints)
+
+
+def test_resample_indices_take_a_frame_alone_when_they_land_on_it():
+    lower, upper, weight = resample_indices(7, 30, 20)  # output frame k at input frame 1.5 k
+    assert lower.tolist() == [0, 1, 3, 4, 6] and upper.tolist() == [0, 2, 3, 5, 6]
+    np.testing.assert_allclose(weight, [0, 0.5, 0, 0.5, 0])
+    lower, upper, weight = resample_indices(3, 10, 30)  # upsampling: 1/3 steps, the last frame is the input's last
+    assert lower.tolist() == [0, 0, 0, 1, 1, 1, 2] and upper.tolist() == [0, 1, 1, 1, 2, 2, 2]
+    np.testing.assert_allclose(weight, [0, 1 / 3, 2 / 3, 0, 1 / 3, 2 / 3, 0], atol=1e-12)
 
 
 def test_resample_keeps_the_covered_time_span():

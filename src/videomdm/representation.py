@@ -67,11 +67,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import roma
 import torch
 from torch import Tensor
 
-from .skeleton import Skeleton
+from .skeleton import SMPL_22, Skeleton
 
 __all__ = [
     "FeatureLayout",
@@ -82,6 +83,7 @@ __all__ = [
     "facing_yaw",
     "root_rotation",
     "canonicalize",
+    "floor_from_feet",
     "CanonicalFrames",
     "canonical_frames",
     "inverse_kinematics",
@@ -331,6 +333,24 @@ def canonicalize(joints: Tensor, skeleton: Skeleton, *, facing_sigma: float = 20
     _check_joints(joints, skeleton)
     joints_c, transform, _ = _canonicalize(joints, skeleton, facing_sigma)
     return joints_c, transform
+
+
+def floor_from_feet(world: np.ndarray, skeleton: Skeleton = SMPL_22, *, percentile: float = 5.0) -> float:
+    """Floor height (world y, metres) from the feet: the ``percentile``-th percentile over frames of the lowest
+    foot joint (ankles and toes) of each frame.
+
+    On clean data the lowest foot joint touches the floor whenever a foot is planted, so this is HumanML3D's
+    "lowest foot joint over the clip" (used by :func:`canonicalize`) made robust: a low percentile
+    instead of the minimum ignores the few frames where a lifter pushes a foot through the floor. ``world`` is
+    ``(T, J, 3)``.
+    """
+    world = np.asarray(world, dtype=np.float64)
+    left, right = skeleton.foot_indices
+    feet = left + right
+    if not feet:
+        raise ValueError(f"skeleton {skeleton.name} defines no foot joints")
+    lowest = world[:, feet, 1].min(axis=1)  # (T,)
+    return float(np.percentile(lowest, percentile))
 
 
 @dataclass

@@ -24,7 +24,8 @@ from ..skeleton import LAFAN_22, SMPL_22, Skeleton, joint_map
 from .bvh import read_bvh
 from .errors import DataError
 
-__all__ = ["MocapSequence", "load_mocap", "resample", "window_starts", "find_mocap_files", "MOCAP_SUFFIXES"]
+__all__ = ["MocapSequence", "load_mocap", "resample", "resample_indices", "window_starts", "find_mocap_files",
+           "MOCAP_SUFFIXES"]
 
 MOCAP_SUFFIXES = (".bvh", ".npy")
 
@@ -125,30 +126,44 @@ def load_mocap(path: str | Path, *, unit: str = "auto", npy_fps: float | None = 
     raise DataError(f"{path}: unsupported mocap file type {path.suffix!r} (expected one of {MOCAP_SUFFIXES})")
 
 
-def resample(joints: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
-    """Resample ``(T, J, 3)`` joint positions from ``src_fps`` to ``dst_fps`` by linear interpolation in time.
+def resample_indices(num_frames: int, src_fps: float, dst_fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the frames of a ``num_frames``-long sequence resampled from ``src_fps`` to ``dst_fps`` fall.
 
-    Output frame ``k`` is at time ``k / dst_fps`` (the first frames coincide); frames are produced while that time
-    is within the input's span ``(T - 1) / src_fps``, so ``T' = floor((T - 1) · dst / src) + 1``. Linear
-    interpolation is right for positions (it is not for rotations, which this never touches): a constant-velocity
-    motion stays exactly constant-velocity.
+    Output frame ``k`` is at time ``k / dst_fps`` (the first frames coincide), i.e. at fractional input frame
+    ``s_k = k · src / dst``; frames are produced while that time is within the input's span ``(T − 1) / src_fps``, so
+    ``T' = floor((T − 1) · dst / src) + 1``. Output frame ``k`` is ``(1 − w_k) · x[lower_k] + w_k · x[upper_k]`` with
+    ``lower_k = floor(s_k)``, ``upper_k = lower_k + 1`` and ``w_k = s_k − lower_k``; an output frame within 1e-9 of
+    an input frame takes that frame alone (``upper_k = lower_k``, ``w_k = 0``).
 
     Returns:
-        (T', J, 3) array of the input's dtype.
+        ``lower (T',)``, ``upper (T',)`` int64 input frames and ``weight (T',)`` float64 of ``upper``.
     """
-    joints = np.asarray(joints)
     if src_fps <= 0 or dst_fps <= 0:
         raise ValueError(f"fps must be positive, got {src_fps} -> {dst_fps}")
-    num_frames = joints.shape[0]
     if num_frames == 0:
         raise ValueError("cannot resample an empty sequence")
-    if src_fps == dst_fps:
-        return joints.copy()
     count = int(np.floor((num_frames - 1) * dst_fps / src_fps + 1e-9)) + 1
     source_index = np.arange(count) * (src_fps / dst_fps)  # (T',) fractional input frame of each output frame
     lower = np.minimum(np.floor(source_index).astype(np.int64), num_frames - 1)
-    upper = np.minimum(lower + 1, num_frames - 1)
-    weight = (source_index - lower).reshape(-1, *([1] * (joints.ndim - 1)))  # (T', 1, 1)
+    on_frame = source_index - lower < 1e-9
+    upper = np.where(on_frame, lower, np.minimum(lower + 1, num_frames - 1))
+    weight = np.where(on_frame, 0.0, source_index - lower)
+    return lower, upper, weight
+
+
+def resample(joints: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Resample ``(T, ...)`` values (joint positions ``(T, J, 3)``) from ``src_fps`` to ``dst_fps`` by linear
+    interpolation in time at the frames of :func:`resample_indices`. Linear interpolation is right for positions (it
+    is not for rotations, which this never touches): a constant-velocity motion stays exactly constant-velocity.
+
+    Returns:
+        ``(T', ...)`` array of the input's dtype (a copy when the rates are equal).
+    """
+    joints = np.asarray(joints)
+    lower, upper, weight = resample_indices(joints.shape[0], src_fps, dst_fps)
+    if src_fps == dst_fps:
+        return joints.copy()
+    weight = weight.reshape(-1, *([1] * (joints.ndim - 1)))  # (T', 1, 1)
     data = joints.astype(np.float64)
     out = (1.0 - weight) * data[lower] + weight * data[upper]
     return out.astype(joints.dtype)
