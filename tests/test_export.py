@@ -12,6 +12,7 @@ from scipy.spatial.transform import Rotation
 from synthetic import walk
 from videomdm.cli import main
 from videomdm.data.bvh import read_bvh
+from videomdm.data.errors import DataError
 from videomdm.data.mocap import load_mocap
 from videomdm.export import BvhSkeleton, ExportError, bvh_positions, export_motion, write_bvh, write_humanml3d
 from videomdm.representation import encode
@@ -111,7 +112,7 @@ def test_humanml3d_export_is_the_representation_at_20_fps(tmp_path: Path) -> Non
 def test_bad_joints_are_refused_and_nothing_is_written(tmp_path: Path, bad: np.ndarray, message: str) -> None:
     for fmt in ("bvh", "npy", "humanml3d"):
         out = tmp_path / f"out.{fmt}"
-        with pytest.raises(ExportError, match=message):
+        with pytest.raises(DataError, match=message):
             export_motion(out, bad, 20.0, fmt)
         assert list(tmp_path.iterdir()) == []
 
@@ -130,7 +131,7 @@ def test_failed_write_leaves_the_previous_file(tmp_path: Path) -> None:
     out = tmp_path / "motion.bvh"
     write_bvh(out, walk(10), 20.0)
     before = out.read_text()
-    with pytest.raises(ExportError):
+    with pytest.raises(DataError, match="NaN"):
         write_bvh(out, np.full((10, 22, 3), np.inf), 20.0)
     assert out.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["motion.bvh"]
 

@@ -34,12 +34,12 @@ from typing import Callable
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .data.mocap import check_joints
 from .skeleton import SMPL_22, Skeleton
 
 __all__ = [
     "ExportError",
     "EXPORT_FORMATS",
-    "check_joints",
     "HUMANML3D_FPS",
     "BvhSkeleton",
     "best_rotations",
@@ -58,24 +58,9 @@ _DECIMALS = 6  # metres and degrees: micrometre / micro-degree precision in the 
 
 
 class ExportError(ValueError):
-    """Joints that cannot be exported, an unknown format or an output path that cannot be written."""
-
-
-def check_joints(joints: np.ndarray, skeleton: Skeleton, where: str, min_frames: int = 1) -> np.ndarray:
-    """``joints`` as float64 ``(T, J, 3)``; :class:`ExportError` naming ``where`` for a wrong shape, NaN or too few
-    frames."""
-    joints = np.asarray(joints)
-    if joints.ndim != 3 or joints.shape[1:] != (skeleton.num_joints, 3):
-        raise ExportError(f"{where}: expected joints of shape (T, {skeleton.num_joints}, 3) for skeleton "
-                          f"{skeleton.name}, got {joints.shape}")
-    if not np.issubdtype(joints.dtype, np.number):
-        raise ExportError(f"{where}: expected numbers, got dtype {joints.dtype}")
-    if joints.shape[0] < min_frames:
-        raise ExportError(f"{where}: need at least {min_frames} frame(s), got {joints.shape[0]}")
-    finite = np.isfinite(joints).all(axis=(1, 2))
-    if not finite.all():
-        raise ExportError(f"{where}: joints contain NaN or infinite values (first at frame {int(np.argmin(finite))})")
-    return joints.astype(np.float64)
+    """A motion that cannot be written in the asked format (unknown format, non-positive fps, a skeleton without rest
+    directions, too few frames) or an output path that cannot be written. Bad joints raise
+    :class:`videomdm.data.errors.DataError` (:func:`videomdm.data.mocap.check_joints`)."""
 
 
 def _check_fps(fps: float, where: str) -> float:
@@ -284,7 +269,8 @@ def write_bvh(path: str | Path, joints: np.ndarray, fps: float, skeleton: Skelet
         of the written numbers): float rounding for a rigid skeleton, the non-rigidity of the motion otherwise.
 
     Raises:
-        ExportError: wrong shape, NaN, non-positive fps, or an unwritable path (naming it).
+        DataError: wrong shape or NaN (:func:`videomdm.data.mocap.check_joints`).
+        ExportError: non-positive fps, or an unwritable path (naming it).
     """
     path = Path(path)
     joints = check_joints(joints, skeleton, str(path))

@@ -13,24 +13,16 @@ from typing import Sequence
 import numpy as np
 
 from .checkpoint import atomic_path
+from .data.mocap import check_joints
 from .skeleton import Skeleton
 
 __all__ = ["render_motion", "render_motions", "render_overlay", "foot_contacts", "RenderError"]
 
 
 class RenderError(ValueError):
-    """Joints that cannot be rendered, or an output path that cannot be written."""
-
-
-def _check_joints(joints: np.ndarray, skeleton: Skeleton, name: str) -> np.ndarray:
-    joints = np.asarray(joints, dtype=np.float64)
-    if joints.ndim != 3 or joints.shape[1:] != (skeleton.num_joints, 3):
-        raise RenderError(f"{name}: expected joints of shape (T, {skeleton.num_joints}, 3), got {joints.shape}")
-    if joints.shape[0] == 0:
-        raise RenderError(f"{name}: no frames to render")
-    if not np.isfinite(joints).all():
-        raise RenderError(f"{name}: joints contain NaN or infinite values")
-    return joints
+    """Inputs that cannot be rendered together (captions, keypoints or frames that do not match the motions) or an
+    output path that cannot be written. Bad joints raise :class:`videomdm.data.errors.DataError`
+    (:func:`videomdm.data.mocap.check_joints`)."""
 
 
 def foot_contacts(joints: np.ndarray, skeleton: Skeleton, fps: float) -> np.ndarray:
@@ -88,7 +80,7 @@ def render_motions(motions: Sequence[np.ndarray], skeleton: Skeleton, out: Path,
     if captions is not None and len(captions) != len(motions):
         raise RenderError(f"{out}: {len(captions)} captions for {len(motions)} motions")
     where = source or str(out)
-    checked = [_check_joints(m, skeleton, where if len(motions) == 1 else f"{where} (motion {i})")
+    checked = [check_joints(m, skeleton, where if len(motions) == 1 else f"{where} (motion {i})")
                for i, m in enumerate(motions)]
     # Plot with matplotlib's z axis up: (x, y, z)_world → (x, z, y)_plot.
     plots = [m[..., [0, 2, 1]] for m in checked]
@@ -188,7 +180,7 @@ def render_overlay(frames, keypoints_2d: np.ndarray, confidence: np.ndarray, key
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise RenderError(f"{out}: the overlay is written as .mp4")
-    joints = _check_joints(joints, skeleton, str(out))
+    joints = check_joints(joints, skeleton, str(out))
     T = len(joints)
     if keypoints_2d.shape[:2] != (T, keypoint_skeleton.num_joints) or projected.shape != (T, skeleton.num_joints, 2):
         raise RenderError(f"{out}: keypoints {keypoints_2d.shape} / projection {projected.shape} do not match "
