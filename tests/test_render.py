@@ -79,3 +79,25 @@ def test_render_export_and_view_read_a_joints_file_alike(tmp_path: Path, capsys)
     for command in (["render", "--grid"], ["export", "--format", "npy"], ["view"]):
         assert main([command[0], str(tmp_path / "bad.npy"), *command[1:], "--out", str(tmp_path / "x")]) == 2
         assert message in capsys.readouterr().err, command
+
+
+def test_overlay_draws_the_video_beside_the_3d_scene(tmp_path: Path) -> None:
+    from videomdm.render import render_overlay
+    from videomdm.skeleton import COCO_17
+
+    joints = walk(5)
+    frames = [np.full((120, 160, 3), 30 * i, np.uint8) for i in range(6)]  # one frame more than the motion
+    keypoints = np.random.default_rng(0).uniform(0, 120, size=(5, 17, 2))
+    projected = np.random.default_rng(1).uniform(0, 120, size=(5, 22, 2))
+    out = render_overlay(frames, keypoints, np.ones((5, 17)), COCO_17, projected, joints, SMPL_22, tmp_path / "o.mp4",
+                         height_px=120)
+    video = iio.imread(out)
+    assert video.shape[:3] == (5, 120, 160 + 120)  # the frame (scaled to 120 px high) and a square 3D view
+    assert video[:, :, 170:].std() > 0  # the 3D scene is drawn
+    with pytest.raises(RenderError, match="do not match 5 frames"):
+        render_overlay(frames, keypoints[:, :16], np.ones((5, 16)), COCO_17, projected, joints, SMPL_22,
+                       tmp_path / "p.mp4")
+    with pytest.raises(DataError, match="NaN"):
+        render_overlay(frames, keypoints, np.ones((5, 17)), COCO_17, projected, np.full((5, 22, 3), np.nan), SMPL_22,
+                       tmp_path / "p.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]
