@@ -273,7 +273,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def _checked_index(path: Path, index: int, count: int) -> int:
-    """``--index`` of a motion in a joints file holding ``count`` motions; ValueError naming the file if out of range."""
+    """``--index`` of a motion in a joints file holding ``count`` motions; ValueError naming the file if out of
+    range."""
     if not 0 <= index < count:
         raise ValueError(f"{path}: --index {index} out of range for {count} motions")
     return index

@@ -86,6 +86,7 @@ __all__ = [
     "floor_from_feet",
     "CanonicalFrames",
     "canonical_frames",
+    "minimal_rotation",
     "inverse_kinematics",
     "encode",
     "decode",
@@ -394,7 +395,7 @@ def canonical_frames(joints: Tensor, skeleton: Skeleton, *, facing_sigma: float 
 # --- inverse kinematics ---------------------------------------------------------------------------------------------
 
 
-def _minimal_rotation(u: Tensor, v: Tensor) -> Tensor:
+def minimal_rotation(u: Tensor, v: Tensor) -> Tensor:
     """Smallest rotation taking unit ``u`` to unit ``v`` (HumanML3D's ``qbetween``): ``(..., 3) → (..., 3, 3)``.
 
     Quaternion (XYZW, as roma) ``(u × v, 1 + u·v)`` normalized; for antiparallel vectors, a half turn about an axis
@@ -437,7 +438,7 @@ def inverse_kinematics(joints: Tensor, skeleton: Skeleton, root_rotation: Tensor
         rot = local[0]
         for a, b in zip(chain[:-1], chain[1:]):
             direction = _normalize(joints[..., b, :] - joints[..., a, :])  # (..., T, 3)
-            glob = _minimal_rotation(rest[b].expand_as(direction), direction)  # (..., T, 3, 3)
+            glob = minimal_rotation(rest[b].expand_as(direction), direction)  # (..., T, 3, 3)
             local[b] = rot.transpose(-1, -2) @ glob
             rot = glob
     return torch.stack(local, dim=-3)
