@@ -15,9 +15,10 @@ from videomdm.data.captions import match_captions, read_captions
 from videomdm.data.clip import load_clip, read_dataset_index
 from videomdm.data.errors import DataError
 from videomdm.data.keypoint_formats import read_keypoints, track_main_person
-from videomdm.data.observed import (CAMERA_ROTATION, KeypointSequence, default_focal_px, detector_teacher,
+from videomdm.data.observed import (CAMERA_ROTATION, KeypointSequence, default_focal_px,
                                     ground_clip, identity_switches, intrinsics_for, prepare_sequences, resample_sequence, split_at_gaps,
                                     clip_reprojection_px)
+from videomdm.lifter import detector_teacher
 from videomdm.skeleton import (BLAZEPOSE_33, COCO_17, H36M_17, OPENPOSE_25, SMPL_22, blazepose_to_smpl22,
                                joint_map)
 
@@ -163,6 +164,17 @@ def test_detector_teacher_recovers_the_world_body_and_grounding_keeps_pixels():
     left, right = SMPL_22.foot_indices
     assert abs(np.percentile(grounded.teacher_3d[:, left + right, 1].min(1), 5)) < 1e-5  # floor at y = 0
     assert np.allclose(grounded.teacher_3d[0, 0, [0, 2]], 0.0, atol=1e-5)  # root x, z at the origin
+    # A gap (no detection, NaN 3D): the detector's 3D and the root translation are interpolated linearly, so with a
+    # static camera the teacher in the gap is the linear interpolation of its neighbours; other frames are unchanged.
+    gap = [11, 12, 13]
+    detector = cam - hips
+    detector[gap] = np.nan
+    clip.confidence = clip.confidence.copy()
+    clip.confidence[gap] = 0.0
+    gapped = detector_teacher(clip, detector)
+    assert np.allclose(np.delete(gapped, gap, axis=0), np.delete(teacher, gap, axis=0), atol=1e-9)
+    for k, frame in enumerate(gap, start=1):
+        assert np.allclose(gapped[frame], teacher[10] + k / 4 * (teacher[14] - teacher[10]), atol=1e-9)
 
 
 # --- importers -------------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from videomdm.data.bvh import read_bvh
 from videomdm.data.clip import load_clip, read_dataset_index
 from videomdm.data.errors import DataError
 from videomdm.data.lafan1 import build_mocap_dataset, fetch_lafan1_bvh
-from videomdm.data.mocap import find_mocap_files, load_mocap, resample, window_starts
+from videomdm.data.mocap import (find_mocap_files, load_joints, load_mocap, recorded_fps, resample, resample_indices,
+                                 window_starts)
 from videomdm.skeleton import LAFAN_22, SMPL_22, Skeleton
 
 
@@ -74,6 +75,15 @@ def test_resample_constant_velocity_30_to_20_is_exact():
     assert same is not joints and np.array_equal(same, joints)
 
 
+def test_resample_indices_take_a_frame_alone_when_they_land_on_it():
+    lower, upper, weight = resample_indices(7, 30, 20)  # output frame k at input frame 1.5 k
+    assert lower.tolist() == [0, 1, 3, 4, 6] and upper.tolist() == [0, 2, 3, 5, 6]
+    np.testing.assert_allclose(weight, [0, 0.5, 0, 0.5, 0])
+    lower, upper, weight = resample_indices(3, 10, 30)  # upsampling: 1/3 steps, the last frame is the input's last
+    assert lower.tolist() == [0, 0, 0, 1, 1, 1, 2] and upper.tolist() == [0, 1, 1, 1, 2, 2, 2]
+    np.testing.assert_allclose(weight, [0, 1 / 3, 2 / 3, 0, 1 / 3, 2 / 3, 0], atol=1e-12)
+
+
 def test_resample_keeps_the_covered_time_span():
     joints = np.zeros((7184, 22, 3), np.float32)
     assert resample(joints, 30, 20).shape[0] == 4789  # floor(7183 · 2/3) + 1
@@ -113,6 +123,38 @@ def test_npy_with_sidecar_fps(tmp_path):
     assert seq.fps == 60.0 and seq.joints.dtype == np.float32 and seq.joints.shape == (12, 22, 3)
     np.testing.assert_allclose(seq.joints, joints, rtol=1e-6)
     assert load_mocap(tmp_path / "take.npy", npy_fps=25).fps == 25.0  # the argument wins
+
+
+def test_load_joints_stacks_checks_and_names_the_motion(tmp_path):
+    one = np.random.default_rng(0).normal(size=(12, 22, 3)).astype(np.float32)
+    np.save(tmp_path / "one.npy", one)
+    stack = load_joints(tmp_path / "one.npy")
+    assert stack.shape == (1, 12, 22, 3) and stack.dtype == np.float64
+    assert load_joints(tmp_path / "one.npy", several=False).shape == (12, 22, 3)
+    two = np.stack([one, one])
+    two[1, 4, 0, 2] = np.inf
+    np.save(tmp_path / "two.npy", two)
+    with pytest.raises(DataError, match=r"two.npy \(motion 1\): joints of shape \(12, 22, 3\) contain NaN.*frame 4"):
+        load_joints(tmp_path / "two.npy")
+    with pytest.raises(DataError, match=r"two.npy: expected joints of shape \(T, 22, 3\).*got \(2, 12, 22, 3\)"):
+        load_joints(tmp_path / "two.npy", several=False)
+    with pytest.raises(DataError, match="missing.npy: no such file"):
+        load_joints(tmp_path / "missing.npy")
+
+
+def test_recorded_fps_reads_samples_json_or_the_name_json(tmp_path):
+    np.save(tmp_path / "joints.npy", np.zeros((1, 3, 22, 3)))
+    np.save(tmp_path / "take.npy", np.zeros((3, 22, 3)))
+    assert recorded_fps(tmp_path / "joints.npy") is None and recorded_fps(tmp_path / "take.npy") is None
+    (tmp_path / "samples.json").write_text(json.dumps({"fps": 20, "texts": ["a"]}))
+    (tmp_path / "take.json").write_text(json.dumps({"fps": "30"}))
+    assert recorded_fps(tmp_path / "joints.npy") == 20.0 and recorded_fps(tmp_path / "take.npy") == 30.0
+    (tmp_path / "take.json").write_text(json.dumps({"fps": -1}))
+    with pytest.raises(DataError, match="take.json: fps must be a positive number, got -1"):
+        recorded_fps(tmp_path / "take.npy")
+    (tmp_path / "take.json").write_text("[30]")
+    with pytest.raises(DataError, match="take.json: expected a JSON object"):
+        recorded_fps(tmp_path / "take.npy")
 
 
 def test_npy_errors_name_the_file_and_shape(tmp_path):

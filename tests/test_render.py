@@ -10,6 +10,7 @@ import torch
 
 from synthetic import walk
 from videomdm.cli import main
+from videomdm.data.errors import DataError
 from videomdm.render import RenderError, foot_contacts, render_motion, render_motions
 from videomdm.representation import FeatureLayout, encode
 from videomdm.skeleton import SMPL_22
@@ -48,11 +49,11 @@ def test_contact_marks_are_drawn(tmp_path: Path) -> None:
 
 
 def test_bad_input_is_named_and_nothing_is_written(tmp_path: Path) -> None:
-    with pytest.raises(RenderError, match=r"motion 1\): expected joints of shape"):
+    with pytest.raises(DataError, match=r"motion 1\): expected joints of shape"):
         render_motions([walk(3), np.zeros((3, 17, 3))], SMPL_22, tmp_path / "x.gif")
     with pytest.raises(RenderError, match="2 captions for 1 motions"):
         render_motions([walk(3)], SMPL_22, tmp_path / "x.gif", captions=["a", "b"])
-    with pytest.raises(RenderError, match="NaN"):
+    with pytest.raises(DataError, match="NaN"):
         render_motion(np.full((3, 22, 3), np.nan), SMPL_22, tmp_path / "x.gif")
     assert list(tmp_path.iterdir()) == []
 
@@ -62,3 +63,41 @@ def test_cli_renders_a_sample_grid_with_captions(tmp_path: Path) -> None:
     (tmp_path / "samples.json").write_text(json.dumps({"fps": 20.0, "texts": ["walks", "turns"]}))
     assert main(["render", str(tmp_path / "joints.npy"), "--grid", "--out", str(tmp_path / "g.gif")]) == 0
     assert iio.imread(tmp_path / "g.gif").shape[0] == 2
+
+
+def test_render_export_and_view_read_a_joints_file_alike(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    np.save(tmp_path / "take.npy", walk(3))
+    (tmp_path / "take.json").write_text(json.dumps({"fps": 10}))
+    assert main(["render", str(tmp_path / "take.npy"), "--out", str(tmp_path / "t.gif")]) == 0
+    assert Image.open(tmp_path / "t.gif").info["duration"] == 100  # ms per frame: the fps recorded beside the file
+    bad = np.stack([walk(3), walk(3)])
+    bad[1, 2, 0, 0] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    message = f"{tmp_path / 'bad.npy'} (motion 1): joints of shape (3, 22, 3) contain NaN or infinite values"
+    for command in (["render", "--grid"], ["export", "--format", "npy"], ["view"]):
+        assert main([command[0], str(tmp_path / "bad.npy"), *command[1:], "--out", str(tmp_path / "x")]) == 2
+        assert message in capsys.readouterr().err, command
+
+
+def test_overlay_draws_the_video_beside_the_3d_scene(tmp_path: Path) -> None:
+    from videomdm.render import render_overlay
+    from videomdm.skeleton import COCO_17
+
+    joints = walk(5)
+    frames = [np.full((120, 160, 3), 30 * i, np.uint8) for i in range(6)]  # one frame more than the motion
+    keypoints = np.random.default_rng(0).uniform(0, 120, size=(5, 17, 2))
+    projected = np.random.default_rng(1).uniform(0, 120, size=(5, 22, 2))
+    out = render_overlay(frames, keypoints, np.ones((5, 17)), COCO_17, projected, joints, SMPL_22, tmp_path / "o.mp4",
+                         height_px=120)
+    video = iio.imread(out)
+    assert video.shape[:3] == (5, 120, 160 + 120)  # the frame (scaled to 120 px high) and a square 3D view
+    assert video[:, :, 170:].std() > 0  # the 3D scene is drawn
+    with pytest.raises(RenderError, match="do not match 5 frames"):
+        render_overlay(frames, keypoints[:, :16], np.ones((5, 16)), COCO_17, projected, joints, SMPL_22,
+                       tmp_path / "p.mp4")
+    with pytest.raises(DataError, match="NaN"):
+        render_overlay(frames, keypoints, np.ones((5, 17)), COCO_17, projected, np.full((5, 22, 3), np.nan), SMPL_22,
+                       tmp_path / "p.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]

@@ -16,6 +16,7 @@ from synthetic import walk
 from videomdm.camera import intrinsics, look_at, project_to_pixels
 from videomdm.cli import main
 from videomdm.data.clip import Clip, save_clip
+from videomdm.data.errors import DataError
 from videomdm.study import StudyError, study_results, wilson_interval
 from videomdm.viewer import ViewerError, collect_motions, pair_by_caption, write_comparison, write_viewer
 
@@ -58,7 +59,7 @@ def test_collect_motions_reads_samples_clips_and_folders(tmp_path: Path) -> None
         collect_motions([tmp_path / "missing.npy"])
     bad = tmp_path / "bad.npy"
     np.save(bad, np.full((4, 22, 3), np.nan))
-    with pytest.raises(ViewerError, match="NaN"):
+    with pytest.raises(DataError, match=r"bad.npy: joints of shape \(4, 22, 3\) contain NaN"):
         collect_motions([bad])
 
 

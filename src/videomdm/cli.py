@@ -272,28 +272,26 @@ def cmd_sample(args: argparse.Namespace) -> None:
           + (" and one GIF per motion" if not args.no_render else ""))
 
 
-def cmd_render(args: argparse.Namespace) -> None:
-    import numpy as np
+def _checked_index(path: Path, index: int, count: int) -> int:
+    """``--index`` of a motion in a joints file holding ``count`` motions; ValueError naming the file if out of
+    range."""
+    if not 0 <= index < count:
+        raise ValueError(f"{path}: --index {index} out of range for {count} motions")
+    return index
 
-    from .render import RenderError, render_motions
+
+def cmd_render(args: argparse.Namespace) -> None:
+    from .data.mocap import load_joints, read_sidecar
+    from .render import render_motions
     from .skeleton import get_skeleton
-    from .viewer import read_sidecar
 
     path = Path(args.file)
-    try:
-        joints = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise RenderError(f"{path}: cannot read joints ({err})") from None
     skeleton = get_skeleton(args.skeleton)
-    stack = joints if joints.ndim == 4 else joints[None]
+    stack = load_joints(path, skeleton)  # (N, T, J, 3)
     captions = [args.title] * len(stack) if args.title else [str(t) for t in read_sidecar(path).get("texts", [])]
-    if args.grid:
-        chosen = range(len(stack))
-    elif not 0 <= args.index < len(stack):
-        raise RenderError(f"{path}: --index {args.index} out of range for {len(stack)} motions")
-    else:
-        chosen = [args.index]
-    render_motions([stack[i] for i in chosen], skeleton, Path(args.out), fps=args.fps,
+    chosen = range(len(stack)) if args.grid else [_checked_index(path, args.index, len(stack))]
+    fps, _ = _motion_fps(path, args.fps)
+    render_motions([stack[i] for i in chosen], skeleton, Path(args.out), fps=fps,
                    captions=[captions[i] for i in chosen] if len(captions) == len(stack) else None,
                    elevation=args.elevation, azimuth=args.azimuth, contacts=not args.no_contacts, source=str(path))
     print(f"wrote {args.out}")
@@ -362,35 +360,28 @@ def cmd_experiment_recovery(args: argparse.Namespace) -> None:
 
 
 def _motion_fps(path: Path, fps: float | None) -> tuple[float, str]:
-    """``--fps``, else the fps recorded beside the joints file (:func:`videomdm.viewer.read_sidecar`), else the
+    """``--fps``, else the fps recorded beside the joints file (:func:`videomdm.data.mocap.recorded_fps`), else the
     default; returns (fps, where it came from)."""
-    from .viewer import DEFAULT_FPS, read_sidecar
+    from .data.mocap import recorded_fps
+    from .viewer import DEFAULT_FPS
 
     if fps is not None:
         return fps, "--fps"
-    recorded = read_sidecar(path).get("fps")
+    recorded = recorded_fps(path)
     if recorded is not None:
-        return float(recorded), "the JSON file beside it"
+        return recorded, "the JSON file beside it"
     return DEFAULT_FPS, "default; pass --fps to change"
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from .export import ExportError, check_joints, export_motion
+    from .data.mocap import load_joints
+    from .export import export_motion
     from .skeleton import get_skeleton
 
     path = Path(args.file)
-    try:
-        joints = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise ExportError(f"{path}: cannot read joints ({err})") from None
-    if joints.ndim == 4:
-        if not 0 <= args.index < joints.shape[0]:
-            raise ExportError(f"{path}: --index {args.index} out of range for {joints.shape[0]} motions")
-        joints = joints[args.index]
     skeleton = get_skeleton(args.skeleton)
-    check_joints(joints, skeleton, str(path))  # a bad input file is named as such, before anything is written
+    stack = load_joints(path, skeleton)  # (N, T, J, 3); a bad input file is named before anything is written
+    joints = stack[_checked_index(path, args.index, len(stack))]
     fps, origin = _motion_fps(path, args.fps)
     description = export_motion(Path(args.out), joints, fps, args.format, skeleton)
     print(f"wrote {args.out}: {description} (fps from {origin})")
@@ -709,7 +700,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="joints (T, J, 3) or (N, T, J, 3), metres, y up")
     p.add_argument("--out", required=True, help=".gif or .mp4")
     p.add_argument("--index", type=int, default=0, help="which motion of an (N, T, J, 3) file")
-    p.add_argument("--fps", type=float, default=20.0)
+    p.add_argument("--fps", type=float, help="frame rate (default: samples.json or <name>.json beside the file, "
+                   "else 20)")
     p.add_argument("--skeleton", default="smpl22")
     p.add_argument("--title", default="", help="caption (default: the motion's caption from samples.json)")
     p.add_argument("--grid", action="store_true", help="all motions of an (N, T, J, 3) file in one grid")

@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import roma
 import scipy.linalg
 import torch
 from scipy.spatial.distance import cdist
@@ -202,7 +203,8 @@ def procrustes_align(pred: Any, target: Any) -> np.ndarray:
 
     For each frame, finds the scale ``s``, rotation ``Q`` (det +1: reflections are not allowed) and translation ``b``
     minimizing ``Σ_j ‖s Q p_j + b − y_j‖²``. With centred point sets ``P, Y (J, 3)`` and the SVD
-    ``Pᵀ Y = U Σ Vᵀ``: ``Q = V D Uᵀ`` with ``D = diag(1, 1, sign det(V Uᵀ))``, ``s = tr(Σ D) / ‖P‖²``.
+    ``Pᵀ Y = U Σ Vᵀ``: ``Q = V D Uᵀ`` with ``D = diag(1, 1, sign det(V Uᵀ))``, the rotation nearest to ``Yᵀ P``
+    (:func:`roma.special_procrustes`, whose signed singular values are ``Σ D``), and ``s = tr(Σ D) / ‖P‖²``.
 
     Args:
         pred, target: ``(..., J, 3)`` metres, same shape (at least ``(J, 3)``).
@@ -216,15 +218,11 @@ def procrustes_align(pred: Any, target: Any) -> np.ndarray:
         raise ValueError(f"pred and target must be (..., J, 3) of the same shape, got {p.shape} and {y.shape}")
     mu_p, mu_y = p.mean(-2, keepdims=True), y.mean(-2, keepdims=True)  # (..., 1, 3)
     p0, y0 = p - mu_p, y - mu_y
-    u, sigma, vt = np.linalg.svd(np.swapaxes(p0, -1, -2) @ y0)  # (..., 3, 3), (..., 3), (..., 3, 3)
-    v = np.swapaxes(vt, -1, -2)
-    sign = np.sign(np.linalg.det(v @ np.swapaxes(u, -1, -2)))  # (...) −1 where the best orthogonal map reflects
-    sign = np.where(sign == 0, 1.0, sign)
-    d = np.ones(sigma.shape)
-    d[..., -1] = sign  # D = diag(1, 1, sign): flip the axis of the smallest singular value
-    rotation = (v * d[..., None, :]) @ np.swapaxes(u, -1, -2)  # Q = V D Uᵀ, (..., 3, 3)
+    rotation, sigma_d = roma.special_procrustes(torch.from_numpy(np.swapaxes(y0, -1, -2) @ p0), method="svd",
+                                                return_singular_values=True)  # Q (..., 3, 3), Σ D (..., 3)
+    rotation, sigma_d = rotation.numpy(), sigma_d.numpy()
     norm = (p0**2).sum(axis=(-1, -2))  # (...) ‖P‖²
-    scale = np.where(norm > 1e-12, (sigma * d).sum(-1) / np.maximum(norm, 1e-12), 0.0)  # (...)
+    scale = np.where(norm > 1e-12, sigma_d.sum(-1) / np.maximum(norm, 1e-12), 0.0)  # (...)
     # Row vectors: (s Q p)ᵀ = s pᵀ Qᵀ.
     return scale[..., None, None] * (p0 @ np.swapaxes(rotation, -1, -2)) + mu_y
 

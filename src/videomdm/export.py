@@ -9,9 +9,10 @@ BVH (:func:`write_bvh`). Joint positions ``(T, J, 3)`` (metres, y up) become a r
   directions turned, as a rigid set, by the one rotation that best maps them onto the motion's own bone vectors
   (least squares over frames). The rest pose is therefore a T-pose-like standing pose of the motion's body.
 - **Rotations (inverse kinematics).** A joint with several children gets the rotation that best aligns its rest
-  bone set with the frame's bone vectors (Wahba's problem, solved by the SVD); a
-  joint with one child gets the smallest rotation, relative to its parent's, that turns its rest bone onto the
-  frame's bone (no twist); a leaf keeps its parent's orientation. The root carries the translation.
+  bone set with the frame's bone vectors (Wahba's problem, solved by the SVD: :func:`best_rotations`); a joint with
+  one child gets the smallest rotation, relative to its parent's, that turns its rest bone onto the frame's bone (no
+  twist, :func:`videomdm.representation.minimal_rotation`); a leaf keeps its parent's orientation. The root carries
+  the translation.
 - **Channels.** Root: ``Xposition Yposition Zposition Zrotation Yrotation Xrotation``; other joints:
   ``Zrotation Yrotation Xrotation`` (intrinsic Z·Y·X, degrees, each channel unwrapped over time so angles do not
   jump by 360°). Lengths in metres (Blender's importer reads metres at scale 1); ``Frame Time`` is ``1 / fps``.
@@ -19,7 +20,8 @@ BVH (:func:`write_bvh`). Joint positions ``(T, J, 3)`` (metres, y up) become a r
 For a motion whose skeleton is rigid (mocap, forward kinematics of fixed bones) the file reproduces the joint
 positions to float printing precision. A motion whose bone lengths or branch angles change from frame to frame
 (generated or lifted motion) cannot be represented exactly by a rigid skeleton; :func:`write_bvh` returns the
-largest position error of the written file so callers can report it.
+largest position error of the written file, read back with :func:`videomdm.data.bvh.read_bvh`, so callers can report
+it.
 
 HumanML3D features (:func:`write_humanml3d`): the 263-d vectors of :func:`videomdm.representation.encode` at
 HumanML3D's 20 fps (resampled when the motion has another rate), unnormalized, ``(T, 263)`` float32.
@@ -32,20 +34,23 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import roma
+import torch
 from scipy.spatial.transform import Rotation
 
+from .data.bvh import read_bvh
+from .data.mocap import check_joints, resample
+from .representation import encode, minimal_rotation
 from .skeleton import SMPL_22, Skeleton
 
 __all__ = [
     "ExportError",
     "EXPORT_FORMATS",
-    "check_joints",
     "HUMANML3D_FPS",
     "BvhSkeleton",
     "best_rotations",
     "fit_bvh_skeleton",
     "bvh_rotations",
-    "bvh_positions",
     "write_bvh",
     "write_joints",
     "write_humanml3d",
@@ -58,24 +63,9 @@ _DECIMALS = 6  # metres and degrees: micrometre / micro-degree precision in the 
 
 
 class ExportError(ValueError):
-    """Joints that cannot be exported, an unknown format or an output path that cannot be written."""
-
-
-def check_joints(joints: np.ndarray, skeleton: Skeleton, where: str, min_frames: int = 1) -> np.ndarray:
-    """``joints`` as float64 ``(T, J, 3)``; :class:`ExportError` naming ``where`` for a wrong shape, NaN or too few
-    frames."""
-    joints = np.asarray(joints)
-    if joints.ndim != 3 or joints.shape[1:] != (skeleton.num_joints, 3):
-        raise ExportError(f"{where}: expected joints of shape (T, {skeleton.num_joints}, 3) for skeleton "
-                          f"{skeleton.name}, got {joints.shape}")
-    if not np.issubdtype(joints.dtype, np.number):
-        raise ExportError(f"{where}: expected numbers, got dtype {joints.dtype}")
-    if joints.shape[0] < min_frames:
-        raise ExportError(f"{where}: need at least {min_frames} frame(s), got {joints.shape[0]}")
-    finite = np.isfinite(joints).all(axis=(1, 2))
-    if not finite.all():
-        raise ExportError(f"{where}: joints contain NaN or infinite values (first at frame {int(np.argmin(finite))})")
-    return joints.astype(np.float64)
+    """A motion that cannot be written in the asked format (unknown format, non-positive fps, a skeleton without rest
+    directions, too few frames) or an output path that cannot be written. Bad joints raise
+    :class:`videomdm.data.errors.DataError` (:func:`videomdm.data.mocap.check_joints`)."""
 
 
 def _check_fps(fps: float, where: str) -> float:
@@ -130,14 +120,17 @@ def _bone_vectors(joints: np.ndarray, skeleton: Skeleton) -> np.ndarray:
     return vectors
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    """``v (..., 3)`` scaled to length 1 (a zero vector stays zero)."""
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
 def best_rotations(rest: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Per frame, the rotation R minimizing ``Σ_k ‖R rest_k − observed_k‖²`` (Wahba's problem, solved by the SVD
-    as in the Kabsch algorithm). ``rest (K, 3)``, ``observed (T, K, 3)`` → ``(T, 3, 3)``."""
-    cov = np.einsum("ki,tkj->tij", rest, observed)  # (T, 3, 3) Σ rest_k observed_kᵀ
-    u, _, vt = np.linalg.svd(cov)
-    v, ut = np.swapaxes(vt, -1, -2), np.swapaxes(u, -1, -2)
-    d = np.sign(np.linalg.det(v @ ut))  # (T,) −1 would be a reflection
-    return v @ (np.eye(3) * np.stack([np.ones_like(d), np.ones_like(d), d], -1)[:, None, :]) @ ut
+    """Per frame, the rotation R minimizing ``Σ_k ‖R rest_k − observed_k‖²`` (Wahba's problem): the rotation nearest
+    to ``Σ_k observed_k rest_kᵀ`` (:func:`roma.special_procrustes`, by the SVD as in the Kabsch algorithm).
+    ``rest (K, 3)``, ``observed (T, K, 3)`` → ``(T, 3, 3)``."""
+    M = np.einsum("tkj,ki->tji", observed, rest)  # (T, 3, 3) Σ_k observed_k rest_kᵀ
+    return roma.special_procrustes(torch.from_numpy(M), method="svd").numpy()
 
 
 def fit_bvh_skeleton(joints: np.ndarray, skeleton: Skeleton = SMPL_22) -> BvhSkeleton:
@@ -146,9 +139,7 @@ def fit_bvh_skeleton(joints: np.ndarray, skeleton: Skeleton = SMPL_22) -> BvhSke
     joints = check_joints(joints, skeleton, "joints")
     vectors = _bone_vectors(joints, skeleton)  # (T, J, 3)
     lengths = np.median(np.linalg.norm(vectors, axis=-1), axis=0)  # (J,)
-    rest = skeleton.rest_directions_array()
-    rest = rest / np.maximum(np.linalg.norm(rest, axis=-1, keepdims=True), 1e-12)
-    offsets = rest * lengths[:, None]  # (J, 3)
+    offsets = _unit(skeleton.rest_directions_array()) * lengths[:, None]  # (J, 3)
     for parent, kids in enumerate(_children(skeleton)):
         if len(kids) < 2:
             continue
@@ -156,26 +147,9 @@ def fit_bvh_skeleton(joints: np.ndarray, skeleton: Skeleton = SMPL_22) -> BvhSke
         # averaged over frames, are the motion's own rigid bone set in a pose closest to the canonical one.
         rotations = best_rotations(offsets[kids], vectors[:, kids])  # (T, 3, 3)
         back = np.einsum("tji,tkj->ki", rotations, vectors[:, kids]) / len(vectors)  # mean of Rᵀ b, (K, 3)
-        offsets[kids] = back / np.maximum(np.linalg.norm(back, axis=-1, keepdims=True), 1e-12) * lengths[kids, None]
+        offsets[kids] = _unit(back) * lengths[kids, None]
     offsets[0] = 0.0
     return BvhSkeleton(skeleton, offsets)
-
-
-def _smallest_rotation(u: np.ndarray, v: np.ndarray) -> Rotation:
-    """Per row, the smallest rotation taking direction ``u`` to direction ``v`` (both (N, 3))."""
-    u = u / np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-12)
-    v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-    axis = np.cross(u, v)
-    sin = np.linalg.norm(axis, axis=-1)
-    cos = np.sum(u * v, axis=-1)
-    angle = np.arctan2(sin, cos)
-    # Antiparallel (or degenerate) rows: a half turn about any axis perpendicular to u.
-    fallback = np.cross(u, np.array([1.0, 0.0, 0.0]))
-    fallback = np.where(np.linalg.norm(fallback, axis=-1, keepdims=True) > 1e-6, fallback,
-                        np.cross(u, np.array([0.0, 0.0, 1.0])))
-    axis = np.where(sin[:, None] > 1e-9, axis, fallback)
-    axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-12)
-    return Rotation.from_rotvec(axis * angle[:, None])
 
 
 def bvh_rotations(joints: np.ndarray, rig: BvhSkeleton) -> np.ndarray:
@@ -195,29 +169,13 @@ def bvh_rotations(joints: np.ndarray, rig: BvhSkeleton) -> np.ndarray:
         elif len(kids) == 1:
             child = kids[0]
             in_parent = np.einsum("tji,tj->ti", parent_rot, vectors[:, child])  # parent_rotᵀ · bone
-            rest = np.broadcast_to(rig.offsets[child], (num_frames, 3))
-            local[:, j] = _smallest_rotation(rest, in_parent).as_matrix()
+            rest = torch.from_numpy(_unit(rig.offsets[child])).expand(num_frames, 3)
+            local[:, j] = minimal_rotation(rest, torch.from_numpy(_unit(in_parent))).numpy()
             glob[:, j] = parent_rot @ local[:, j]
         else:
             local[:, j] = np.eye(3)
             glob[:, j] = parent_rot
     return local
-
-
-def bvh_positions(rig: BvhSkeleton, root: np.ndarray, local: np.ndarray) -> np.ndarray:
-    """Forward kinematics of the rig: root positions ``(T, 3)`` and local rotations ``(T, J, 3, 3)`` → joints
-    ``(T, J, 3)`` metres."""
-    num_frames = root.shape[0]
-    glob = np.zeros_like(local)
-    positions = np.zeros((num_frames, rig.skeleton.num_joints, 3))
-    for j, parent in enumerate(rig.skeleton.parents):
-        if parent < 0:
-            glob[:, j] = local[:, j]
-            positions[:, j] = root
-        else:
-            glob[:, j] = glob[:, parent] @ local[:, j]
-            positions[:, j] = positions[:, parent] + glob[:, parent] @ rig.offsets[j]
-    return positions
 
 
 # --- writers --------------------------------------------------------------------------------------------------------
@@ -280,11 +238,13 @@ def write_bvh(path: str | Path, joints: np.ndarray, fps: float, skeleton: Skelet
     The file is written atomically (temporary file, then rename).
 
     Returns:
-        The largest distance in metres between the input joints and the written file's joints (forward kinematics
-        of the written numbers): float rounding for a rigid skeleton, the non-rigidity of the motion otherwise.
+        The largest distance in metres between the input joints and the joints of the written file as
+        :func:`videomdm.data.bvh.read_bvh` reads them back: float rounding for a rigid skeleton, the non-rigidity of
+        the motion otherwise.
 
     Raises:
-        ExportError: wrong shape, NaN, non-positive fps, or an unwritable path (naming it).
+        DataError: wrong shape or NaN (:func:`videomdm.data.mocap.check_joints`).
+        ExportError: non-positive fps, or an unwritable path (naming it).
     """
     path = Path(path)
     joints = check_joints(joints, skeleton, str(path))
@@ -304,10 +264,10 @@ def write_bvh(path: str | Path, joints: np.ndarray, fps: float, skeleton: Skelet
     text.write(_hierarchy(rig))
     text.write(f"MOTION\nFrames: {len(joints)}\nFrame Time: {1.0 / fps:.8f}\n")
     np.savetxt(text, values, fmt=f"%.{_DECIMALS}f")
-    reproduced = bvh_positions(rig, root, Rotation.from_euler(
-        "ZYX", angles.reshape(-1, 3), degrees=True).as_matrix().reshape(local.shape))
     _write_file(path, lambda f: f.write(text.getvalue().encode("ascii")))
-    return float(np.linalg.norm(reproduced - joints, axis=-1).max())
+    written = read_bvh(path, unit="m")  # what a user opens: the project's reader, joints in file order
+    order = [written.joint_names.index(name) for name in skeleton.joint_names]
+    return float(np.linalg.norm(written.positions[:, order] - joints, axis=-1).max())
 
 
 def write_joints(path: str | Path, joints: np.ndarray, skeleton: Skeleton = SMPL_22) -> Path:
@@ -319,11 +279,6 @@ def write_joints(path: str | Path, joints: np.ndarray, skeleton: Skeleton = SMPL
 
 def write_humanml3d(path: str | Path, joints: np.ndarray, fps: float, skeleton: Skeleton = SMPL_22) -> Path:
     """HumanML3D feature vectors ``(T', 12·J − 1)`` float32 at 20 fps (module docstring) as ``.npy``."""
-    import torch
-
-    from .data.mocap import resample
-    from .representation import encode
-
     path = Path(path)
     joints = check_joints(joints, skeleton, str(path))
     fps = _check_fps(fps, str(path))

@@ -26,12 +26,11 @@ from .data.clip import Clip
 from .data.dataset import clip_observations
 from .data.errors import DataError
 from .data.keypoint_formats import keypoint_files, read_keypoints
-from .data.observed import KeypointSequence, Teacher, clips_from_sequence, detector_teacher, prepare_sequences, \
-    clip_reprojection_px
+from .data.observed import KeypointSequence, Teacher, clips_from_sequence, prepare_sequences, clip_reprojection_px
 from .data.video import detect_video, find_videos, iter_frames, require_mediapipe
 from .experiments import LiftSettings
 from .export import write_bvh, write_joints
-from .lifter import make_teacher
+from .lifter import detector_teacher, make_teacher
 from .render import render_overlay
 from .sample import LoadedRun, lift
 from .skeleton import Skeleton, get_skeleton
@@ -46,7 +45,7 @@ KEYPOINT_TEACHERS = ("lifter", "file")
 def build_teacher(kind: str, *, lifter_dir: Path | None = None, teacher_file: Path | None = None) -> Teacher:
     """``teacher(clip, detector_3d) → (T, 22, 3)`` world joints for :func:`~videomdm.data.observed.clips_from_sequence`.
 
-    ``mediapipe``: the detector's own 3D (:func:`~videomdm.data.observed.detector_teacher`); ``lifter``: the built-in
+    ``mediapipe``: the detector's own 3D (:func:`~videomdm.lifter.detector_teacher`); ``lifter``: the built-in
     lifter in ``lifter_dir``; ``file``: a teacher ``.npz`` with one array per clip name (``<video>_<k>``, see
     :class:`videomdm.lifter.TeacherFile`; world arrays are taken in the estimated camera's world, so use
     ``__frame__ = "camera"``).

@@ -54,7 +54,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, atomic_write_text, load_tensors, read_description, save_tensors
-from .skeleton import SMPL_22, Skeleton, get_skeleton, joint_map
+from .representation import floor_from_feet
+from .skeleton import SMPL_22, Skeleton, blazepose_to_smpl22, get_skeleton, joint_map
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data.clip import Clip
@@ -72,7 +73,7 @@ __all__ = [
     "evaluate_lifter",
     "solve_root_translation",
     "ground_to_world",
-    "floor_from_feet",
+    "detector_teacher",
     "CorruptionParams",
     "corrupt_teacher",
     "TeacherFile",
@@ -847,24 +848,6 @@ def solve_root_translation(rel_cam: np.ndarray, keypoints_norm: np.ndarray, conf
     return filled.numpy()
 
 
-def floor_from_feet(world: np.ndarray, skeleton: Skeleton = SMPL_22, *, percentile: float = 5.0) -> float:
-    """Floor height (world y, metres) from the feet: the ``percentile``-th percentile over frames of the lowest
-    foot joint (ankles and toes) of each frame.
-
-    On clean data the lowest foot joint touches the floor whenever a foot is planted, so this is HumanML3D's
-    "lowest foot joint over the clip" (used by ``representation.canonicalize``) made robust: a low percentile
-    instead of the minimum ignores the few frames where a lifter pushes a foot through the floor. ``world`` is
-    ``(T, J, 3)``.
-    """
-    world = np.asarray(world, dtype=np.float64)
-    left, right = skeleton.foot_indices
-    feet = left + right
-    if not feet:
-        raise ValueError(f"skeleton {skeleton.name} defines no foot joints")
-    lowest = world[:, feet, 1].min(axis=1)  # (T,)
-    return float(np.percentile(lowest, percentile))
-
-
 def ground_to_world(rel_cam: np.ndarray, keypoints_norm: np.ndarray, confidence: np.ndarray, R: np.ndarray,
                     t: np.ndarray, skeleton: Skeleton = SMPL_22, *, level_floor: bool = False) -> np.ndarray:
     """Root-relative camera-frame joints → world joints.
@@ -884,6 +867,35 @@ def ground_to_world(rel_cam: np.ndarray, keypoints_norm: np.ndarray, confidence:
     if level_floor:
         world[..., 1] -= floor_from_feet(world, skeleton)
     return world
+
+
+def detector_teacher(clip: "Clip", detector_3d: np.ndarray | None) -> np.ndarray:
+    """The teacher from a detector's own root-relative 3D (BlazePose's ``pose_world_landmarks``): ``(T, 22, 3)`` world.
+
+    Frames without a detection (short gaps inside a clip) get the detector's 3D interpolated from their neighbours
+    (:func:`_fill_gaps`); :func:`ground_to_world` then puts the 33 joints on their own keypoint rays
+    (confidence-weighted least squares) in the world of the clip's camera, and they are mapped to SMPL-22
+    (:func:`videomdm.skeleton.blazepose_to_smpl22`; an affine combination, so mapping after grounding equals mapping
+    before).
+
+    Args:
+        clip: its ``keypoints_2d (T, 33, 2)`` pixels (BlazePose-33), ``confidence (T, 33)``, ``K``, ``R``, ``t``.
+        detector_3d: ``(T, 33, 3)`` root-relative metres, camera axes; NaN in frames without a detection.
+    """
+    from .data.errors import DataError
+
+    derivation = blazepose_to_smpl22()
+    if detector_3d is None or clip.keypoint_skeleton != derivation.source.name:
+        raise DataError(f"clip {clip.name}: the detector teacher needs BlazePose-33 3D from the detector")
+    rel_cam = np.asarray(detector_3d, dtype=np.float64)
+    valid = np.isfinite(rel_cam).all(axis=(1, 2)) & (clip.confidence.sum(axis=1) > 0)  # (T,)
+    if not valid.any():
+        raise DataError(f"clip {clip.name}: no frame with the detector's 3D")
+    flat = torch.from_numpy(rel_cam.reshape(1, len(rel_cam), -1))  # (1, T, 33·3)
+    rel_cam = _fill_gaps(flat, torch.from_numpy(valid)[None])[0].numpy().reshape(rel_cam.shape)
+    xy = _pixels_to_normalized_np(clip.keypoints_2d, clip.K)  # (T, 33, 2)
+    world = ground_to_world(rel_cam, xy, clip.confidence, clip.R, clip.t, derivation.source)  # (T, 33, 3)
+    return derivation.apply(world)
 
 
 # ====================================================================================================================

@@ -13,24 +13,16 @@ from typing import Sequence
 import numpy as np
 
 from .checkpoint import atomic_path
+from .data.mocap import check_joints
 from .skeleton import Skeleton
 
 __all__ = ["render_motion", "render_motions", "render_overlay", "foot_contacts", "RenderError"]
 
 
 class RenderError(ValueError):
-    """Joints that cannot be rendered, or an output path that cannot be written."""
-
-
-def _check_joints(joints: np.ndarray, skeleton: Skeleton, name: str) -> np.ndarray:
-    joints = np.asarray(joints, dtype=np.float64)
-    if joints.ndim != 3 or joints.shape[1:] != (skeleton.num_joints, 3):
-        raise RenderError(f"{name}: expected joints of shape (T, {skeleton.num_joints}, 3), got {joints.shape}")
-    if joints.shape[0] == 0:
-        raise RenderError(f"{name}: no frames to render")
-    if not np.isfinite(joints).all():
-        raise RenderError(f"{name}: joints contain NaN or infinite values")
-    return joints
+    """Inputs that cannot be rendered together (captions, keypoints or frames that do not match the motions) or an
+    output path that cannot be written. Bad joints raise :class:`videomdm.data.errors.DataError`
+    (:func:`videomdm.data.mocap.check_joints`)."""
 
 
 def foot_contacts(joints: np.ndarray, skeleton: Skeleton, fps: float) -> np.ndarray:
@@ -46,6 +38,40 @@ def foot_contacts(joints: np.ndarray, skeleton: Skeleton, fps: float) -> np.ndar
     threshold = 0.002 * (20.0 / fps) ** 2
     features = encode(torch.as_tensor(joints, dtype=torch.float64), skeleton, contact_threshold=threshold)
     return features[:, FeatureLayout(skeleton.num_joints).foot_contacts].numpy() > 0.5
+
+
+def _scene_extent(plots: Sequence[np.ndarray]) -> tuple[list[np.ndarray], float, float]:
+    """The 3D views' common scale for motions in plot axes ``[(T_i, J, 3)]`` (x, z, y: matplotlib's z axis up): each
+    view's centre ``(3,)`` (middle of its motion's bounding box), the half-width of every view's floor (metres, at
+    least 1.2) and its height (at least 2 m)."""
+    centers = [(p.min(axis=(0, 1)) + p.max(axis=(0, 1))) / 2 for p in plots]
+    radius = max(max(float((p.max(axis=(0, 1)) - p.min(axis=(0, 1)))[:2].max()) / 2 for p in plots), 1.0) + 0.2
+    height = max(max(float(p[..., 2].max()) for p in plots), 2.0)
+    return centers, radius, height
+
+
+def _set_up_scene(ax, center: np.ndarray, radius: float, height: float, *, elevation: float, azimuth: float,
+                  grid_lines: int) -> None:
+    """Clear a 3D axes and draw the fixed scene of :func:`_scene_extent`: limits, equal aspect, camera (``elevation``,
+    ``azimuth`` in degrees, matplotlib's convention), no axes, the floor y = 0 as a grid of ``grid_lines`` lines each
+    way."""
+    ax.cla()
+    ax.set_xlim(center[0] - radius, center[0] + radius)
+    ax.set_ylim(center[1] - radius, center[1] + radius)
+    ax.set_zlim(0, height)
+    ax.set_box_aspect((1, 1, height / (2 * radius)))
+    ax.view_init(elev=elevation, azim=azimuth)
+    ax.set_axis_off()
+    for x in np.linspace(-radius, radius, grid_lines):
+        ax.plot([center[0] + x] * 2, [center[1] - radius, center[1] + radius], [0, 0], color="0.85", lw=0.6)
+        ax.plot([center[0] - radius, center[0] + radius], [center[1] + x] * 2, [0, 0], color="0.85", lw=0.6)
+
+
+def _draw_bones(ax, points: np.ndarray, skeleton: Skeleton, colors: Sequence[str]) -> None:
+    """One line per bone of ``skeleton`` between the joints ``points (J, 3)`` (plot axes), ``colors`` per bone."""
+    for (parent, child), color in zip(skeleton.bones, colors):
+        seg = points[[parent, child]]
+        ax.plot(seg[:, 0], seg[:, 1], seg[:, 2], color=color, lw=2.0)
 
 
 def render_motion(joints: np.ndarray, skeleton: Skeleton, out: Path, *, fps: float = 20.0, title: str = "",
@@ -88,13 +114,11 @@ def render_motions(motions: Sequence[np.ndarray], skeleton: Skeleton, out: Path,
     if captions is not None and len(captions) != len(motions):
         raise RenderError(f"{out}: {len(captions)} captions for {len(motions)} motions")
     where = source or str(out)
-    checked = [_check_joints(m, skeleton, where if len(motions) == 1 else f"{where} (motion {i})")
+    checked = [check_joints(m, skeleton, where if len(motions) == 1 else f"{where} (motion {i})")
                for i, m in enumerate(motions)]
     # Plot with matplotlib's z axis up: (x, y, z)_world → (x, z, y)_plot.
     plots = [m[..., [0, 2, 1]] for m in checked]
-    centers = [(p.min(axis=(0, 1)) + p.max(axis=(0, 1))) / 2 for p in plots]
-    radius = max(max(float((p.max(axis=(0, 1)) - p.min(axis=(0, 1)))[:2].max()) / 2 for p in plots), 1.0) + 0.2
-    height = max(max(float(p[..., 2].max()) for p in plots), 2.0)
+    centers, radius, height = _scene_extent(plots)
     left, right = skeleton.foot_indices
     foot_joints = left + right
     foot_colors = ["tab:red"] * len(left) + ["tab:blue"] * len(right)
@@ -111,24 +135,12 @@ def render_motions(motions: Sequence[np.ndarray], skeleton: Skeleton, out: Path,
     dpi = 80
     fig = plt.figure(figsize=(columns * size_px / dpi, rows * size_px / dpi), dpi=dpi)
     axes = [fig.add_subplot(rows, columns, i + 1, projection="3d") for i in range(len(plots))]
-    grid = np.linspace(-radius, radius, 9)
     frames = []
     try:
         for f in range(num_frames):
             for k, (ax, plot, center) in enumerate(zip(axes, plots, centers)):
                 g = min(f, len(plot) - 1)
-                ax.cla()
-                ax.set_xlim(center[0] - radius, center[0] + radius)
-                ax.set_ylim(center[1] - radius, center[1] + radius)
-                ax.set_zlim(0, height)
-                ax.set_box_aspect((1, 1, height / (2 * radius)))
-                ax.view_init(elev=elevation, azim=azimuth)
-                ax.set_axis_off()
-                for x in grid:  # floor grid at y = 0
-                    ax.plot([center[0] + x] * 2, [center[1] - radius, center[1] + radius], [0, 0], color="0.85",
-                            lw=0.6)
-                    ax.plot([center[0] - radius, center[0] + radius], [center[1] + x] * 2, [0, 0], color="0.85",
-                            lw=0.6)
+                _set_up_scene(ax, center, radius, height, elevation=elevation, azimuth=azimuth, grid_lines=9)
                 root = plot[:, 0]
                 ax.plot(root[:, 0], root[:, 1], np.zeros(len(root)), color="tab:orange", lw=1.0)
                 past = contact[k][: g + 1]  # (g+1, 4)
@@ -136,9 +148,7 @@ def render_motions(motions: Sequence[np.ndarray], skeleton: Skeleton, out: Path,
                     marks = plot[: g + 1, joint][past[:, c]]
                     if len(marks):
                         ax.scatter(marks[:, 0], marks[:, 1], np.zeros(len(marks)), s=10, color=color, alpha=0.4)
-                for (parent, child), color in zip(skeleton.bones, bone_colors):
-                    seg = plot[g, [parent, child]]
-                    ax.plot(seg[:, 0], seg[:, 1], seg[:, 2], color=color, lw=2.0)
+                _draw_bones(ax, plot[g], skeleton, bone_colors)
                 ax.scatter(plot[g, :, 0], plot[g, :, 1], plot[g, :, 2], s=4, color="k")
                 if captions and captions[k]:
                     ax.set_title("\n".join(textwrap.wrap(captions[k], 40)), fontsize=8)
@@ -188,16 +198,13 @@ def render_overlay(frames, keypoints_2d: np.ndarray, confidence: np.ndarray, key
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise RenderError(f"{out}: the overlay is written as .mp4")
-    joints = _check_joints(joints, skeleton, str(out))
+    joints = check_joints(joints, skeleton, str(out))
     T = len(joints)
     if keypoints_2d.shape[:2] != (T, keypoint_skeleton.num_joints) or projected.shape != (T, skeleton.num_joints, 2):
         raise RenderError(f"{out}: keypoints {keypoints_2d.shape} / projection {projected.shape} do not match "
                           f"{T} frames of {skeleton.num_joints} joints")
     plot = joints[..., [0, 2, 1]]  # matplotlib's z axis up
-    lo, hi = plot.min(axis=(0, 1)), plot.max(axis=(0, 1))
-    center = (lo + hi) / 2
-    radius = max(float((hi - lo)[:2].max()) / 2, 1.0) + 0.2
-    top = max(float(hi[2]), 2.0)
+    (center,), radius, top = _scene_extent([plot])
     dpi = 80
     fig = None
     images = []
@@ -228,19 +235,8 @@ def render_overlay(frames, keypoints_2d: np.ndarray, confidence: np.ndarray, key
             ax2d.set_ylim(height_px, 0)
             if title:
                 ax2d.text(5, 15, title, color="white", fontsize=8)
-            ax3d.cla()
-            ax3d.set_xlim(center[0] - radius, center[0] + radius)
-            ax3d.set_ylim(center[1] - radius, center[1] + radius)
-            ax3d.set_zlim(0, top)
-            ax3d.set_box_aspect((1, 1, top / (2 * radius)))
-            ax3d.view_init(elev=15, azim=-80)
-            ax3d.set_axis_off()
-            for g in np.linspace(-radius, radius, 7):
-                ax3d.plot([center[0] + g] * 2, [center[1] - radius, center[1] + radius], [0, 0], color="0.85", lw=0.6)
-                ax3d.plot([center[0] - radius, center[0] + radius], [center[1] + g] * 2, [0, 0], color="0.85", lw=0.6)
-            for parent, child in skeleton.bones:
-                seg = plot[f, [parent, child]]
-                ax3d.plot(seg[:, 0], seg[:, 1], seg[:, 2], color="tab:blue", lw=2.0)
+            _set_up_scene(ax3d, center, radius, top, elevation=15, azimuth=-80, grid_lines=7)
+            _draw_bones(ax3d, plot[f], skeleton, ["tab:blue"] * len(skeleton.bones))
             fig.canvas.draw()
             images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
     finally:

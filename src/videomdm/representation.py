@@ -67,11 +67,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import roma
 import torch
 from torch import Tensor
 
-from .skeleton import Skeleton
+from .skeleton import SMPL_22, Skeleton
 
 __all__ = [
     "FeatureLayout",
@@ -82,8 +83,10 @@ __all__ = [
     "facing_yaw",
     "root_rotation",
     "canonicalize",
+    "floor_from_feet",
     "CanonicalFrames",
     "canonical_frames",
+    "minimal_rotation",
     "inverse_kinematics",
     "encode",
     "decode",
@@ -333,6 +336,24 @@ def canonicalize(joints: Tensor, skeleton: Skeleton, *, facing_sigma: float = 20
     return joints_c, transform
 
 
+def floor_from_feet(world: np.ndarray, skeleton: Skeleton = SMPL_22, *, percentile: float = 5.0) -> float:
+    """Floor height (world y, metres) from the feet: the ``percentile``-th percentile over frames of the lowest
+    foot joint (ankles and toes) of each frame.
+
+    On clean data the lowest foot joint touches the floor whenever a foot is planted, so this is HumanML3D's
+    "lowest foot joint over the clip" (used by :func:`canonicalize`) made robust: a low percentile
+    instead of the minimum ignores the few frames where a lifter pushes a foot through the floor. ``world`` is
+    ``(T, J, 3)``.
+    """
+    world = np.asarray(world, dtype=np.float64)
+    left, right = skeleton.foot_indices
+    feet = left + right
+    if not feet:
+        raise ValueError(f"skeleton {skeleton.name} defines no foot joints")
+    lowest = world[:, feet, 1].min(axis=1)  # (T,)
+    return float(np.percentile(lowest, percentile))
+
+
 @dataclass
 class CanonicalFrames:
     """The frames in which windows of one clip's features decode, so windows can be cut from features encoded once.
@@ -374,7 +395,7 @@ def canonical_frames(joints: Tensor, skeleton: Skeleton, *, facing_sigma: float 
 # --- inverse kinematics ---------------------------------------------------------------------------------------------
 
 
-def _minimal_rotation(u: Tensor, v: Tensor) -> Tensor:
+def minimal_rotation(u: Tensor, v: Tensor) -> Tensor:
     """Smallest rotation taking unit ``u`` to unit ``v`` (HumanML3D's ``qbetween``): ``(..., 3) → (..., 3, 3)``.
 
     Quaternion (XYZW, as roma) ``(u × v, 1 + u·v)`` normalized; for antiparallel vectors, a half turn about an axis
@@ -417,7 +438,7 @@ def inverse_kinematics(joints: Tensor, skeleton: Skeleton, root_rotation: Tensor
         rot = local[0]
         for a, b in zip(chain[:-1], chain[1:]):
             direction = _normalize(joints[..., b, :] - joints[..., a, :])  # (..., T, 3)
-            glob = _minimal_rotation(rest[b].expand_as(direction), direction)  # (..., T, 3, 3)
+            glob = minimal_rotation(rest[b].expand_as(direction), direction)  # (..., T, 3, 3)
             local[b] = rot.transpose(-1, -2) @ glob
             rot = glob
     return torch.stack(local, dim=-3)

@@ -31,10 +31,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from .checkpoint import atomic_write_text
+from .data.mocap import check_joints, load_joints, read_sidecar, recorded_fps
 from .skeleton import SMPL_22, Skeleton, get_skeleton
 
 __all__ = ["ViewerError", "ViewMotion", "collect_motions", "write_viewer", "write_comparison", "load_samples",
-           "pair_by_caption", "read_sidecar", "TEMPLATE_MARK", "DEFAULT_FPS"]
+           "pair_by_caption", "TEMPLATE_MARK", "DEFAULT_FPS"]
 
 TEMPLATE_MARK = "/*__VIEWER_DATA__*/"
 DEFAULT_FPS = 20.0
@@ -42,7 +43,8 @@ STUDY_FORMAT = "videomdm-study-key"
 
 
 class ViewerError(ValueError):
-    """Input the viewer cannot show; the message names the file."""
+    """Input the viewer cannot show; the message names the file. Bad joints raise
+    :class:`videomdm.data.errors.DataError` (:func:`videomdm.data.mocap.check_joints`)."""
 
 
 @dataclass
@@ -67,44 +69,16 @@ class ViewMotion:
     view2d: dict[str, Any] | None = field(default=None)
 
 
-def _check(joints: np.ndarray, skeleton: Skeleton, where: str) -> np.ndarray:
-    from .export import ExportError, check_joints
-
-    try:
-        return check_joints(joints, skeleton, where)
-    except ExportError as err:
-        raise ViewerError(str(err)) from None
-
-
-def read_sidecar(path: Path) -> dict[str, Any]:
-    """What is known about a joints file: ``samples.json`` beside a ``joints.npy`` (as ``videomdm sample`` writes:
-    ``fps``, ``texts``), else ``<name>.json`` beside the file (``fps``, ``text``), else {}."""
-    candidate = path.parent / "samples.json" if path.name == "joints.npy" else path.with_suffix(".json")
-    if not candidate.is_file():
-        return {}
-    try:
-        info = json.loads(candidate.read_text())
-    except ValueError as err:
-        raise ViewerError(f"{candidate}: not valid JSON ({err})") from None
-    if not isinstance(info, dict):
-        raise ViewerError(f"{candidate}: expected a JSON object")
-    return info
-
-
 def _load_npy(path: Path, skeleton: Skeleton, clips: dict[str, Any]) -> list[ViewMotion]:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise ViewerError(f"{path}: cannot read as a .npy array ({err})") from None
+    stack = load_joints(path, skeleton)  # (N, T, J, 3)
     info = read_sidecar(path)
-    fps = float(info.get("fps", DEFAULT_FPS))
-    stack = array if array.ndim == 4 else array[None]
+    fps = recorded_fps(path) or DEFAULT_FPS
     texts = info.get("texts") or ([info["text"]] if isinstance(info.get("text"), str) else info.get("text") or [])
     out = []
     for i, joints in enumerate(stack):
         label = path.stem if len(stack) == 1 else f"{path.stem}[{i}]"
         caption = str(texts[i]) if i < len(texts) else ""
-        motion = ViewMotion(label, _check(joints, skeleton, f"{path} (motion {i})"), fps, skeleton, caption)
+        motion = ViewMotion(label, joints, fps, skeleton, caption)
         clip = clips.get(path.stem) if len(stack) == 1 else None
         if clip is not None:  # a lifted clip (``videomdm lift`` names its files by clip): show its keypoints
             if clip.keypoints_2d is not None and len(clip.keypoints_2d) != len(joints):
@@ -158,7 +132,7 @@ def _load_clip(path: Path) -> list[ViewMotion]:
         joints = getattr(clip, field_name)
         if joints is None:
             continue
-        joints = _check(joints, skeleton, f"{path} ({field_name})")
+        joints = check_joints(joints, skeleton, f"{path} ({field_name})")
         out.append(ViewMotion(f"{clip.name} · {what}", joints, float(clip.fps), skeleton, caption,
                               _view2d(clip, joints)))
     return out
@@ -241,24 +215,18 @@ def write_viewer(motions: Sequence[ViewMotion], out: str | Path, *, title: str =
 # --- blind comparison ----------------------------------------------------------------------------------------------
 
 
-def load_samples(path: str | Path) -> tuple[np.ndarray, list[str], float, Path]:
+def load_samples(path: str | Path, skeleton: Skeleton = SMPL_22) -> tuple[np.ndarray, list[str], float, Path]:
     """A sample folder (``joints.npy`` + ``samples.json``) or a run folder holding ``samples/``: joints
-    ``(N, T, J, 3)``, captions (N,), fps and the folder used."""
+    ``(N, T, J, 3)`` (checked by :func:`videomdm.data.mocap.load_joints`), captions (N,), fps and the folder used."""
     path = Path(path)
     folder = path if (path / "joints.npy").is_file() else path / "samples"
     if not (folder / "joints.npy").is_file():
         raise ViewerError(f"{path}: no joints.npy here or in samples/ (make one with `videomdm sample RUN --out DIR`)")
-    try:
-        joints = np.load(folder / "joints.npy", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise ViewerError(f"{folder / 'joints.npy'}: cannot read ({err})") from None
-    if joints.ndim != 4:
-        raise ViewerError(f"{folder / 'joints.npy'}: expected (N, T, J, 3), got shape {joints.shape}")
-    info = read_sidecar(folder / "joints.npy")
-    texts = [str(t) for t in info.get("texts", [""] * len(joints))]
+    joints = load_joints(folder / "joints.npy", skeleton)
+    texts = [str(t) for t in read_sidecar(folder / "joints.npy").get("texts", [""] * len(joints))]
     if len(texts) != len(joints):
         raise ViewerError(f"{folder / 'samples.json'}: {len(texts)} captions for {len(joints)} motions")
-    return joints, texts, float(info.get("fps", DEFAULT_FPS)), folder
+    return joints, texts, recorded_fps(folder / "joints.npy") or DEFAULT_FPS, folder
 
 
 def pair_by_caption(texts_a: Sequence[str], texts_b: Sequence[str]) -> list[tuple[int, int]]:
@@ -281,8 +249,8 @@ def write_comparison(run_a: str | Path, run_b: str | Path, out: str | Path, *, s
     Returns (page, key file).
     """
     out = Path(out)
-    joints_a, texts_a, fps_a, folder_a = load_samples(run_a)
-    joints_b, texts_b, fps_b, folder_b = load_samples(run_b)
+    joints_a, texts_a, fps_a, folder_a = load_samples(run_a, skeleton)
+    joints_b, texts_b, fps_b, folder_b = load_samples(run_b, skeleton)
     pairs = pair_by_caption(texts_a, texts_b)
     if not pairs:
         raise ViewerError(f"{folder_a} and {folder_b} share no caption; nothing to compare")
@@ -295,8 +263,8 @@ def write_comparison(run_a: str | Path, run_b: str | Path, out: str | Path, *, s
     for number, k in enumerate(order):
         i, j = pairs[k]
         # No label and no caption on the motions (the caption is shown once per pair): nothing tells A from B.
-        a = ViewMotion("", _check(joints_a[i], skeleton, f"{folder_a} (motion {i})"), fps_a, skeleton)
-        b = ViewMotion("", _check(joints_b[j], skeleton, f"{folder_b} (motion {j})"), fps_b, skeleton)
+        a = ViewMotion("", joints_a[i], fps_a, skeleton)
+        b = ViewMotion("", joints_b[j], fps_b, skeleton)
         left, right = (a, b) if a_left[number] else (b, a)
         page_pairs.append({"left": len(motions), "right": len(motions) + 1, "caption": texts_a[i]})
         motions += [left, right]

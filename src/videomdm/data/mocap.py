@@ -8,8 +8,12 @@ Accepted files:
 - ``.bvh`` whose joint names include all of LAFAN1's 22 names (``Hips``, ``LeftUpLeg``, ...; mapped with
   ``joint_map(LAFAN_22, SMPL_22)``) or all of SMPL-22's names (``pelvis``, ``left_hip``, ...). Extra joints are
   ignored. Units are detected as described in :mod:`videomdm.data.bvh`.
-- ``.npy`` holding ``(T, 22, 3)`` joint positions in SMPL-22 order, metres, y up. Its fps comes from ``npy_fps`` or
-  from a sidecar ``<name>.json`` holding ``{"fps": ...}``.
+- ``.npy`` holding ``(T, 22, 3)`` joint positions in SMPL-22 order, metres, y up (:func:`load_joints`). Its fps
+  comes from ``npy_fps`` or from the JSON file beside it (:func:`recorded_fps`: ``<name>.json`` holding
+  ``{"fps": ...}``, or ``samples.json`` for a ``joints.npy``).
+
+:func:`load_joints`, :func:`check_joints` and :func:`recorded_fps` are also what the ``render``, ``export`` and
+``view`` commands use to read a joints file.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from ..skeleton import LAFAN_22, SMPL_22, Skeleton, joint_map
 from .bvh import read_bvh
 from .errors import DataError
 
-__all__ = ["MocapSequence", "load_mocap", "resample", "window_starts", "find_mocap_files", "MOCAP_SUFFIXES"]
+__all__ = ["MocapSequence", "load_mocap", "check_joints", "load_joints", "read_sidecar", "recorded_fps", "resample",
+           "resample_indices", "window_starts", "find_mocap_files", "MOCAP_SUFFIXES"]
 
 MOCAP_SUFFIXES = (".bvh", ".npy")
 
@@ -67,40 +72,101 @@ def _select_bvh_joints(path: Path, names: list[str], positions: np.ndarray) -> t
     )
 
 
-def _npy_fps(path: Path, npy_fps: float | None) -> float:
-    if npy_fps is not None:
-        fps = float(npy_fps)
-    else:
-        sidecar = path.with_suffix(".json")
-        if not sidecar.exists():
-            raise DataError(f"{path}: a joints .npy has no frame rate; pass npy_fps or write {sidecar.name} with "
-                            f'{{"fps": 30}} next to it')
-        try:
-            meta = json.loads(sidecar.read_text())
-            fps = float(meta["fps"])
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise DataError(f"{sidecar}: cannot read the fps (expected a JSON object {{\"fps\": number}}): "
-                            f"{err!r}") from None
+def check_joints(joints: np.ndarray, skeleton: Skeleton, where: str, min_frames: int = 1) -> np.ndarray:
+    """``joints`` as float64 ``(T, J, 3)`` for ``skeleton``; :class:`DataError` naming ``where`` for a wrong shape, a
+    non-numeric dtype, fewer than ``min_frames`` frames, or NaN / infinite values."""
+    joints = np.asarray(joints)
+    if joints.ndim != 3 or joints.shape[1:] != (skeleton.num_joints, 3):
+        raise DataError(f"{where}: expected joints of shape (T, {skeleton.num_joints}, 3) for skeleton "
+                        f"{skeleton.name}, got {joints.shape}")
+    if not np.issubdtype(joints.dtype, np.number):
+        raise DataError(f"{where}: expected numbers, got dtype {joints.dtype}")
+    if joints.shape[0] < min_frames:
+        raise DataError(f"{where}: need at least {min_frames} frame(s), got {joints.shape[0]}")
+    finite = np.isfinite(joints).all(axis=(1, 2))
+    if not finite.all():
+        raise DataError(f"{where}: joints of shape {joints.shape} contain NaN or infinite values (first at frame "
+                        f"{int(np.argmin(finite))})")
+    return joints.astype(np.float64)
+
+
+def load_joints(path: str | Path, skeleton: Skeleton = SMPL_22, *, several: bool = True) -> np.ndarray:
+    """Read a joints ``.npy`` (metres, y up, ``skeleton``'s joint order), every motion checked by
+    :func:`check_joints`.
+
+    Args:
+        several: accept ``(T, J, 3)`` (one motion) or ``(N, T, J, 3)`` (``N`` motions, as ``videomdm sample``
+            writes) and return ``(N, T, J, 3)``; else accept and return only ``(T, J, 3)``.
+
+    Returns:
+        float64 joints. Raises :class:`DataError` naming the file (and the motion) for a missing or unreadable file or
+        bad joints.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: cannot read as a .npy array ({err})") from None
+    if not several:
+        return check_joints(array, skeleton, str(path))
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or len(array) == 0:
+        raise DataError(f"{path}: expected joints of shape (T, {skeleton.num_joints}, 3) or (N, T, "
+                        f"{skeleton.num_joints}, 3) for skeleton {skeleton.name}, got {array.shape}")
+    return np.stack([check_joints(m, skeleton, str(path) if len(array) == 1 else f"{path} (motion {i})")
+                     for i, m in enumerate(array)])
+
+
+def _sidecar_path(path: Path) -> Path:
+    """The JSON file beside a joints file: ``samples.json`` for a ``joints.npy``, else ``<name>.json``."""
+    return path.parent / "samples.json" if path.name == "joints.npy" else path.with_suffix(".json")
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """What is recorded beside a joints file (:func:`_sidecar_path`): ``fps`` and ``texts`` in the ``samples.json``
+    that ``videomdm sample`` writes, ``fps`` and ``text`` in a ``<name>.json``; {} when there is no such file."""
+    candidate = _sidecar_path(Path(path))
+    if not candidate.is_file():
+        return {}
+    try:
+        info = json.loads(candidate.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{candidate}: not valid JSON ({err})") from None
+    if not isinstance(info, dict):
+        raise DataError(f"{candidate}: expected a JSON object")
+    return info
+
+
+def recorded_fps(path: str | Path) -> float | None:
+    """The frame rate recorded beside a joints file (:func:`read_sidecar`'s ``fps``), or None when none is.
+
+    Raises :class:`DataError` naming the JSON file when its ``fps`` is not a positive number.
+    """
+    path = Path(path)
+    value = read_sidecar(path).get("fps")
+    if value is None:
+        return None
+    try:
+        fps = float(value)
+    except (TypeError, ValueError):
+        fps = float("nan")
     if not np.isfinite(fps) or fps <= 0:
-        raise DataError(f"{path}: fps must be positive, got {fps}")
+        raise DataError(f"{_sidecar_path(path)}: fps must be a positive number, got {value!r}")
     return fps
 
 
 def _load_npy(path: Path, npy_fps: float | None) -> MocapSequence:
-    try:
-        joints = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"{path}: cannot read as a .npy array: {err}") from None
-    if joints.ndim != 3 or joints.shape[1:] != (SMPL_22.num_joints, 3) or joints.shape[0] < 1:
-        raise DataError(f"{path}: expected joints of shape (T, {SMPL_22.num_joints}, 3) in SMPL-22 order, got shape "
-                        f"{joints.shape}")
-    if not np.issubdtype(joints.dtype, np.number):
-        raise DataError(f"{path}: expected numbers, got dtype {joints.dtype}")
-    finite = np.isfinite(joints).all(axis=(1, 2))
-    if not finite.all():
-        raise DataError(f"{path}: joints of shape {joints.shape} contain NaN or infinite values (first at frame "
-                        f"{int(np.argmin(finite))})")
-    return MocapSequence(joints.astype(np.float32), _npy_fps(path, npy_fps), f"{path.name} (smpl22 npy)")
+    joints = load_joints(path, SMPL_22, several=False)
+    fps = float(npy_fps) if npy_fps is not None else recorded_fps(path)
+    if fps is None:
+        raise DataError(f"{path}: a joints .npy has no frame rate; pass npy_fps or write "
+                        f"{_sidecar_path(path).name} with {{\"fps\": 30}} next to it")
+    if not np.isfinite(fps) or fps <= 0:
+        raise DataError(f"{path}: fps must be positive, got {fps}")
+    return MocapSequence(joints.astype(np.float32), fps, f"{path.name} (smpl22 npy)")
 
 
 def load_mocap(path: str | Path, *, unit: str = "auto", npy_fps: float | None = None) -> MocapSequence:
@@ -119,36 +185,48 @@ def load_mocap(path: str | Path, *, unit: str = "auto", npy_fps: float | None = 
         source = f"{path.name} ({skeleton.name} bvh, {motion.unit})"
         return MocapSequence(joints.astype(np.float32), motion.fps, source)
     if suffix == ".npy":
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
         return _load_npy(path, npy_fps)
     raise DataError(f"{path}: unsupported mocap file type {path.suffix!r} (expected one of {MOCAP_SUFFIXES})")
 
 
-def resample(joints: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
-    """Resample ``(T, J, 3)`` joint positions from ``src_fps`` to ``dst_fps`` by linear interpolation in time.
+def resample_indices(num_frames: int, src_fps: float, dst_fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the frames of a ``num_frames``-long sequence resampled from ``src_fps`` to ``dst_fps`` fall.
 
-    Output frame ``k`` is at time ``k / dst_fps`` (the first frames coincide); frames are produced while that time
-    is within the input's span ``(T - 1) / src_fps``, so ``T' = floor((T - 1) · dst / src) + 1``. Linear
-    interpolation is right for positions (it is not for rotations, which this never touches): a constant-velocity
-    motion stays exactly constant-velocity.
+    Output frame ``k`` is at time ``k / dst_fps`` (the first frames coincide), i.e. at fractional input frame
+    ``s_k = k · src / dst``; frames are produced while that time is within the input's span ``(T − 1) / src_fps``, so
+    ``T' = floor((T − 1) · dst / src) + 1``. Output frame ``k`` is ``(1 − w_k) · x[lower_k] + w_k · x[upper_k]`` with
+    ``lower_k = floor(s_k)``, ``upper_k = lower_k + 1`` and ``w_k = s_k − lower_k``; an output frame within 1e-9 of
+    an input frame takes that frame alone (``upper_k = lower_k``, ``w_k = 0``).
 
     Returns:
-        (T', J, 3) array of the input's dtype.
+        ``lower (T',)``, ``upper (T',)`` int64 input frames and ``weight (T',)`` float64 of ``upper``.
     """
-    joints = np.asarray(joints)
     if src_fps <= 0 or dst_fps <= 0:
         raise ValueError(f"fps must be positive, got {src_fps} -> {dst_fps}")
-    num_frames = joints.shape[0]
     if num_frames == 0:
         raise ValueError("cannot resample an empty sequence")
-    if src_fps == dst_fps:
-        return joints.copy()
     count = int(np.floor((num_frames - 1) * dst_fps / src_fps + 1e-9)) + 1
     source_index = np.arange(count) * (src_fps / dst_fps)  # (T',) fractional input frame of each output frame
     lower = np.minimum(np.floor(source_index).astype(np.int64), num_frames - 1)
-    upper = np.minimum(lower + 1, num_frames - 1)
-    weight = (source_index - lower).reshape(-1, *([1] * (joints.ndim - 1)))  # (T', 1, 1)
+    on_frame = source_index - lower < 1e-9
+    upper = np.where(on_frame, lower, np.minimum(lower + 1, num_frames - 1))
+    weight = np.where(on_frame, 0.0, source_index - lower)
+    return lower, upper, weight
+
+
+def resample(joints: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Resample ``(T, ...)`` values (joint positions ``(T, J, 3)``) from ``src_fps`` to ``dst_fps`` by linear
+    interpolation in time at the frames of :func:`resample_indices`. Linear interpolation is right for positions (it
+    is not for rotations, which this never touches): a constant-velocity motion stays exactly constant-velocity.
+
+    Returns:
+        ``(T', ...)`` array of the input's dtype (a copy when the rates are equal).
+    """
+    joints = np.asarray(joints)
+    lower, upper, weight = resample_indices(joints.shape[0], src_fps, dst_fps)
+    if src_fps == dst_fps:
+        return joints.copy()
+    weight = weight.reshape(-1, *([1] * (joints.ndim - 1)))  # (T', 1, 1)
     data = joints.astype(np.float64)
     out = (1.0 - weight) * data[lower] + weight * data[upper]
     return out.astype(joints.dtype)

@@ -12,11 +12,12 @@ pixels with confidences (0 where the person was not found) and, from detectors t
    :func:`default_focal_px` (the image diagonal in pixels, about 47° horizontal field of view for 16:9 footage).
    Extrinsics: gravity is taken from the camera's up direction (no roll, no pitch: :data:`CAMERA_ROTATION`, the
    camera looks along world +z with its image y axis pointing down the world's y axis);
-4. **teacher**: any function ``Clip → (T, 22, 3)`` world joints given that camera (the detector's own 3D grounded by
-   :func:`videomdm.lifter.ground_to_world`, the built-in lifter, or a lifter file, see
+4. **teacher**: any function ``Clip → (T, 22, 3)`` world joints given that camera (the detector's own 3D,
+   :func:`videomdm.lifter.detector_teacher`, the built-in lifter, or a lifter file, see
    :func:`videomdm.lifter.make_teacher`);
-5. **grounding and canonicalization**: :func:`ground_clip` puts the floor (:func:`videomdm.lifter.floor_from_feet`)
-   at y = 0, the root of frame 0 at the x, z origin facing +z, and carries the camera along.
+5. **grounding and canonicalization**: :func:`ground_clip` puts the floor
+   (:func:`videomdm.representation.floor_from_feet`) at y = 0, the root of frame 0 at the x, z origin facing +z,
+   and carries the camera along.
 
 Writing is resumable: each finished source writes ``progress/<source>.json`` after its clips; a later run skips
 sources with such a record and writes ``dataset.json`` from all records. A source that fails is reported and the
@@ -35,15 +36,15 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from ..camera import pixels_to_normalized, transform_camera
+from ..camera import transform_camera
 from ..checkpoint import atomic_write_text
 from ..evaluate import reprojection_error
-from ..lifter import floor_from_feet
-from .dataset import observed_keypoints
-from ..representation import canonicalize
+from ..representation import canonicalize, floor_from_feet
 from ..skeleton import SMPL_22, Skeleton, get_skeleton
 from .clip import Clip, read_dataset_index, save_clip, write_dataset_index
+from .dataset import observed_keypoints
 from .errors import DataError
+from .mocap import resample, resample_indices
 from .prepare import _file_name
 
 __all__ = [
@@ -56,7 +57,6 @@ __all__ = [
     "person_box",
     "identity_switches",
     "ground_clip",
-    "detector_teacher",
     "clips_from_sequence",
     "clip_reprojection_px",
     "prepare_sequences",
@@ -126,7 +126,8 @@ class KeypointSequence:
 
 
 def resample_sequence(seq: KeypointSequence, fps: float) -> KeypointSequence:
-    """Resample to ``fps`` by linear interpolation between the two neighbouring source frames.
+    """Resample to ``fps`` by linear interpolation between the two neighbouring source frames
+    (:func:`videomdm.data.mocap.resample`).
 
     An output frame's confidence is the lower of its two neighbours' (0 if the person is missing in either), so a
     gap never gets interpolated keypoints. Output frame ``k`` is at time ``k / fps``; the last one is at or before the
@@ -136,21 +137,11 @@ def resample_sequence(seq: KeypointSequence, fps: float) -> KeypointSequence:
         raise DataError(f"{seq.source}: {seq.name}: frame rate unknown; give it (--fps)")
     if abs(seq.fps - fps) < 1e-9 or seq.num_frames == 0:
         return replace(seq, fps=float(fps))
-    duration = (seq.num_frames - 1) / seq.fps
-    times = np.arange(int(np.floor(duration * fps + 1e-9)) + 1) / fps  # (T',) seconds
-    position = times * seq.fps
-    lo = np.clip(np.floor(position).astype(int), 0, seq.num_frames - 1)
-    on_frame = position - lo < 1e-9  # exactly on a source frame: that frame alone
-    hi = np.where(on_frame, lo, np.minimum(lo + 1, seq.num_frames - 1))
-    w = np.where(on_frame, 0.0, position - lo)[:, None]  # (T', 1)
-
-    def mix(values: np.ndarray) -> np.ndarray:
-        w_ = w.reshape(w.shape + (1,) * (values.ndim - 2))
-        return (1 - w_) * values[lo] + w_ * values[hi]
-
-    confidence = np.minimum(seq.confidence[lo], seq.confidence[hi])
-    world = None if seq.world is None else mix(seq.world)
-    return replace(seq, keypoints=mix(seq.keypoints), confidence=confidence, world=world, fps=float(fps))
+    lower, upper, _ = resample_indices(seq.num_frames, seq.fps, fps)
+    confidence = np.minimum(seq.confidence[lower], seq.confidence[upper])
+    world = None if seq.world is None else resample(seq.world, seq.fps, fps)
+    return replace(seq, keypoints=resample(seq.keypoints, seq.fps, fps), confidence=confidence, world=world,
+                   fps=float(fps))
 
 
 def split_at_gaps(detected: np.ndarray, max_gap: int, min_length: int,
@@ -242,8 +233,8 @@ def ground_clip(clip: Clip, skeleton: Skeleton = SMPL_22, *, facing_sigma: float
     """Canonicalize a clip's ``teacher_3d`` and carry its camera along (the pixels do not change).
 
     Root x, z of frame 0 at the origin facing +z (:func:`videomdm.representation.canonicalize`), then the floor of
-    :func:`videomdm.lifter.floor_from_feet` (a low percentile of the lowest foot, robust to a few frames where a foot
-    goes through the floor) at y = 0.
+    :func:`videomdm.representation.floor_from_feet` (a low percentile of the lowest foot, robust to a few frames where
+    a foot goes through the floor) at y = 0.
     """
     joints = torch.as_tensor(clip.teacher_3d, dtype=torch.float64)[None]  # (1, T, J, 3)
     canonical, transform = canonicalize(joints, skeleton, facing_sigma=facing_sigma)
@@ -261,39 +252,6 @@ def clip_reprojection_px(clip: Clip, skeleton: Skeleton = SMPL_22, joints: np.nd
     uv, conf = observed_keypoints(clip, skeleton)
     joints = clip.teacher_3d if joints is None else joints
     return reprojection_error(joints, uv, conf, clip.K, clip.R, clip.t)
-
-
-def _fill_missing_frames(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Linear interpolation over frames ``(T, ...)`` where ``valid (T,)`` is False (nearest value at the ends)."""
-    frames = np.arange(len(values))
-    flat = values.reshape(len(values), -1)
-    filled = np.stack([np.interp(frames, frames[valid], column[valid]) for column in flat.T], axis=1)
-    return filled.reshape(values.shape)
-
-
-def detector_teacher(clip: Clip, detector_3d: np.ndarray | None) -> np.ndarray:
-    """The teacher from a detector's own root-relative 3D (BlazePose's ``pose_world_landmarks``): ``(T, J, 3)`` world.
-
-    Per frame, the translation that puts the detector's 33 joints on their own keypoint rays is solved by least
-    squares (:func:`videomdm.lifter.solve_root_translation`, confidence-weighted), the joints are mapped to SMPL-22
-    (:func:`videomdm.skeleton.blazepose_to_smpl22`) and taken to the world with the clip's camera. Frames without a
-    detection (short gaps inside a clip) are interpolated from their neighbours.
-    """
-    from ..lifter import solve_root_translation
-    from ..skeleton import blazepose_to_smpl22
-
-    derivation = blazepose_to_smpl22()
-    if detector_3d is None or clip.keypoint_skeleton != derivation.source.name:
-        raise DataError(f"clip {clip.name}: the detector teacher needs BlazePose-33 3D from the detector")
-    valid = np.isfinite(detector_3d).all(axis=(1, 2)) & (clip.confidence.sum(axis=1) > 0)
-    if not valid.any():
-        raise DataError(f"clip {clip.name}: no frame with the detector's 3D")
-    rel_cam = _fill_missing_frames(np.asarray(detector_3d, dtype=np.float64), valid)  # (T, 33, 3)
-    xy = pixels_to_normalized(torch.as_tensor(clip.keypoints_2d, dtype=torch.float64),
-                              torch.as_tensor(clip.K, dtype=torch.float64)).numpy()  # (T, 33, 2)
-    translation = solve_root_translation(rel_cam, xy, clip.confidence)  # (T, 3) metres
-    cam = derivation.apply(rel_cam + translation[:, None, :])  # (T, 22, 3) camera frame
-    return (cam - clip.t) @ clip.R  # X_w = Rᵀ (X_c − t), row vectors
 
 
 # --- the writer -----------------------------------------------------------------------------------------------------
