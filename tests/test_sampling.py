@@ -74,7 +74,14 @@ def test_caption_embeddings_keep_the_order_of_repeated_captions():
     torch.testing.assert_close(table[:, 0], torch.tensor([0.2, 0.1, 0.2, 0.3]))
 
 
-def test_bf16_sampling_runs_the_denoiser_under_autocast_and_stays_close():
+def native_bf16(monkeypatch, supported: bool) -> None:
+    """Make the CPU report (or deny) bf16 matrix units; CPU autocast runs either way (emulated without them)."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: supported)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+
+
+def test_bf16_sampling_runs_the_denoiser_under_autocast_and_stays_close(monkeypatch):
+    native_bf16(monkeypatch, True)
     run = tiny_run()
     seen = record_forwards(run)
     full = generate(run, 2, texts=["walk"], steps=5, precision="fp32")
@@ -90,6 +97,17 @@ def test_bf16_sampling_runs_the_denoiser_under_autocast_and_stays_close():
     seen = record_forwards(bf16_config)
     generate(bf16_config, 1, steps=2)
     assert all(f["autocast"] for f in seen)  # the config switch alone selects bf16
+
+
+def test_bf16_sampling_falls_back_to_fp32_without_native_bf16(monkeypatch):
+    native_bf16(monkeypatch, False)
+    run = tiny_run()
+    seen = record_forwards(run)
+    full = generate(run, 1, steps=2, precision="fp32")
+    with pytest.warns(UserWarning, match="no native bf16 support; sampling in fp32"):
+        fallback = generate(run, 1, steps=2, precision="bf16")
+    assert not any(f["autocast"] for f in seen)
+    np.testing.assert_array_equal(full, fallback)
 
 
 def test_precision_is_checked():

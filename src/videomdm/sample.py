@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,7 +20,7 @@ from .data.dataset import Observations
 from .representation import Normalizer, RigidTransform, canonicalize, decode, encode
 from .skeleton import Skeleton, get_skeleton
 from .text import TextEncoder, build_text_encoder
-from .train import build_diffusion, build_model, resolve_device
+from .train import autocast_dtype, bf16_supported, build_diffusion, build_model, resolve_device
 
 __all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "bf16_supported", "caption_embeddings",
            "window_starts", "Observations", "lift"]
@@ -72,24 +71,11 @@ def load_run(run_dir: Path, *, checkpoint: Path | None = None, device: str = "au
                      step=ckpt.step, checkpoint=path)
 
 
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast runs on ``device`` (CPU autocast always does; its speed depends on the CPU's bf16
-    matrix units)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu"
-
-
 def inference_precision(model: Callable[..., Tensor], device: torch.device, precision: str) -> Callable[..., Tensor]:
     """``model`` run under the autocast of ``precision`` (``"fp32"``: as is; ``"bf16"``: bf16 autocast where the
-    device supports it, else fp32 with a warning); outputs are always float32, so the sampler's arithmetic stays in
-    full precision."""
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    if precision == "fp32":
-        return model
-    if not bf16_supported(device):
-        warnings.warn(f"bf16 autocast is not supported on {device}; sampling in fp32", stacklevel=3)
+    device computes bf16 natively, else fp32 with a warning: :func:`~videomdm.train.autocast_dtype`); outputs are
+    always float32, so the sampler's arithmetic stays in full precision."""
+    if autocast_dtype(precision, device, use="sampling") is None:
         return model
 
     def run_bf16(*args, **kwargs) -> Tensor:

@@ -53,7 +53,7 @@ from .skeleton import get_skeleton
 from .text import TextEncoder, build_text_encoder
 
 __all__ = ["train", "resolve_device", "build_model", "build_diffusion", "TrainState", "RunExistsError", "Processes",
-           "processes_from_env", "micro_batch_positions", "ItemRandom", "autocast_dtype"]
+           "processes_from_env", "micro_batch_positions", "ItemRandom", "bf16_supported", "autocast_dtype"]
 
 
 class RunExistsError(CheckpointError):
@@ -176,22 +176,29 @@ class ItemRandom:
         return torch.stack(rows).to(device)
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """``torch.bfloat16`` for ``precision="bf16"`` on a device with native bf16 support, else None (fp32).
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: CUDA ``torch.cuda.is_bf16_supported()``; CPU AVX512-BF16 or AMX
+    instructions (bf16 matrix products without them are emulated and slower than fp32); other devices: no."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
 
-    CUDA: ``torch.cuda.is_bf16_supported()``; CPU: AVX512-BF16 or AMX instructions (bf16 matrix products without
-    them are emulated and slower than fp32). Falling back warns once per run.
+
+def autocast_dtype(precision: str, device: torch.device, use: str = "training") -> torch.dtype | None:
+    """``torch.bfloat16`` for ``precision="bf16"`` on a device with native bf16 support (:func:`bf16_supported`),
+    else None (fp32). The one precision check of training and sampling; falling back warns, naming ``use``.
+
+    Raises:
+        ValueError: ``precision`` is neither ``"fp32"`` nor ``"bf16"``.
     """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if precision == "fp32":
         return None
-    if device.type == "cuda":
-        supported = torch.cuda.is_bf16_supported()
-    elif device.type == "cpu":
-        supported = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    else:
-        supported = False
-    if not supported:
-        warnings.warn(f"train.precision=bf16: {device} has no native bf16 support; training in fp32", stacklevel=2)
+    if not bf16_supported(device):
+        warnings.warn(f"precision bf16: {device} has no native bf16 support; {use} in fp32", stacklevel=2)
         return None
     return torch.bfloat16
 
