@@ -22,7 +22,7 @@ from .skeleton import Skeleton, get_skeleton
 from .text import TextEncoder, build_text_encoder
 from .train import autocast_dtype, bf16_supported, build_diffusion, build_model, resolve_device
 
-__all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "bf16_supported", "caption_embeddings",
+__all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "bf16_supported",
            "window_starts", "Observations", "lift"]
 
 
@@ -85,14 +85,6 @@ def inference_precision(model: Callable[..., Tensor], device: torch.device, prec
     return run_bf16
 
 
-def caption_embeddings(encoder: TextEncoder, captions: Sequence[str]) -> Tensor:
-    """``(N, C)`` embeddings of ``captions``, each distinct caption encoded once."""
-    distinct = list(dict.fromkeys(captions))
-    table = encoder.encode(distinct)  # (U, C)
-    row = {caption: i for i, caption in enumerate(distinct)}
-    return table[[row[c] for c in captions]]
-
-
 @torch.no_grad()
 def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, num_frames: int | None = None,
              steps: int | None = None, guidance_scale: float | None = None, eta: float | None = None,
@@ -101,7 +93,8 @@ def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, nu
     """Sample ``num`` motions; returns joints ``(num, T, J, 3)`` float32 in metres (canonical frame, y up).
 
     With captions, every sampling step is one denoiser forward on a doubled batch (conditional and unconditional
-    halves, :func:`~videomdm.diffusion.classifier_free_guidance`), and each distinct caption is embedded once.
+    halves, :func:`~videomdm.diffusion.classifier_free_guidance`); the captions are embedded once per call (each
+    distinct one once: the text encoder's cache).
 
     Args:
         texts: one caption per motion (or one caption for all); ``None`` for unconditional sampling.
@@ -132,7 +125,7 @@ def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, nu
     mask = torch.ones(num, num_frames, dtype=torch.bool, device=run.device)
     if texts is not None:
         captions = list(texts) * num if len(texts) == 1 else list(texts)
-        cond = caption_embeddings(run.text_encoder, captions).to(run.device)
+        cond = run.text_encoder.encode(captions).to(run.device)  # (num, C); each distinct caption embedded once
         model_fn = classifier_free_guidance(denoiser, guidance_scale, mask=mask, cond=cond)
     elif run.text_encoder is not None:  # a text model sampled unconditionally: the dropped-condition branch
         uncond = torch.ones(num, dtype=torch.bool, device=run.device)
