@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 from functools import partial
@@ -174,6 +175,9 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
         raise DataError(f"{video}: nothing to lift ({reason})")
     keypoint_skeleton = get_skeleton(seq.skeleton)
     rows = {}
+    # One decode for all overlays: the clips are disjoint frame ranges in increasing order, so each overlay takes its
+    # range from one stream of the video's frames, of which ``position`` have been consumed.
+    stream, position = iter_frames(video, fps, max_seconds=max_seconds), 0
     for start, clip in clips:
         observations = clip_observations(clip, run.skeleton, video)
         joints = lift(run, clip.teacher_3d, observations, init=settings.init, guidance=settings.guidance,
@@ -187,10 +191,12 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
             "files": [p.name for p in written],
         }
         if render:
-            frames = itertools.islice(iter_frames(video, fps, max_seconds=max_seconds), start, start + len(joints))
+            frames = itertools.islice(stream, start - position, start - position + len(joints))
             overlay = render_overlay(frames, clip.keypoints_2d, clip.confidence, keypoint_skeleton,
                                      _projected(clip, joints), joints, run.skeleton, out / f"{clip.name}.mp4",
                                      fps=fps, title=clip.name)
+            collections.deque(frames, maxlen=0)  # any of the range the renderer left unread
+            position = start + len(joints)
             rows[clip.name]["files"].append(overlay.name)
         log(f"{clip.name}: {len(joints)} frames, reprojection {rows[clip.name]['teacher_reprojection_px']:.1f} px "
             f"(teacher) → {rows[clip.name]['lift_reprojection_px']:.1f} px (lift)")
