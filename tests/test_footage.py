@@ -294,8 +294,11 @@ def test_prepare_keypoints_cli_mixed_fps_bad_file_captions_and_resume(tmp_path, 
     assert len(by_name["b_walk_00"].teacher_3d) == 40
     for clip in clips:  # the exact teacher of the exact keypoints: pixels agree after grounding
         assert clip_reprojection_px(clip) < 1e-2
+    (src / "a.npz").write_bytes(b"not an npz")  # a finished file is not read again on resume
     assert main(args) == 0  # a second run resumes
-    assert "already prepared" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "a_walk: already prepared" in printed and "b_walk: already prepared" in printed
+    assert "a.npz" not in printed and "c.npz: array 'walk' has shape" in printed  # the bad file is read again
     assert main(args + ["--fps", "25"]) == 2  # resuming with other settings is refused
     assert "was prepared with other settings" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "clips" / "train").iterdir()) == ["a_walk_00.npz", "b_walk_00.npz"]
