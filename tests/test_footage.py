@@ -306,8 +306,11 @@ def test_prepare_keypoints_cli_mixed_fps_bad_file_captions_and_resume(tmp_path, 
     assert len(by_name["b_walk_00"].teacher_3d) == 40
     for clip in clips:  # the exact teacher of the exact keypoints: pixels agree after grounding
         assert clip_reprojection_px(clip) < 1e-2
+    (src / "a.npz").write_bytes(b"not an npz")  # a finished file is not read again on resume
     assert main(args) == 0  # a second run resumes
-    assert "already prepared" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "a_walk: already prepared" in printed and "b_walk: already prepared" in printed
+    assert "a.npz" not in printed and "c.npz: array 'walk' has shape" in printed  # the bad file is read again
     assert main(args + ["--fps", "25"]) == 2  # resuming with other settings is refused
     assert "was prepared with other settings" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "clips" / "train").iterdir()) == ["a_walk_00.npz", "b_walk_00.npz"]
@@ -324,6 +327,48 @@ def test_prepare_sequences_reports_an_empty_source_and_refuses_when_nothing_is_l
         prepare_sequences([("s", "test", lambda: empty)], tmp_path / "out", fps=20.0, teacher=never,
                           teacher_name="none", dataset_name="x", log=lambda _: None)
     assert not (tmp_path / "out" / "dataset.json").exists()
+
+
+# --- lifting a video: one decode for all overlays --------------------------------------------------------------------
+
+
+def test_lift_video_decodes_the_video_once_for_all_overlays(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import videomdm.footage as footage
+
+    frames, gap = 60, range(22, 37)  # two clips: frames 0-21 and 37-59 (the gap is longer than max_gap_s)
+    world_smpl = walk(frames, seed=2).astype(np.float64)
+    body = _blazepose_body(world_smpl)
+    K = intrinsics_for(IMAGE)
+    cam = body @ CAMERA_ROTATION.T + T_CAMERA
+    hips = cam[:, BLAZEPOSE_33.indices(["left_hip", "right_hip"])].mean(1, keepdims=True)
+    confidence = np.ones((frames, 33))
+    confidence[gap] = 0.0
+    seq = KeypointSequence(name="v", keypoints=_pixels(body, K), confidence=confidence, skeleton="blazepose33",
+                           fps=20.0, image_size=IMAGE, source="v.mp4", world=cam - hips)
+    decodes, overlays = [], {}
+
+    def frames_of_the_video(video, fps, max_seconds=None):
+        decodes.append(video)
+        for k in range(frames):  # frame k is filled with the value k
+            yield np.full((8, 12, 3), k, dtype=np.uint8)
+
+    def record_overlay(frames, *args, **kwargs):
+        out = args[-1]
+        overlays[out.stem] = [int(frame[0, 0, 0]) for frame in frames]
+        return out
+
+    monkeypatch.setattr(footage, "detect_video", lambda video, **kwargs: seq)
+    monkeypatch.setattr(footage, "iter_frames", frames_of_the_video)
+    monkeypatch.setattr(footage, "render_overlay", record_overlay)
+    monkeypatch.setattr(footage, "lift", lambda run, teacher_3d, observations, **kwargs: teacher_3d)
+    run = SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(fps=20.0)), skeleton=SMPL_22,
+                          checkpoint=Path("none"))
+    metrics = footage.lift_video(run, Path("v.mp4"), tmp_path, log=lambda _: None)
+    assert {name: row["start_frame"] for name, row in metrics["clips"].items()} == {"v_00": 0, "v_01": 37}
+    assert len(decodes) == 1
+    assert overlays == {"v_00": list(range(0, 22)), "v_01": list(range(37, 60))}  # each clip gets its own frames
 
 
 # --- videos: bad input -----------------------------------------------------------------------------------------------

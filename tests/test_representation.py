@@ -25,6 +25,7 @@ from videomdm.representation import (
     canonicalize,
     decode,
     encode,
+    encode_with_frames,
     facing_directions,
     inverse_kinematics,
     root_rotation,
@@ -436,3 +437,8 @@ def test_windows_of_clip_features_decode_in_their_canonical_frames(start):
     expected = frames.window(start).apply(x[start:start + 30])
     torch.testing.assert_close(window, expected, atol=1e-6, rtol=0)
     assert frames.window(0).apply(x).allclose(canonicalize(x, SK)[0], atol=1e-9)
+    both, once = encode_with_frames(x, SK)  # one canonicalization gives exactly the same
+    assert torch.equal(both, features)
+    assert all(torch.equal(a, b) for a, b in [(once.yaw, frames.yaw), (once.root, frames.root),
+                                              (once.to_canonical.rotation, frames.to_canonical.rotation),
+                                              (once.to_canonical.translation, frames.to_canonical.translation)])

@@ -1,5 +1,5 @@
-"""Fast sampling switches of videomdm.sample.generate: one batched guided forward per step, each caption embedded
-once, bf16 autocast, torch.compile."""
+"""Fast sampling switches of videomdm.sample.generate: one batched guided forward per step, the captions embedded
+once per call, bf16 autocast, torch.compile."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from videomdm.config import load_config
 from videomdm.representation import Normalizer
-from videomdm.sample import LoadedRun, caption_embeddings, generate
+from videomdm.sample import LoadedRun, generate
 from videomdm.skeleton import get_skeleton
 from videomdm.train import build_diffusion, build_model
 
@@ -62,19 +62,19 @@ def test_guided_sampling_is_one_doubled_forward_per_step_and_one_embedding_per_c
     assert joints.shape == (3, 24, 22, 3) and np.isfinite(joints).all()
     assert len(seen) == 7 and all(f["batch"] == 6 for f in seen)
     assert seen[0]["uncond"].tolist() == [False] * 3 + [True] * 3
-    assert run.text_encoder.calls == [["walk", "run in a circle"]]  # each distinct caption once, for all steps
+    assert run.text_encoder.calls == [captions]  # one embedding call for all steps (MiniLM de-duplicates, test_text)
     generate(run, 4, texts=["jump"], steps=2)
-    assert run.text_encoder.calls[-1] == ["jump"]
+    assert run.text_encoder.calls[-1] == ["jump"] * 4
 
 
-def test_caption_embeddings_keep_the_order_of_repeated_captions():
-    encoder = CountingTextEncoder()
-    table = caption_embeddings(encoder, ["ab", "a", "ab", "abc"])
-    assert encoder.calls == [["ab", "a", "abc"]]
-    torch.testing.assert_close(table[:, 0], torch.tensor([0.2, 0.1, 0.2, 0.3]))
+def native_bf16(monkeypatch, supported: bool) -> None:
+    """Make the CPU report (or deny) bf16 matrix units; CPU autocast runs either way (emulated without them)."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: supported)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
 
 
-def test_bf16_sampling_runs_the_denoiser_under_autocast_and_stays_close():
+def test_bf16_sampling_runs_the_denoiser_under_autocast_and_stays_close(monkeypatch):
+    native_bf16(monkeypatch, True)
     run = tiny_run()
     seen = record_forwards(run)
     full = generate(run, 2, texts=["walk"], steps=5, precision="fp32")
@@ -90,6 +90,17 @@ def test_bf16_sampling_runs_the_denoiser_under_autocast_and_stays_close():
     seen = record_forwards(bf16_config)
     generate(bf16_config, 1, steps=2)
     assert all(f["autocast"] for f in seen)  # the config switch alone selects bf16
+
+
+def test_bf16_sampling_falls_back_to_fp32_without_native_bf16(monkeypatch):
+    native_bf16(monkeypatch, False)
+    run = tiny_run()
+    seen = record_forwards(run)
+    full = generate(run, 1, steps=2, precision="fp32")
+    with pytest.warns(UserWarning, match="no native bf16 support; sampling in fp32"):
+        fallback = generate(run, 1, steps=2, precision="bf16")
+    assert not any(f["autocast"] for f in seen)
+    np.testing.assert_array_equal(full, fallback)
 
 
 def test_precision_is_checked():

@@ -107,6 +107,26 @@ def test_empty_dataset_folder_is_a_clear_error(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_losses_reach_the_host_once_per_log_interval_and_a_non_finite_one_is_never_saved(motion_dataset, tmp_path,
+                                                                                         monkeypatch):
+    import videomdm.train as training
+
+    original, calls = training.loss_3d, []
+
+    def poisoned(state, batch, random):  # one micro-batch per step: call k is step k
+        loss, terms = original(state, batch, random)
+        calls.append(len(calls))
+        return (loss * float("nan") if len(calls) == 2 else loss), terms
+
+    monkeypatch.setattr(training, "loss_3d", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 1"):
+        train(motion_dataset, run, tiny_config("train.steps=8", "train.log_every=4", "train.save_every=4"),
+              progress=False)
+    assert len(calls) == 4  # the losses were read at the end of the interval (step 4), not at every step
+    assert latest_checkpoint(run) is None and read_metrics(run) == []
+
+
 def test_teacher_supervision_reads_the_teacher(motion_dataset, tmp_path):
     run = tmp_path / "run"
     train(motion_dataset, run, tiny_config("train.steps=2", "train.supervision=teacher"), progress=False)

@@ -10,9 +10,10 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +27,8 @@ from .data.clip import Clip
 from .data.dataset import clip_observations
 from .data.errors import DataError
 from .data.keypoint_formats import keypoint_files, read_keypoints
-from .data.observed import KeypointSequence, Teacher, clips_from_sequence, prepare_sequences, clip_reprojection_px
+from .data.observed import PROGRESS_DIR, KeypointSequence, Teacher, clips_from_sequence, prepare_sequences, \
+    clip_reprojection_px
 from .data.video import detect_video, find_videos, iter_frames, require_mediapipe
 from .experiments import LiftSettings
 from .export import write_bvh, write_joints
@@ -111,31 +113,60 @@ def prepare_keypoint_files(src: Path, out: Path, fmt: str, *, teacher: str = "li
                            log: Callable[[str], None] = print) -> dict:
     """Keypoint files of another detector → a 2D training dataset in ``out`` (resumable). ``source_fps`` is the
     frame rate of files that do not store one; ``image_size`` the frame size when the files do not give it (else it
-    is estimated from the keypoints' extent). A file that cannot be read is reported and skipped."""
+    is estimated from the keypoints' extent). A file that cannot be read is reported and skipped. On resume, a file
+    read by an earlier run (its sequence names are listed in ``out/progress/.keypoint_files.json``) is read again
+    only if one of its sequences is not prepared yet."""
     if teacher not in KEYPOINT_TEACHERS:
         raise ValueError(f"keypoint files need --teacher lifter or file (no detector 3D), got {teacher!r}")
     files = keypoint_files(Path(src), fmt)
+    listed_path = Path(out) / PROGRESS_DIR / ".keypoint_files.json"  # file → the names of its sequences
+    try:
+        listed: dict[str, list[str]] = json.loads(listed_path.read_text()) if listed_path.is_file() else {}
+    except ValueError:
+        listed = {}  # unreadable: every file is read again
+
+    @lru_cache(maxsize=1)  # a file's sequences are prepared one after another
+    def read(path: Path) -> list[KeypointSequence]:
+        found = read_keypoints(path, fmt, fps=source_fps, allow_pickle=allow_pickle)
+        for seq in found:
+            if image_size is not None and seq.image_size is None:
+                seq.image_size = tuple(image_size)
+        return found
+
+    def read_later(path: Path, name: str) -> KeypointSequence:
+        """Sequence ``name`` of a file listed by an earlier run, read only if it still needs preparing."""
+        for seq in read(path):
+            if seq.name == name:
+                return seq
+        raise DataError(f"{path}: no longer holds the sequence {name!r} it held when it was first prepared")
+
     sequences: list[tuple[str, str, Callable[[], KeypointSequence]]] = []
     failed: dict[str, str] = {}
     for path in files:
+        key = str(path.resolve())
+        if key in listed:  # an earlier run read it: finished sequences are skipped without reading it again
+            sequences += [(name, str(path), partial(read_later, path, name)) for name in listed[key]]
+            continue
         try:
-            found = read_keypoints(path, fmt, fps=source_fps, allow_pickle=allow_pickle)
+            found = read(path)
         except DataError as err:
             failed[path.stem] = str(err)
             log(f"error: {err}")
             continue
-        for seq in found:
-            if image_size is not None and seq.image_size is None:
-                seq.image_size = tuple(image_size)
-            sequences.append((seq.name, seq.source, lambda seq=seq: seq))
+        listed[key] = [seq.name for seq in found]
+        sequences += [(seq.name, seq.source, lambda seq=seq: seq) for seq in found]
     if not sequences:
         raise DataError(f"{src}: no keypoint file could be read: {json.dumps(failed)}")
     by_name, unknown = _captions_for([name for name, _, _ in sequences], captions, caption, log)
-    summary = prepare_sequences(
-        sequences, Path(out), fps=fps, teacher=build_teacher(teacher, lifter_dir=lifter_dir, teacher_file=teacher_file),
-        teacher_name=teacher, dataset_name=Path(src).stem, captions=by_name, focal_px=focal_px, fov_deg=fov_deg,
-        max_gap_s=max_gap_s, min_clip_s=min_clip_s, log=log,
-        extra={"source": str(Path(src).resolve()), "keypoint_format": fmt})
+    try:
+        summary = prepare_sequences(
+            sequences, Path(out), fps=fps,
+            teacher=build_teacher(teacher, lifter_dir=lifter_dir, teacher_file=teacher_file), teacher_name=teacher,
+            dataset_name=Path(src).stem, captions=by_name, focal_px=focal_px, fov_deg=fov_deg, max_gap_s=max_gap_s,
+            min_clip_s=min_clip_s, log=log, extra={"source": str(Path(src).resolve()), "keypoint_format": fmt})
+    finally:
+        if listed_path.parent.is_dir():  # not made when ``out`` was refused
+            atomic_write_text(listed_path, json.dumps(listed, indent=2))
     summary["failed"].update(failed)
     summary["captions_unknown"] = unknown
     return summary
@@ -173,6 +204,9 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
         raise DataError(f"{video}: nothing to lift ({reason})")
     keypoint_skeleton = get_skeleton(seq.skeleton)
     rows = {}
+    # One decode for all overlays: the clips are disjoint frame ranges in increasing order, so each overlay takes its
+    # range from one stream of the video's frames, of which ``position`` have been consumed.
+    stream, position = iter_frames(video, fps, max_seconds=max_seconds), 0
     for start, clip in clips:
         observations = clip_observations(clip, run.skeleton, video)
         joints = lift(run, clip.teacher_3d, observations, init=settings.init, guidance=settings.guidance,
@@ -186,10 +220,12 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
             "files": [p.name for p in written],
         }
         if render:
-            frames = itertools.islice(iter_frames(video, fps, max_seconds=max_seconds), start, start + len(joints))
+            frames = itertools.islice(stream, start - position, start - position + len(joints))
             overlay = render_overlay(frames, clip.keypoints_2d, clip.confidence, keypoint_skeleton,
                                      _projected(clip, joints), joints, run.skeleton, out / f"{clip.name}.mp4",
                                      fps=fps, title=clip.name)
+            collections.deque(frames, maxlen=0)  # any of the range the renderer left unread
+            position = start + len(joints)
             rows[clip.name]["files"].append(overlay.name)
         log(f"{clip.name}: {len(joints)} frames, reprojection {rows[clip.name]['teacher_reprojection_px']:.1f} px "
             f"(teacher) → {rows[clip.name]['lift_reprojection_px']:.1f} px (lift)")

@@ -89,6 +89,7 @@ __all__ = [
     "minimal_rotation",
     "inverse_kinematics",
     "encode",
+    "encode_with_frames",
     "decode",
 ]
 
@@ -470,10 +471,26 @@ def encode(
     """
     joints = torch.as_tensor(joints)
     _check_joints(joints, skeleton, min_frames=2)
+    x, _, theta = _canonicalize(joints, skeleton, facing_sigma)  # (..., T, J, 3), (..., T)
+    return _features(x, theta, skeleton, contact_threshold)
+
+
+def encode_with_frames(joints: Tensor, skeleton: Skeleton, *, contact_threshold: float = 0.002,
+                       facing_sigma: float = 20.0) -> tuple[Tensor, CanonicalFrames]:
+    """``(encode(joints), canonical_frames(joints))`` of one clip ``(T, J, 3)``, canonicalizing it once."""
+    joints = torch.as_tensor(joints)
+    _check_joints(joints, skeleton, min_frames=2)
+    if joints.ndim != 3:
+        raise ValueError(f"expected one clip (T, J, 3), got {tuple(joints.shape)}")
+    x, transform, theta = _canonicalize(joints, skeleton, facing_sigma)
+    return _features(x, theta, skeleton, contact_threshold), CanonicalFrames(transform, theta, x[:, 0])
+
+
+def _features(x: Tensor, theta: Tensor, skeleton: Skeleton, contact_threshold: float) -> Tensor:
+    """:func:`encode` of canonical joints ``x (..., T, J, 3)`` with canonical yaws ``theta (..., T)``."""
     left, right = skeleton.foot_indices
     if len(left) + len(right) != _NUM_CONTACTS:
         raise ValueError(f"skeleton {skeleton.name} must name 2 foot joints per side, got {left} and {right}")
-    x, _, theta = _canonicalize(joints, skeleton, facing_sigma)  # (..., T, J, 3), (..., T)
     root = x[..., 0, :]  # (..., T, 3)
 
     # Root angular velocity: half the wrapped yaw change (HumanML3D's arcsin of the relative quaternion's y).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,9 +20,9 @@ from .data.dataset import Observations
 from .representation import Normalizer, RigidTransform, canonicalize, decode, encode
 from .skeleton import Skeleton, get_skeleton
 from .text import TextEncoder, build_text_encoder
-from .train import build_diffusion, build_model, resolve_device
+from .train import autocast_dtype, bf16_supported, build_diffusion, build_model, resolve_device
 
-__all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "bf16_supported", "caption_embeddings",
+__all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "bf16_supported",
            "window_starts", "Observations", "lift"]
 
 
@@ -72,24 +71,11 @@ def load_run(run_dir: Path, *, checkpoint: Path | None = None, device: str = "au
                      step=ckpt.step, checkpoint=path)
 
 
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast runs on ``device`` (CPU autocast always does; its speed depends on the CPU's bf16
-    matrix units)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu"
-
-
 def inference_precision(model: Callable[..., Tensor], device: torch.device, precision: str) -> Callable[..., Tensor]:
     """``model`` run under the autocast of ``precision`` (``"fp32"``: as is; ``"bf16"``: bf16 autocast where the
-    device supports it, else fp32 with a warning); outputs are always float32, so the sampler's arithmetic stays in
-    full precision."""
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    if precision == "fp32":
-        return model
-    if not bf16_supported(device):
-        warnings.warn(f"bf16 autocast is not supported on {device}; sampling in fp32", stacklevel=3)
+    device computes bf16 natively, else fp32 with a warning: :func:`~videomdm.train.autocast_dtype`); outputs are
+    always float32, so the sampler's arithmetic stays in full precision."""
+    if autocast_dtype(precision, device, use="sampling") is None:
         return model
 
     def run_bf16(*args, **kwargs) -> Tensor:
@@ -97,14 +83,6 @@ def inference_precision(model: Callable[..., Tensor], device: torch.device, prec
             return model(*args, **kwargs).float()
 
     return run_bf16
-
-
-def caption_embeddings(encoder: TextEncoder, captions: Sequence[str]) -> Tensor:
-    """``(N, C)`` embeddings of ``captions``, each distinct caption encoded once."""
-    distinct = list(dict.fromkeys(captions))
-    table = encoder.encode(distinct)  # (U, C)
-    row = {caption: i for i, caption in enumerate(distinct)}
-    return table[[row[c] for c in captions]]
 
 
 @torch.no_grad()
@@ -115,7 +93,8 @@ def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, nu
     """Sample ``num`` motions; returns joints ``(num, T, J, 3)`` float32 in metres (canonical frame, y up).
 
     With captions, every sampling step is one denoiser forward on a doubled batch (conditional and unconditional
-    halves, :func:`~videomdm.diffusion.classifier_free_guidance`), and each distinct caption is embedded once.
+    halves, :func:`~videomdm.diffusion.classifier_free_guidance`); the captions are embedded once per call (each
+    distinct one once: the text encoder's cache).
 
     Args:
         texts: one caption per motion (or one caption for all); ``None`` for unconditional sampling.
@@ -146,7 +125,7 @@ def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, nu
     mask = torch.ones(num, num_frames, dtype=torch.bool, device=run.device)
     if texts is not None:
         captions = list(texts) * num if len(texts) == 1 else list(texts)
-        cond = caption_embeddings(run.text_encoder, captions).to(run.device)
+        cond = run.text_encoder.encode(captions).to(run.device)  # (num, C); each distinct caption embedded once
         model_fn = classifier_free_guidance(denoiser, guidance_scale, mask=mask, cond=cond)
     elif run.text_encoder is not None:  # a text model sampled unconditionally: the dropped-condition branch
         uncond = torch.ones(num, dtype=torch.bool, device=run.device)

@@ -53,7 +53,7 @@ from .skeleton import get_skeleton
 from .text import TextEncoder, build_text_encoder
 
 __all__ = ["train", "resolve_device", "build_model", "build_diffusion", "TrainState", "RunExistsError", "Processes",
-           "processes_from_env", "micro_batch_positions", "ItemRandom", "autocast_dtype"]
+           "processes_from_env", "micro_batch_positions", "ItemRandom", "bf16_supported", "autocast_dtype"]
 
 
 class RunExistsError(CheckpointError):
@@ -176,22 +176,29 @@ class ItemRandom:
         return torch.stack(rows).to(device)
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """``torch.bfloat16`` for ``precision="bf16"`` on a device with native bf16 support, else None (fp32).
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: CUDA ``torch.cuda.is_bf16_supported()``; CPU AVX512-BF16 or AMX
+    instructions (bf16 matrix products without them are emulated and slower than fp32); other devices: no."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
 
-    CUDA: ``torch.cuda.is_bf16_supported()``; CPU: AVX512-BF16 or AMX instructions (bf16 matrix products without
-    them are emulated and slower than fp32). Falling back warns once per run.
+
+def autocast_dtype(precision: str, device: torch.device, use: str = "training") -> torch.dtype | None:
+    """``torch.bfloat16`` for ``precision="bf16"`` on a device with native bf16 support (:func:`bf16_supported`),
+    else None (fp32). The one precision check of training and sampling; falling back warns, naming ``use``.
+
+    Raises:
+        ValueError: ``precision`` is neither ``"fp32"`` nor ``"bf16"``.
     """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if precision == "fp32":
         return None
-    if device.type == "cuda":
-        supported = torch.cuda.is_bf16_supported()
-    elif device.type == "cpu":
-        supported = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    else:
-        supported = False
-    if not supported:
-        warnings.warn(f"train.precision=bf16: {device} has no native bf16 support; training in fp32", stacklevel=2)
+    if not bf16_supported(device):
+        warnings.warn(f"precision bf16: {device} has no native bf16 support; {use} in fp32", stacklevel=2)
         return None
     return torch.bfloat16
 
@@ -237,8 +244,10 @@ def _condition(state: TrainState, texts: list[str]) -> tuple[Tensor | None, Tens
     return emb, uncond
 
 
-def loss_3d(state: TrainState, batch: Batch, random: ItemRandom) -> tuple[Tensor, dict[str, float]]:
-    """x0-prediction loss on features (MDM eq. 2) plus the optional geometric terms (MDM eqs. 3–5).
+def loss_3d(state: TrainState, batch: Batch, random: ItemRandom) -> tuple[Tensor, dict[str, Tensor]]:
+    """x0-prediction loss on features (MDM eq. 2) plus the optional geometric terms (MDM eqs. 3–5): the weighted
+    total (0-d, with gradient) and each unweighted term (0-d, detached, on the device: reading them is left to the
+    caller, so no step waits for the device).
 
     Used by the ``3d`` and ``teacher`` supervision modes; they differ only in which motion fills ``batch``.
     """
@@ -262,7 +271,7 @@ def loss_3d(state: TrainState, batch: Batch, random: ItemRandom) -> tuple[Tensor
             contacts = batch.features[..., state.layout.foot_contacts]  # (B, T, 4)
             terms["foot_contact"] = foot_contact_loss(pred_joints, contacts, state.foot_joints, batch.mask)
     total = sum(getattr(w, name) * value for name, value in terms.items())
-    return total, {name: float(value.detach()) for name, value in terms.items()}
+    return total, {name: value.detach() for name, value in terms.items()}
 
 
 def noised_teacher(state: TrainState, teacher: Tensor, t: Tensor, mask: Tensor, cond: Tensor | None,
@@ -308,8 +317,9 @@ def noised_teacher(state: TrainState, teacher: Tensor, t: Tensor, mask: Tensor, 
     return x
 
 
-def loss_2d(state: TrainState, batch: Batch, random: ItemRandom) -> tuple[Tensor, dict[str, float]]:
-    """VideoMDM: the noised teacher in, 3D out, supervised by reprojection (DESIGN.md, supervision ``2d``).
+def loss_2d(state: TrainState, batch: Batch, random: ItemRandom) -> tuple[Tensor, dict[str, Tensor]]:
+    """VideoMDM: the noised teacher in, 3D out, supervised by reprojection (DESIGN.md, supervision ``2d``). Returns
+    the weighted total and the detached terms, as :func:`loss_3d`.
 
     Terms: depth-weighted reprojection of the decoded prediction against the keypoints, 2D velocity consistency,
     and (optionally) alignment of the prediction's rotation/velocity/contact slices with the re-encoded prediction
@@ -332,7 +342,7 @@ def loss_2d(state: TrainState, batch: Batch, random: ItemRandom) -> tuple[Tensor
         terms["alignment"] = alignment_loss(state, pred, joints, batch)
     weights = {"reprojection": cfg.reprojection, "velocity_2d": cfg.velocity, "alignment": cfg.alignment}
     total = sum(weights[name] * value for name, value in terms.items())
-    return total, {name: float(value.detach()) for name, value in terms.items()}
+    return total, {name: value.detach() for name, value in terms.items()}
 
 
 def alignment_loss(state: TrainState, pred: Tensor, joints: Tensor, batch: Batch) -> Tensor:
@@ -511,6 +521,7 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
     bar = tqdm(total=total, initial=start, disable=not (progress and processes.is_main), desc=f"train[{supervision}]",
                dynamic_ncols=True)
     t_last, steps_since = time.perf_counter(), 0
+    pending: list[Tensor] = []  # per step since the last read: (1 + terms,) float64 loss and term means, on device
     model.train()
     with metrics_file.open("a") if processes.is_main else contextlib.nullcontext() as log:
         for step in range(start, total):
@@ -535,12 +546,9 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
                         loss, terms = compute_loss(state, batch, random)
                     with record_function("videomdm.backward"):
                         (loss / accum).backward()
-                values = torch.tensor([loss.item(), *terms.values()], dtype=torch.float64)
+                values = torch.stack([loss.detach(), *terms.values()]).double()
                 sums = values if sums is None else sums + values
-            means = _average_over_processes((sums / accum).to(device), processes).cpu().tolist()
-            step_loss, term_means = means[0], dict(zip(terms, means[1:]))
-            if not math.isfinite(step_loss):
-                raise FloatingPointError(f"non-finite loss at step {step}: {term_means}")
+            pending.append(_average_over_processes(sums / accum, processes))
             with record_function("videomdm.optimizer"):
                 grad_norm = nn.utils.clip_grad_norm_(module.parameters(), config.train.grad_clip)
                 optimizer.step()
@@ -548,6 +556,18 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
             steps_since += 1
             bar.update(1)
             done = step + 1
+            saving = done % config.train.save_every == 0 or done == total
+            if not (saving or done % config.train.log_every == 0):
+                continue
+            # The losses reach the host only here, once per logging interval (and before a checkpoint is saved): a
+            # non-finite loss stops the run at the next such point, naming its step, and is never saved.
+            means = torch.stack(pending).cpu().tolist()  # (steps since the last read, 1 + terms)
+            for offset, row in enumerate(means):
+                if not math.isfinite(row[0]):
+                    bad = done - len(means) + offset
+                    raise FloatingPointError(f"non-finite loss at step {bad}: {dict(zip(terms, row[1:]))}")
+            pending.clear()
+            step_loss, term_means = means[-1][0], dict(zip(terms, means[-1][1:]))
             if processes.is_main and (done % config.train.log_every == 0 or done == total):
                 now = time.perf_counter()
                 steps_per_s = steps_since / (now - t_last)
@@ -558,7 +578,7 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
                 log.flush()
                 bar.set_postfix(loss=f"{step_loss:.4f}", it_s=f"{steps_per_s:.1f}")
                 t_last, steps_since = now, 0
-            if processes.is_main and (done % config.train.save_every == 0 or done == total):
+            if processes.is_main and saving:
                 checkpoint_path = save_checkpoint(
                     run_dir, done, config, module.state_dict(), ema.state_dict(),
                     {"optimizer": optimizer.state_dict(), "processes": processes.world_size,

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..camera import pixels_to_normalized, transform_camera
-from ..representation import CanonicalFrames, FeatureLayout, Normalizer, canonical_frames, encode
+from ..representation import CanonicalFrames, FeatureLayout, Normalizer, encode, encode_with_frames
 from ..skeleton import Skeleton, get_skeleton, joint_map
 from .clip import Clip, load_clip, read_clip_summary, read_dataset_index
 from .errors import DataError
@@ -240,15 +240,14 @@ class MotionWindows:
             raise DataError(f"{path}: clip {clip.name} changed since the dataset was indexed (expected "
                             f"{self.lengths[index]} frames of {self.motion_field})")
         joints = torch.as_tensor(np.asarray(motion, dtype=np.float32))
-        features = self.encode(joints)  # (T, D)
         if not self.with_keypoints:
-            return EncodedClip(features)
+            return EncodedClip(self.encode(joints))  # (T, D)
         observed = clip_observations(clip, self.skeleton, path)
         if len(observed.keypoints) != len(motion):
             raise DataError(f"{path}: clip {clip.name} has {len(observed.keypoints)} keypoint frames but "
                             f"{len(motion)} frames of {self.motion_field}")
-        frames = canonical_frames(joints, self.skeleton, facing_sigma=self.encode_kwargs["facing_sigma"])
-        return EncodedClip(features, frames, observed)
+        # Features and the windows' frames from one canonicalization of the clip.
+        return EncodedClip(*encode_with_frames(joints, self.skeleton, **self.encode_kwargs), observed)
 
     def sample(self, index: int, rng: np.random.Generator) -> Batch:
         """A random window of clip ``index`` as a batch of one: features ``(1, T_w, D)``, a random caption, and
