@@ -29,6 +29,7 @@ def test_round_trip_through_dict():
     ("model.heads=5", "divisible"),
     ("train.steps=0", "positive"),
     ("data.cache_mb=-1", "cache_mb must be ≥ 0"),
+    ("model.frames_per_token=0", "frames_per_token must be at least 1"),
     ("lr", "section.key=value"),
 ])
 def test_bad_overrides_are_errors(override, message):
@@ -54,3 +55,20 @@ def test_config_files(tmp_path):
         load_config(broken)
     with pytest.raises(ConfigError, match="neither a preset"):
         load_config(tmp_path / "missing.json")
+
+
+def test_frames_per_token_round_trip_and_old_configs(tmp_path):
+    """The key travels with the config, defines the model, and a config saved before it existed loads as k = 1."""
+    from videomdm.checkpoint import CheckpointError, check_compatible
+
+    patched = load_config("small", ["model.frames_per_token=2"])
+    assert patched.model.frames_per_token == 2
+    assert config_from_dict(json.loads(json.dumps(config_to_dict(patched)))) == patched
+    old = config_to_dict(load_config("small"))
+    del old["model"]["frames_per_token"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    assert load_config(path) == load_config("small")
+    check_compatible(load_config(path), load_config("small"), "old run")
+    with pytest.raises(CheckpointError, match="model.frames_per_token"):
+        check_compatible(load_config(path), patched, "patched run")

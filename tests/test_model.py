@@ -69,9 +69,11 @@ def test_bad_shapes_rejected():
         model(long_x, t[:1], torch.ones(1, 65, dtype=torch.bool), cond[:1])  # beyond max_frames
 
 
+@pytest.mark.parametrize("frames_per_token", [1, 2, 3])
 @pytest.mark.parametrize("garbage", [1e3, float("nan")])
-def test_real_frames_do_not_depend_on_padding(garbage):
-    model = small_model().eval()
+def test_real_frames_do_not_depend_on_padding(garbage, frames_per_token):
+    """With k = 3, 20 real frames end inside a token; with k = 2, 20 + 17 frames are padded again inside the model."""
+    model = small_model(frames_per_token=frames_per_token).eval()
     x, t, mask, cond = inputs(frames=20)
     pad = 17
     x_padded = torch.cat([x, torch.randn(3, pad, FEATURES) * 1e3], dim=1)  # (B, T + pad, D)
@@ -85,8 +87,9 @@ def test_real_frames_do_not_depend_on_padding(garbage):
     assert (out_padded[:, 20:] == 0).all()  # padded frames come out as zeros
 
 
-def test_mixed_lengths_in_a_batch_match_single_samples():
-    model = small_model().eval()
+@pytest.mark.parametrize("frames_per_token", [1, 2, 3])
+def test_mixed_lengths_in_a_batch_match_single_samples(frames_per_token):
+    model = small_model(frames_per_token=frames_per_token).eval()
     x, t, mask, cond = inputs(batch=2, frames=30)
     lengths = [30, 12]
     mask[1, lengths[1] :] = False
@@ -143,8 +146,9 @@ def test_cond_dropout_zero_in_training_keeps_condition():
         assert torch.allclose(model.train()(x, t, mask, cond), model.eval()(x, t, mask, cond), atol=1e-6)
 
 
-def test_gradients_flow_to_every_parameter():
-    model = small_model().train()
+@pytest.mark.parametrize("frames_per_token", [1, 2])
+def test_gradients_flow_to_every_parameter(frames_per_token):
+    model = small_model(frames_per_token=frames_per_token).train()
     x, t, mask, cond = inputs()
     mask[0, 15:] = False
     out = model(x, t, mask, cond, uncond=torch.tensor([False, False, False]))
@@ -190,3 +194,68 @@ def test_v_prediction_returns_x0_from_the_v_output():
     expected = diffusion.alphas_cumprod[t].sqrt()[:, None, None] * x
     torch.testing.assert_close(model(x, t, mask), expected)
     assert "v_schedule" not in model.state_dict()  # rebuilt from the config, never saved
+
+
+@pytest.mark.parametrize("frames_per_token", [2, 3])
+@pytest.mark.parametrize("frames", [1, 5, 20, 21, 64])
+def test_patched_model_shapes_for_any_length(frames_per_token, frames):
+    """Lengths that k does not divide are padded inside the model; the transformer sees ceil(T / k) + 1 tokens."""
+    model = small_model(frames_per_token=frames_per_token).eval()
+    x, t, mask, cond = inputs(batch=2, frames=frames)
+    seen = []
+    model.blocks[0].register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    with torch.no_grad():
+        out = model(x, t, mask, cond)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert seen == [(2, 1 + -(-frames // frames_per_token), 32)]
+
+
+def test_patched_padding_inside_a_token_is_zero_in_the_output():
+    """21 frames, k = 2: frame 20 shares its token with one padding frame; padded frames out are exactly 0, and a
+    token whose frames are all padding is not a key (outputs equal the 21-frame call)."""
+    model = small_model(frames_per_token=2).eval()
+    x, t, mask, cond = inputs(batch=2, frames=24)
+    mask[0, 21:] = False
+    mask[1, 19:] = False
+    x[~mask] = float("nan")
+    with torch.no_grad():
+        out = model(x, t, mask, cond)
+        alone = model(x[:1, :21], t[:1], mask[:1, :21], cond[:1])
+    assert torch.isfinite(out).all()
+    assert (out[~mask] == 0).all()
+    assert torch.allclose(out[0, :21], alone[0], atol=1e-5)
+    x[0, 20] += 1.0  # the real frame of a half-padding token is seen by the other frames (its token is a key)
+    with torch.no_grad():
+        assert not torch.allclose(model(x, t, mask, cond)[0, 0], out[0, 0], atol=1e-5)
+
+
+def test_frames_per_token_one_is_the_per_frame_model():
+    """k = 1 (the default) keeps the per-frame model: same parameters, same shapes, same outputs."""
+    default, explicit = small_model(), small_model(frames_per_token=1)
+    patched = small_model(frames_per_token=2)
+    assert {k: v.shape for k, v in default.state_dict().items()} == \
+        {k: v.shape for k, v in explicit.state_dict().items()}
+    assert list(patched.state_dict()) == list(default.state_dict())  # same keys, so checkpoints keep their layout
+    assert default.input_proj.weight.shape == (32, FEATURES)
+    assert patched.input_proj.weight.shape == (32, 2 * FEATURES)
+    assert patched.output_proj.weight.shape == (2 * FEATURES, 32)
+    assert patched.positional.shape == (33, 32)  # ceil(64 / 2) token positions + the condition token
+    x, t, mask, cond = inputs()
+    with torch.no_grad():
+        assert torch.equal(default.eval()(x, t, mask, cond), explicit.eval()(x, t, mask, cond))
+    with pytest.raises(ValueError, match="frames_per_token"):
+        small_model(frames_per_token=0)
+
+
+def test_patched_v_prediction_is_per_frame():
+    """x0 = sqrt(abar_t) x_t − sqrt(1 − abar_t) v holds frame by frame with k = 2 (zero v head → sqrt(abar_t) x_t)."""
+    from videomdm.diffusion import GaussianDiffusion
+
+    diffusion = GaussianDiffusion(50)
+    model = small_model(0, frames_per_token=2, v_schedule=diffusion.alphas_cumprod).eval()
+    torch.nn.init.zeros_(model.output_proj.weight)
+    torch.nn.init.zeros_(model.output_proj.bias)
+    x, t, mask, _ = inputs(frames=7)
+    mask[2, 4:] = False
+    expected = (diffusion.alphas_cumprod[t].sqrt()[:, None, None] * x).masked_fill(~mask[..., None], 0.0)
+    torch.testing.assert_close(model(x, t, mask), expected)

@@ -50,6 +50,7 @@ class ModelConfig:
     activation: str = "gelu"
     cond_dropout: float = 0.1  # probability of dropping the condition in training (classifier-free guidance)
     prediction: str = "x0"  # x0 (MDM) | v: the network predicts v, the model still returns x0 (see model.py)
+    frames_per_token: int = 1  # k consecutive frames per transformer token (temporal patching, see model.py); 1 = MDM
 
 
 @dataclass
@@ -279,6 +280,8 @@ def _validate(config: Config) -> Config:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"config key {key} must be one of {allowed}, got {value!r}")
+    if config.model.frames_per_token < 1:
+        raise ConfigError(f"model.frames_per_token must be at least 1, got {config.model.frames_per_token}")
     if config.model.width % config.model.heads:
         raise ConfigError("model.width must be divisible by model.heads")
     if not 1 <= config.diffusion.sample_steps <= config.diffusion.steps:

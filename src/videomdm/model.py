@@ -14,6 +14,12 @@ Differences from the reference implementation, on purpose:
 * padded frames are masked out as attention *keys* (the reference attends to padding, so its outputs on real
   frames change with the amount of padding); the condition token is always a valid key, so no attention row is
   ever empty. Outputs on real frames are therefore independent of how much padding follows them.
+* temporal patching (``frames_per_token = k``, default 1 = the design above): k consecutive frames form one
+  token, ``W_in`` maps their concatenated features ``(k·D)`` to the width and ``W_out`` maps each token back to k
+  frames, as a ViT patch embedding does for image patches (Dosovitskiy et al. 2021, eq. 1) and as video diffusion
+  transformers do along time. A T-frame window becomes ``ceil(T / k)`` tokens (the window is zero-padded to a
+  multiple of k inside the model; a token is a valid key if any of its frames is real), so attention costs ~k² and
+  every linear layer ~k less per step. The positional encoding indexes tokens, not frames.
 * the transformer is written here (nanoGPT style: pre-LayerNorm blocks, ``scaled_dot_product_attention``,
   a final LayerNorm) rather than ``nn.TransformerEncoder``. Parameters keep PyTorch's default initialization (as
   MDM), so the timestep and condition embeddings start at the same scale as the positional encoding.
@@ -164,13 +170,16 @@ class MotionDenoiser(nn.Module):
         activation: feed-forward non-linearity, "gelu" or "relu".
         cond_dropout: probability, in training mode, of zeroing a sample's condition vector
             (classifier-free guidance training, Ho & Salimans 2022).
-        max_frames: longest sequence accepted (size of the positional table, plus one for the condition token).
+        max_frames: longest sequence accepted, in frames (the positional table has ``ceil(max_frames / k)`` token
+            positions, plus one for the condition token).
         v_schedule: ``(N,)`` cumulative alpha-bar of the diffusion, or None. None: the network output is x0 itself.
             Given: the network predicts ``v`` (Salimans & Ho 2022, eq. 8) and the model returns
             ``x0 = sqrt(abar_t) x_t − sqrt(1 − abar_t) v``, so at low noise the prediction starts from its input
             (with unit-variance data this is EDM's ``c_skip``/``c_out`` preconditioning, Karras et al. 2022, eq. 7).
             Under 2D supervision, where a single view leaves depth unconstrained, this keeps what the views cannot
             see close to the (noised) input instead of arbitrary.
+        frames_per_token: k, consecutive frames per transformer token (temporal patching, module docstring); 1 =
+            one token per frame (MDM).
     """
 
     def __init__(
@@ -186,25 +195,29 @@ class MotionDenoiser(nn.Module):
         cond_dropout: float = 0.1,
         max_frames: int = 1024,
         v_schedule: Tensor | None = None,
+        frames_per_token: int = 1,
     ) -> None:
         super().__init__()
         if not 0.0 <= cond_dropout <= 1.0:
             raise ValueError(f"cond_dropout must be in [0, 1], got {cond_dropout}")
+        if frames_per_token < 1:
+            raise ValueError(f"frames_per_token must be at least 1, got {frames_per_token}")
         self.feature_dim = feature_dim
         self.cond_dim = cond_dim
         self.width = width
         self.cond_dropout = cond_dropout
         self.max_frames = max_frames
+        self.frames_per_token = frames_per_token
 
-        self.input_proj = nn.Linear(feature_dim, width)
+        self.input_proj = nn.Linear(frames_per_token * feature_dim, width)
         self.timestep_embedder = TimestepEmbedder(width)
         self.cond_proj = nn.Linear(cond_dim, width) if cond_dim > 0 else None
         self.token_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(width, heads, ff_size, dropout, activation) for _ in range(layers))
         self.ln_final = nn.LayerNorm(width)
-        self.output_proj = nn.Linear(width, feature_dim)
-        # Position 0 is the condition token, positions 1..T the frames. Deterministic, so not saved.
-        positions = torch.arange(max_frames + 1)
+        self.output_proj = nn.Linear(width, frames_per_token * feature_dim)
+        # Position 0 is the condition token, positions 1..N the frame tokens. Deterministic, so not saved.
+        positions = torch.arange(math.ceil(max_frames / frames_per_token) + 1)
         self.register_buffer("positional", sinusoidal_embedding(positions, width), persistent=False)
         # Derived from the config's diffusion settings, so not saved either.
         self.register_buffer("v_schedule", None if v_schedule is None else v_schedule.float(), persistent=False)
@@ -256,7 +269,8 @@ class MotionDenoiser(nn.Module):
             x: (B, T, D) noised features x_t. Values on padded frames are ignored (they may be anything,
                 NaN included).
             t: (B,) LongTensor diffusion timesteps.
-            mask: (B, T) bool, True = real frame. Padded frames are never attended to.
+            mask: (B, T) bool, True = real frame. Padded frames are never attended to (with k > 1: a token whose
+                frames are all padding is never attended to; padded frames inside a token enter it as zeros).
             cond: (B, cond_dim) condition vectors, or None (required None when ``cond_dim == 0``).
             uncond: (B,) bool, True = force the unconditional branch for that sample (in any mode).
 
@@ -274,18 +288,26 @@ class MotionDenoiser(nn.Module):
             raise ValueError(f"t must have shape {(batch,)}, got {tuple(t.shape)}")
 
         x = x.masked_fill(~mask[..., None], 0.0)  # padding garbage (even NaN) never reaches the network
-        frame_tokens = self.input_proj(x)  # (B, T, W)
+        k = self.frames_per_token
+        num_tokens = math.ceil(frames / k)  # N
+        pad = num_tokens * k - frames  # frames added so that k divides the window
+        # (B, T, D) -> (B, N·k, D) -> (B, N, k·D): k consecutive frames side by side in one token.
+        patches = F.pad(x, (0, 0, 0, pad)).reshape(batch, num_tokens, k * features)
+        frame_tokens = self.input_proj(patches)  # (B, N, W)
         cond_token = self.condition_token(t, cond, uncond).to(frame_tokens.dtype)  # (B, 1, W)
-        tokens = torch.cat([cond_token, frame_tokens], dim=1)  # (B, 1 + T, W)
-        tokens = self.token_dropout(tokens + self.positional[: frames + 1])
+        tokens = torch.cat([cond_token, frame_tokens], dim=1)  # (B, 1 + N, W)
+        tokens = self.token_dropout(tokens + self.positional[: num_tokens + 1])
 
+        # A token is a valid key if any of its frames is real; (B, T) -> (B, N·k) -> (B, N, k) -> (B, N).
+        token_mask = F.pad(mask, (0, pad), value=False).reshape(batch, num_tokens, k).any(dim=-1)
         # The condition token (position 0) is always a valid key, so no attention row is empty.
         always = torch.ones(batch, 1, dtype=torch.bool, device=mask.device)
-        key_mask = torch.cat([always, mask], dim=1)  # (B, 1 + T)
+        key_mask = torch.cat([always, token_mask], dim=1)  # (B, 1 + N)
         for block in self.blocks:
             tokens = block(tokens, key_mask)
 
-        out = self.output_proj(self.ln_final(tokens[:, 1:]))  # (B, T, D): drop the condition token
+        out = self.output_proj(self.ln_final(tokens[:, 1:]))  # (B, N, k·D): drop the condition token
+        out = out.reshape(batch, num_tokens * k, features)[:, :frames]  # (B, T, D): back to frames
         if self.v_schedule is not None:
             abar = self.v_schedule[t].to(out.dtype)[:, None, None]  # (B, 1, 1)
             out = abar.sqrt() * x - (1.0 - abar).sqrt() * out  # x0 from the v prediction

@@ -72,7 +72,7 @@ def build_model(config: Config, feature_dim: int, cond_dim: int) -> MotionDenois
     v_schedule = build_diffusion(config).alphas_cumprod if m.prediction == "v" else None
     return MotionDenoiser(feature_dim=feature_dim, cond_dim=cond_dim, width=m.width, layers=m.layers, heads=m.heads,
                           ff_size=m.ff_size, dropout=m.dropout, activation=m.activation, cond_dropout=m.cond_dropout,
-                          v_schedule=v_schedule)
+                          v_schedule=v_schedule, frames_per_token=m.frames_per_token)
 
 
 def build_diffusion(config: Config) -> GaussianDiffusion:
