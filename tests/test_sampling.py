@@ -115,3 +115,57 @@ def test_compiled_sampling_matches_eager():
     compiled = generate(run, 2, texts=["walk"], steps=3, compile=True)
     assert run.compiled is not None
     np.testing.assert_allclose(compiled, eager, atol=1e-4, rtol=1e-4)
+
+
+def test_denoising_errors_of_a_model_that_predicts_zero_are_the_motions_own_size():
+    """x0 prediction with a zeroed output layer returns x̂0 = 0, so the error at every level is rms(x0)."""
+    from synthetic import walk
+
+    from videomdm.representation import encode
+    from videomdm.sample import denoising_errors
+
+    run = tiny_run()
+    torch.nn.init.zeros_(run.model.output_proj.weight)
+    torch.nn.init.zeros_(run.model.output_proj.bias)
+    motions = np.stack([walk(24, seed=s) for s in range(3)])  # (3, 24, 22, 3)
+    x0 = encode(torch.as_tensor(motions, dtype=torch.float32), run.skeleton,
+                contact_threshold=run.config.data.contact_threshold, facing_sigma=run.config.data.facing_sigma)
+    size = float(x0.square().mean().sqrt())  # the normalizer is the identity here
+    errors = denoising_errors(run, motions)
+    levels = [0, 2, 6, 12, 24, 39]  # the default fractions of the last level (49)
+    assert sorted(int(k.removeprefix("denoise_rms_t")) for k in errors if k.startswith("denoise_rms_t")) == levels
+    abar = run.diffusion.alphas_cumprod
+    for t in levels:
+        assert errors[f"denoise_rms_t{t}"] == pytest.approx(size, rel=1e-5)
+        assert errors[f"noise_rms_t{t}"] == pytest.approx(float((1 - abar[t]).sqrt()), rel=1e-6)
+        assert errors[f"denoise_ratio_t{t}"] == pytest.approx(size / errors[f"noise_rms_t{t}"], rel=1e-5)
+
+
+def test_denoising_errors_of_a_v_model_with_a_zero_head_grow_with_the_noise():
+    """v prediction with a zeroed head returns sqrt(abar) x_t: at low levels the error is about the injected noise."""
+    from synthetic import walk
+
+    from videomdm.sample import denoising_errors
+
+    run = tiny_run("model.prediction=v")
+    torch.nn.init.zeros_(run.model.output_proj.weight)
+    torch.nn.init.zeros_(run.model.output_proj.bias)
+    errors = denoising_errors(run, np.stack([walk(24, seed=s) for s in range(4)]), levels=[0, 6, 12])
+    assert errors["denoise_rms_t0"] < errors["denoise_rms_t6"] < errors["denoise_rms_t12"]
+    assert errors["denoise_ratio_t6"] == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.parametrize("motions, levels, match", [
+    (np.zeros((0, 24, 22, 3)), None, "N ≥ 1"),
+    (np.full((1, 24, 22, 3), np.nan), None, "finite"),
+    (np.zeros((24, 22, 3)), None, r"\(N, T, J, 3\)"),
+    (None, [50], r"levels must lie in \[0, 49\]"),
+])
+def test_denoising_errors_refuse_bad_input(motions, levels, match):
+    from synthetic import walk
+
+    from videomdm.sample import denoising_errors
+
+    motions = walk(24)[None] if motions is None else motions
+    with pytest.raises(ValueError, match=match):
+        denoising_errors(tiny_run(), motions, levels=levels)

@@ -27,7 +27,7 @@ from .checkpoint import atomic_write_text
 from .data.clip import Clip, load_clip, read_dataset_index
 from .data.dataset import clip_observations, observed_keypoints
 from .evaluate import diversity, fid, kid, motion_quality, pose_errors, precision_recall, reprojection_error
-from .sample import LoadedRun, generate, lift, load_run, window_starts
+from .sample import LoadedRun, denoising_errors, generate, lift, load_run, window_starts
 
 if TYPE_CHECKING:
     from .evaluator import EvaluatorConfig
@@ -100,6 +100,9 @@ def lift_split(run: LoadedRun, data_dir: Path, split: str, settings: LiftSetting
     return result
 
 
+DENOISING_WINDOWS = 64  # windows of the split used by :func:`videomdm.sample.denoising_errors` in evaluations
+
+
 def _real_windows(data_dir: Path, split: str, field: str, length: int) -> list[np.ndarray]:
     """Windows of ``length`` frames covering every clip of a split (:func:`videomdm.sample.window_starts`)."""
     windows = []
@@ -117,7 +120,9 @@ def evaluate_run(run_dir: Path, data_dir: Path, out_dir: Path, *, split: str = "
     """Write ``out_dir/metrics.json`` (flat keys, units in the names) and ``out_dir/report.md``; return the metrics.
 
     Lifting metrics need clips with 2D keypoints, a camera and a teacher; generation metrics against the data need
-    ``evaluator_dir`` (an evaluator trained on this dataset, refused otherwise) and ``gt_3d`` in ``split``.
+    ``evaluator_dir`` (an evaluator trained on this dataset, refused otherwise) and ``gt_3d`` in ``split``. The
+    per-level denoising errors (:func:`videomdm.sample.denoising_errors`) use up to :data:`DENOISING_WINDOWS` windows
+    of ``gt_3d``, or of ``teacher_3d`` where the split has no ground truth.
     """
     from .evaluator import load_evaluator
 
@@ -128,6 +133,13 @@ def evaluate_run(run_dir: Path, data_dir: Path, out_dir: Path, *, split: str = "
     log(f"lifting the {split} split")
     metrics.update(lift_split(run, data_dir, split, lift_settings, out_dir=out_dir / "lifted", log=log))
 
+    length = run.config.data.num_frames
+    for field in ("gt_3d", "teacher_3d"):  # the clean motion where known, else what the prior was taught from
+        windows = _real_windows(data_dir, split, field, length)[:DENOISING_WINDOWS]
+        if windows:
+            log(f"denoising {len(windows)} {field} windows at each level")
+            metrics.update(denoising_errors(run, np.stack(windows), seed=seed))
+            break
     log(f"sampling {num_samples} motions")
     samples = generate(run, num_samples, seed=seed)  # (N, T, J, 3)
     fps = run.config.data.fps

@@ -23,7 +23,7 @@ from .text import TextEncoder, build_text_encoder
 from .train import autocast_dtype, bf16_supported, build_diffusion, build_model, resolve_device
 
 __all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "bf16_supported",
-           "window_starts", "Observations", "lift"]
+           "window_starts", "Observations", "lift", "DENOISING_LEVEL_FRACTIONS", "denoising_errors"]
 
 
 @dataclass
@@ -256,3 +256,55 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     for start, window in zip(starts, world):
         out[start:start + length] = window
     return out.float().cpu().numpy()
+
+
+DENOISING_LEVEL_FRACTIONS = (0.0, 0.05, 0.12, 0.25, 0.5, 0.8)  # of the last level: 0, 2, 6, 12, 24, 39 of 50 levels
+
+
+@torch.no_grad()
+def denoising_errors(run: LoadedRun, motions: np.ndarray, *, levels: Sequence[int] | None = None,
+                     seed: int = 0) -> dict[str, float]:
+    """How well the prior removes noise at each level: the one-call x0 error of clean motions noised to level t.
+
+    Each motion is canonicalized, encoded and normalized as in training, noised with ``q_sample`` to level t and
+    denoised by ONE model call (the unconditional branch). A prior that helps lifting must return its input with
+    less noise than it was given, i.e. ``denoise_ratio_t < 1`` at the levels lifting starts from (``two_d.teacher_min_t``
+    and below); a short-trained one returns either its input with the noise (ratio ≈ 1, v prediction) or a smooth
+    motion far from it (large error even at t = 0, x0 prediction). See the README's recovery section.
+
+    Args:
+        motions: ``(N, T, J, 3)`` world joints in metres at the run's fps (T ≤ ``data.num_frames``).
+        levels: diffusion levels, default :data:`DENOISING_LEVEL_FRACTIONS` of the last level.
+    Returns:
+        For each level t: ``denoise_rms_t{t}`` (rms of x̂0 − x0 over frames and features, normalized feature units),
+        ``noise_rms_t{t}`` (``sqrt(1 − abar_t)``, the noise the input carries) and ``denoise_ratio_t{t}`` (their
+        ratio).
+    """
+    joints = torch.as_tensor(np.asarray(motions), dtype=torch.float32, device=run.device)
+    if joints.dim() != 4 or len(joints) == 0 or not torch.isfinite(joints).all():
+        raise ValueError(f"motions must be a finite (N, T, J, 3) array with N ≥ 1, got shape {tuple(joints.shape)}")
+    last_level = run.diffusion.num_steps - 1
+    if levels is None:
+        levels = sorted({round(f * last_level) for f in DENOISING_LEVEL_FRACTIONS})
+    if any(not 0 <= t <= last_level for t in levels):
+        raise ValueError(f"levels must lie in [0, {last_level}], got {list(levels)}")
+    config = run.config
+    x0 = run.normalizer.normalize(encode(joints, run.skeleton, contact_threshold=config.data.contact_threshold,
+                                         facing_sigma=config.data.facing_sigma))  # (N, T, D)
+    mask = torch.ones(x0.shape[:2], dtype=torch.bool, device=run.device)
+    cond = uncond = None
+    if run.text_encoder is not None:  # the dropped-condition branch
+        uncond = torch.ones(len(x0), dtype=torch.bool, device=run.device)
+        cond = torch.zeros(len(x0), run.text_encoder.dim, device=run.device)
+    generator = torch.Generator(device=run.device).manual_seed(seed)
+    result = {}
+    for t in levels:
+        level = torch.full((len(x0),), int(t), dtype=torch.long, device=run.device)
+        noise = torch.randn(x0.shape, generator=generator, device=run.device)
+        x0_hat = run.model(run.diffusion.q_sample(x0, level, noise), level, mask, cond=cond, uncond=uncond)
+        error = float((x0_hat - x0).square().mean().sqrt())
+        noise_rms = float((1.0 - run.diffusion.alphas_cumprod[int(t)]).sqrt())
+        result[f"denoise_rms_t{t}"] = error
+        result[f"noise_rms_t{t}"] = noise_rms
+        result[f"denoise_ratio_t{t}"] = error / noise_rms
+    return result
