@@ -70,7 +70,7 @@ def test_evaluate_run_writes_metrics_and_refuses_a_foreign_evaluator(dataset_2d,
     assert saved == pytest.approx(metrics)
     for key in ("fid", "kid", "kid_std_error", "diversity", "precision", "recall", "lift_mpjpe_mm",
                 "lift_pa_mpjpe_mm", "lift_accel_error_ms2", "teacher_mpjpe_mm", "teacher_accel_error_ms2",
-                "gen_foot_skating_ms", "denoise_rms_t0", "noise_rms_t0", "denoise_ratio_t0"):
+                "gen_foot_skating_ms", "denoise_mm_t0", "input_mm_t0", "denoise_ratio_t0"):
         assert np.isfinite(saved[key]), key
     assert len([key for key in saved if key.startswith("denoise_ratio_t")]) >= 4  # one per level
     assert "| fid |" in (out / "report.md").read_text()

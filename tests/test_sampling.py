@@ -117,11 +117,12 @@ def test_compiled_sampling_matches_eager():
     np.testing.assert_allclose(compiled, eager, atol=1e-4, rtol=1e-4)
 
 
-def test_denoising_errors_of_a_model_that_predicts_zero_are_the_motions_own_size():
-    """x0 prediction with a zeroed output layer returns x̂0 = 0, so the error at every level is rms(x0)."""
+def test_denoising_errors_of_a_model_that_predicts_the_mean_are_the_motions_distance_from_it():
+    """x0 prediction with a zeroed output layer returns x̂0 = 0 (the mean features): its joint error is the same at
+    every level, the distance of the motions' joints from the mean motion's."""
     from synthetic import walk
 
-    from videomdm.representation import encode
+    from videomdm.representation import decode, encode
     from videomdm.sample import denoising_errors
 
     run = tiny_run()
@@ -130,19 +131,21 @@ def test_denoising_errors_of_a_model_that_predicts_zero_are_the_motions_own_size
     motions = np.stack([walk(24, seed=s) for s in range(3)])  # (3, 24, 22, 3)
     x0 = encode(torch.as_tensor(motions, dtype=torch.float32), run.skeleton,
                 contact_threshold=run.config.data.contact_threshold, facing_sigma=run.config.data.facing_sigma)
-    size = float(x0.square().mean().sqrt())  # the normalizer is the identity here
+    mean_motion = decode(torch.zeros_like(x0), 22)  # the normalizer is the identity here
+    expected_mm = 1000 * float((mean_motion - decode(x0, 22)).norm(dim=-1).mean())
     errors = denoising_errors(run, motions)
     levels = [0, 2, 6, 12, 24, 39]  # the default fractions of the last level (49)
-    assert sorted(int(k.removeprefix("denoise_rms_t")) for k in errors if k.startswith("denoise_rms_t")) == levels
-    abar = run.diffusion.alphas_cumprod
+    assert sorted(int(k.removeprefix("denoise_mm_t")) for k in errors if k.startswith("denoise_mm_t")) == levels
     for t in levels:
-        assert errors[f"denoise_rms_t{t}"] == pytest.approx(size, rel=1e-5)
-        assert errors[f"noise_rms_t{t}"] == pytest.approx(float((1 - abar[t]).sqrt()), rel=1e-6)
-        assert errors[f"denoise_ratio_t{t}"] == pytest.approx(size / errors[f"noise_rms_t{t}"], rel=1e-5)
+        assert errors[f"denoise_mm_t{t}"] == pytest.approx(expected_mm, rel=1e-4)
+        assert errors[f"denoise_ratio_t{t}"] == pytest.approx(expected_mm / errors[f"input_mm_t{t}"], rel=1e-6)
+    inputs = [errors[f"input_mm_t{t}"] for t in levels]
+    assert inputs == sorted(inputs) and inputs[0] > 0  # the input as given gets worse with the level
 
 
-def test_denoising_errors_of_a_v_model_with_a_zero_head_grow_with_the_noise():
-    """v prediction with a zeroed head returns sqrt(abar) x_t: at low levels the error is about the injected noise."""
+def test_denoising_errors_of_a_v_model_with_a_zero_head_track_the_input():
+    """v prediction with a zeroed head returns sqrt(abar) x_t, i.e. the input as given scaled by abar: at level 0
+    (abar = 0.998) its error is that of the input, and it grows with the level."""
     from synthetic import walk
 
     from videomdm.sample import denoising_errors
@@ -151,8 +154,8 @@ def test_denoising_errors_of_a_v_model_with_a_zero_head_grow_with_the_noise():
     torch.nn.init.zeros_(run.model.output_proj.weight)
     torch.nn.init.zeros_(run.model.output_proj.bias)
     errors = denoising_errors(run, np.stack([walk(24, seed=s) for s in range(4)]), levels=[0, 6, 12])
-    assert errors["denoise_rms_t0"] < errors["denoise_rms_t6"] < errors["denoise_rms_t12"]
-    assert errors["denoise_ratio_t6"] == pytest.approx(1.0, abs=0.1)
+    assert errors["denoise_mm_t0"] < errors["denoise_mm_t6"] < errors["denoise_mm_t12"]
+    assert errors["denoise_ratio_t0"] == pytest.approx(1.0, abs=0.05)
 
 
 @pytest.mark.parametrize("motions, levels, match", [
@@ -160,6 +163,7 @@ def test_denoising_errors_of_a_v_model_with_a_zero_head_grow_with_the_noise():
     (np.full((1, 24, 22, 3), np.nan), None, "finite"),
     (np.zeros((24, 22, 3)), None, r"\(N, T, J, 3\)"),
     (None, [50], r"levels must lie in \[0, 49\]"),
+    (None, [49], "abar_t"),
 ])
 def test_denoising_errors_refuse_bad_input(motions, levels, match):
     from synthetic import walk

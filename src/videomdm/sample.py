@@ -264,21 +264,23 @@ DENOISING_LEVEL_FRACTIONS = (0.0, 0.05, 0.12, 0.25, 0.5, 0.8)  # of the last lev
 @torch.no_grad()
 def denoising_errors(run: LoadedRun, motions: np.ndarray, *, levels: Sequence[int] | None = None,
                      seed: int = 0) -> dict[str, float]:
-    """How well the prior removes noise at each level: the one-call x0 error of clean motions noised to level t.
+    """How well the prior removes noise at each level, in joint positions: clean motions noised to level t and
+    denoised by ONE model call (the unconditional branch), against the noised input taken as it is.
 
-    Each motion is canonicalized, encoded and normalized as in training, noised with ``q_sample`` to level t and
-    denoised by ONE model call (the unconditional branch). A prior that helps lifting must return its input with
-    less noise than it was given, i.e. ``denoise_ratio_t < 1`` at the levels lifting starts from (``two_d.teacher_min_t``
-    and below); a short-trained one returns either its input with the noise (ratio ≈ 1, v prediction) or a smooth
-    motion far from it (large error even at t = 0, x0 prediction). See the README's recovery section.
+    Each motion is canonicalized, encoded and normalized as in training and noised with ``q_sample`` to level t.
+    ``denoise_mm`` is the mean per-joint distance between the joints decoded from the prediction x̂0 and those
+    decoded from x0; ``input_mm`` the same for ``x_t / sqrt(abar_t)``, the input without its scale, i.e. what a prior
+    that removes nothing returns. A prior that can help lifting has ``denoise_ratio_t = denoise_mm / input_mm < 1``
+    at the levels lifting starts from (``two_d.teacher_min_t`` and below). Joints, not features, so that the figure
+    means the same for every supervision (``2d`` supervises only what the joints decode from). See the README's
+    recovery section.
 
     Args:
         motions: ``(N, T, J, 3)`` world joints in metres at the run's fps (T ≤ ``data.num_frames``).
-        levels: diffusion levels, default :data:`DENOISING_LEVEL_FRACTIONS` of the last level.
+        levels: diffusion levels with ``abar_t ≥ 1e-3``; default :data:`DENOISING_LEVEL_FRACTIONS` of the last level.
     Returns:
-        For each level t: ``denoise_rms_t{t}`` (rms of x̂0 − x0 over frames and features, normalized feature units),
-        ``noise_rms_t{t}`` (``sqrt(1 − abar_t)``, the noise the input carries) and ``denoise_ratio_t{t}`` (their
-        ratio).
+        ``denoise_mm_t{t}``, ``input_mm_t{t}`` (millimetres, canonical frame of each motion) and ``denoise_ratio_t{t}``
+        for each level t.
     """
     joints = torch.as_tensor(np.asarray(motions), dtype=torch.float32, device=run.device)
     if joints.dim() != 4 or len(joints) == 0 or not torch.isfinite(joints).all():
@@ -286,11 +288,20 @@ def denoising_errors(run: LoadedRun, motions: np.ndarray, *, levels: Sequence[in
     last_level = run.diffusion.num_steps - 1
     if levels is None:
         levels = sorted({round(f * last_level) for f in DENOISING_LEVEL_FRACTIONS})
-    if any(not 0 <= t <= last_level for t in levels):
-        raise ValueError(f"levels must lie in [0, {last_level}], got {list(levels)}")
+    abar = run.diffusion.alphas_cumprod
+    if any(not (0 <= t <= last_level and float(abar[t]) >= 1e-3) for t in levels):
+        raise ValueError(f"levels must lie in [0, {last_level}] with abar_t ≥ 1e-3, got {list(levels)}")
     config = run.config
     x0 = run.normalizer.normalize(encode(joints, run.skeleton, contact_threshold=config.data.contact_threshold,
                                          facing_sigma=config.data.facing_sigma))  # (N, T, D)
+
+    def to_joints(features: Tensor) -> Tensor:  # (N, T, D) normalized → (N, T, J, 3) metres
+        return decode(run.normalizer.denormalize(features), run.skeleton.num_joints)
+
+    def mean_distance_mm(features: Tensor) -> float:
+        return 1000.0 * float((to_joints(features) - reference).norm(dim=-1).mean())
+
+    reference = to_joints(x0)
     mask = torch.ones(x0.shape[:2], dtype=torch.bool, device=run.device)
     cond = uncond = None
     if run.text_encoder is not None:  # the dropped-condition branch
@@ -300,11 +311,9 @@ def denoising_errors(run: LoadedRun, motions: np.ndarray, *, levels: Sequence[in
     result = {}
     for t in levels:
         level = torch.full((len(x0),), int(t), dtype=torch.long, device=run.device)
-        noise = torch.randn(x0.shape, generator=generator, device=run.device)
-        x0_hat = run.model(run.diffusion.q_sample(x0, level, noise), level, mask, cond=cond, uncond=uncond)
-        error = float((x0_hat - x0).square().mean().sqrt())
-        noise_rms = float((1.0 - run.diffusion.alphas_cumprod[int(t)]).sqrt())
-        result[f"denoise_rms_t{t}"] = error
-        result[f"noise_rms_t{t}"] = noise_rms
-        result[f"denoise_ratio_t{t}"] = error / noise_rms
+        x_t = run.diffusion.q_sample(x0, level, torch.randn(x0.shape, generator=generator, device=run.device))
+        denoised = mean_distance_mm(run.model(x_t, level, mask, cond=cond, uncond=uncond))
+        as_given = mean_distance_mm(x_t / float(abar[t]) ** 0.5)
+        result.update({f"denoise_mm_t{t}": denoised, f"input_mm_t{t}": as_given,
+                       f"denoise_ratio_t{t}": denoised / max(as_given, 1e-9)})
     return result
