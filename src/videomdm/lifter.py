@@ -53,6 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .camera import camera_to_world, normalized_to_pixels, pixels_to_normalized, project_normalized, \
+    world_to_camera
 from .checkpoint import CheckpointError, atomic_write_text, load_tensors, read_description, save_tensors
 from .representation import floor_from_feet
 from .skeleton import SMPL_22, Skeleton, blazepose_to_smpl22, get_skeleton, joint_map
@@ -120,31 +122,15 @@ def _per_frame_extrinsics(R: np.ndarray, t: np.ndarray, num_frames: int, where: 
                      f"t ({num_frames}, 3); got R {R.shape}, t {t.shape}")
 
 
-def _camera_to_world_np(points_cam: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Inverse of eq. 1, ``X_w = Rᵀ (X_c − t)``: ``(T, J, 3)`` with per-frame ``R (T, 3, 3)``, ``t (T, 3)``."""
-    return np.einsum("tji,tkj->tki", R, points_cam - t[:, None, :])
+def _on_arrays(function: Callable[..., Tensor], *arrays: Any) -> np.ndarray:
+    """``function`` (from :mod:`videomdm.camera`) applied to numpy arrays, in float64. With per-frame cameras
+    (``R (T, 3, 3)``, ``t (T, 3)``) and points ``(T, J, 3)`` the frames are :mod:`~videomdm.camera`'s batch."""
+    return function(*(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in arrays)).numpy()
 
 
-def _world_to_camera_np(points: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Eq. 1, ``X_c = R X_w + t``: ``(T, J, 3)`` with per-frame ``R (T, 3, 3)``, ``t (T, 3)``."""
-    return np.einsum("tij,tkj->tki", R, points) + t[:, None, :]
-
-
-def _pixels_to_normalized_np(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Inverse of eq. 4 (skew honoured): pixels ``(..., 2)``, ``K (3, 3)`` → normalized ``(..., 2)``."""
-    K = np.asarray(K, dtype=np.float64)
-    uv = np.asarray(uv, dtype=np.float64)
-    y = (uv[..., 1] - K[1, 2]) / K[1, 1]
-    x = (uv[..., 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
-    return np.stack([x, y], axis=-1)
-
-
-def _project_pixels_np(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Eqs. 3–4: camera-frame ``(..., 3)`` → pixels ``(..., 2)`` (depth clamped at 0.1 m as ``camera.py``)."""
-    K = np.asarray(K, dtype=np.float64)
-    z = np.maximum(points_cam[..., 2], 0.1)
-    x, y = points_cam[..., 0] / z, points_cam[..., 1] / z
-    return np.stack([K[0, 0] * x + K[0, 1] * y + K[0, 2], K[1, 1] * y + K[1, 2]], axis=-1)
+def _project_to_pixels(points_cam: Tensor, K: Tensor) -> Tensor:
+    """Eqs. 3–4: camera-frame ``(..., 3)`` → pixels ``(..., 2)`` (depth clamped as :func:`camera.project_normalized`)."""
+    return normalized_to_pixels(project_normalized(points_cam), K)
 
 
 def _fill_gaps(values: Tensor, valid: Tensor) -> Tensor:
@@ -537,10 +523,10 @@ def _render_window(window: np.ndarray, config: LifterConfig, noise, rng: np.rand
                               azimuth_deg=config.azimuth_deg, focal_px=config.focal_px,
                               image_size=config.image_size)
     R_f, t_f = _per_frame_extrinsics(R, t, len(window))
-    cam = _world_to_camera_np(window.astype(np.float64), R_f, t_f)  # (T, J, 3)
-    uv = _project_pixels_np(cam, K)
+    cam = _on_arrays(world_to_camera, window, R_f, t_f)  # (T, J, 3)
+    uv = _on_arrays(_project_to_pixels, cam, K)
     uv_noisy, conf = simulate_detections(uv.astype(np.float32), skeleton, noise, rng)
-    xy = _pixels_to_normalized_np(uv_noisy, K)
+    xy = _on_arrays(pixels_to_normalized, uv_noisy, K)
     conf = np.asarray(conf, dtype=np.float64)
     xy = np.where(conf[..., None] > 0, xy, 0.0)  # missing detections may carry any value
     return xy.astype(np.float32), conf.astype(np.float32), (cam - cam[:, :1]).astype(np.float32)
@@ -747,7 +733,7 @@ def lift_clip(lifter: Lifter, keypoints_2d: np.ndarray, confidence: np.ndarray, 
         raise ValueError(f"keypoints_2d must be (T, {J}, 2) and confidence (T, {J}), got {keypoints_2d.shape}, "
                          f"{confidence.shape}")
     confidence = np.where(np.isfinite(keypoints_2d).all(-1), confidence, 0.0)
-    xy = np.where(confidence[..., None] > 0, _pixels_to_normalized_np(np.nan_to_num(keypoints_2d), K), 0.0)
+    xy = np.where(confidence[..., None] > 0, _on_arrays(pixels_to_normalized, np.nan_to_num(keypoints_2d), K), 0.0)
     rel_cam = lifter.predict(xy, confidence)
     world = ground_to_world(rel_cam, xy, confidence, R, t, lifter.skeleton, level_floor=level_floor)
     return world.astype(np.float32)
@@ -770,10 +756,10 @@ def evaluate_lifter(lifter: Lifter, motions: list[np.ndarray], *, views: int = 2
                                       azimuth_deg=config.azimuth_deg, focal_px=config.focal_px,
                                       image_size=config.image_size)
             R_f, t_f = _per_frame_extrinsics(R, t, len(motion))
-            cam = _world_to_camera_np(np.asarray(motion, np.float64), R_f, t_f)
-            uv, conf = simulate_detections(_project_pixels_np(cam, K).astype(np.float32), lifter.skeleton, noise,
+            cam = _on_arrays(world_to_camera, motion, R_f, t_f)
+            uv, conf = simulate_detections(_on_arrays(_project_to_pixels, cam, K).astype(np.float32), lifter.skeleton, noise,
                                            rng)
-            xy = np.where(np.asarray(conf)[..., None] > 0, _pixels_to_normalized_np(uv, K), 0.0)
+            xy = np.where(np.asarray(conf)[..., None] > 0, _on_arrays(pixels_to_normalized, uv, K), 0.0)
             rel = lifter.predict(xy, conf)
             world = ground_to_world(rel, xy, conf, R, t, lifter.skeleton)
             rel_total += mpjpe(rel, cam - cam[:, :1]) * len(motion)
@@ -863,7 +849,7 @@ def ground_to_world(rel_cam: np.ndarray, keypoints_norm: np.ndarray, confidence:
     translation = solve_root_translation(rel_cam, keypoints_norm, confidence)
     cam = rel_cam + translation[:, None, :]
     R_f, t_f = _per_frame_extrinsics(R, t, len(cam))
-    world = _camera_to_world_np(cam, R_f, t_f)
+    world = _on_arrays(camera_to_world, cam, R_f, t_f)
     if level_floor:
         world[..., 1] -= floor_from_feet(world, skeleton)
     return world
@@ -893,7 +879,7 @@ def detector_teacher(clip: "Clip", detector_3d: np.ndarray | None) -> np.ndarray
         raise DataError(f"clip {clip.name}: no frame with the detector's 3D")
     flat = torch.from_numpy(rel_cam.reshape(1, len(rel_cam), -1))  # (1, T, 33·3)
     rel_cam = _fill_gaps(flat, torch.from_numpy(valid)[None])[0].numpy().reshape(rel_cam.shape)
-    xy = _pixels_to_normalized_np(clip.keypoints_2d, clip.K)  # (T, 33, 2)
+    xy = _on_arrays(pixels_to_normalized, clip.keypoints_2d, clip.K)  # (T, 33, 2)
     world = ground_to_world(rel_cam, xy, clip.confidence, clip.R, clip.t, derivation.source)  # (T, 33, 3)
     return derivation.apply(world)
 
@@ -1083,7 +1069,7 @@ class TeacherFile:
                 R_f, t_f = _per_frame_extrinsics(clip.R, clip.t, len(joints))
             except ValueError as err:
                 raise DataError(f"{where}: {err}") from None
-            joints = _camera_to_world_np(joints, R_f, t_f)
+            joints = _on_arrays(camera_to_world, joints, R_f, t_f)
         return joints.astype(np.float32)
 
 
