@@ -85,6 +85,15 @@ def inference_precision(model: Callable[..., Tensor], device: torch.device, prec
     return run_bf16
 
 
+def _dropped_condition(run: LoadedRun, batch: int) -> tuple[Tensor | None, Tensor | None]:
+    """``(cond (B, C), uncond (B,))`` selecting the dropped-condition (unconditional) branch of a text model for every
+    item; ``(None, None)`` for a model without text."""
+    if run.text_encoder is None:
+        return None, None
+    uncond = torch.ones(batch, dtype=torch.bool, device=run.device)
+    return torch.zeros(batch, run.text_encoder.dim, device=run.device), uncond
+
+
 @torch.no_grad()
 def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, num_frames: int | None = None,
              steps: int | None = None, guidance_scale: float | None = None, eta: float | None = None,
@@ -128,8 +137,7 @@ def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, nu
         cond = run.text_encoder.encode(captions).to(run.device)  # (num, C); each distinct caption embedded once
         model_fn = classifier_free_guidance(denoiser, guidance_scale, mask=mask, cond=cond)
     elif run.text_encoder is not None:  # a text model sampled unconditionally: the dropped-condition branch
-        uncond = torch.ones(num, dtype=torch.bool, device=run.device)
-        cond = torch.zeros(num, run.text_encoder.dim, device=run.device)
+        cond, uncond = _dropped_condition(run, num)
 
         def model_fn(x, t):
             return denoiser(x, t, mask, cond=cond, uncond=uncond)
@@ -211,10 +219,7 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     _, to_canonical = canonicalize(teacher, run.skeleton, facing_sigma=config.data.facing_sigma)
     x0 = run.normalizer.normalize(encode(teacher, run.skeleton, **encode_kw))  # (W, L, D)
     mask = torch.ones(x0.shape[:2], dtype=torch.bool, device=run.device)
-    cond = uncond = None
-    if run.text_encoder is not None:  # a text model used without a caption: the dropped-condition branch
-        uncond = torch.ones(len(starts), dtype=torch.bool, device=run.device)
-        cond = torch.zeros(len(starts), run.text_encoder.dim, device=run.device)
+    cond, uncond = _dropped_condition(run, len(starts))  # a text model used without a caption
 
     def model_fn(x, t):
         return run.model(x, t, mask, cond=cond, uncond=uncond)
@@ -303,10 +308,7 @@ def denoising_errors(run: LoadedRun, motions: np.ndarray, *, levels: Sequence[in
 
     reference = to_joints(x0)
     mask = torch.ones(x0.shape[:2], dtype=torch.bool, device=run.device)
-    cond = uncond = None
-    if run.text_encoder is not None:  # the dropped-condition branch
-        uncond = torch.ones(len(x0), dtype=torch.bool, device=run.device)
-        cond = torch.zeros(len(x0), run.text_encoder.dim, device=run.device)
+    cond, uncond = _dropped_condition(run, len(x0))
     generator = torch.Generator(device=run.device).manual_seed(seed)
     result = {}
     for t in levels:
