@@ -227,7 +227,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .train import processes_from_env, train
 
     config = _train_config(args)
-    ckpt = train(Path(args.data), Path(args.out), config, resume=args.resume, progress=not args.quiet)
+    ckpt = train(Path(args.data), Path(args.out), config, resume=args.resume, progress=not args.quiet,
+                 init_from=Path(args.init_from) if args.init_from else None)
     if processes_from_env().is_main:
         print(f"run {args.out}: last checkpoint {ckpt}")
 
@@ -585,6 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="preset (default, small) or a .json/.toml file")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--init-from", metavar="RUN", help="start from the weights (EMA) and normalizer of another run "
+                   "with the same model settings, e.g. a 2d run warm-started from a teacher run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -79,6 +79,9 @@ class DataConfig:
     contact_threshold: float = 0.002  # squared foot displacement per frame (m²) below which a foot is in contact
     facing_sigma: float = 20.0  # Gaussian smoothing (frames) of the facing direction, as HumanML3D
     cache_mb: float = 1024.0  # bound of the training set's encoded-clip cache (MiB): memory stops growing with data
+    normalization: str = "group"  # group: one std per feature group (HumanML3D) | dimension: one std per feature
+    root_emphasis: float = 5.0  # group normalization: root slices' std divided by this (HumanML3D's feat_bias)
+    stats_smoothing: float = 2.0  # Gaussian std (frames) smoothing motions before normalization statistics; 0 = off
 
 
 @dataclass
@@ -102,6 +105,7 @@ class TwoDConfig:
     teacher_min_t: int = 12  # t*: the teacher is only ever noised to t ≥ t*
     chain_steps: int = 4  # below t*, inputs come from chains of this many detached self-predictions
     min_depth: float = 0.1  # metres; points nearer the camera are clamped in the projection
+    solve_yaw: bool = True  # placement solved from the keypoints: turn about +y and translation (False: translation)
 
 
 @dataclass
@@ -115,6 +119,8 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"  # constant | cosine (after the warm-up, cosine decay to lr_final · lr at train.steps)
+    lr_final: float = 0.1  # cosine schedule: final learning rate as a fraction of train.lr
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
     seed: int = 0
@@ -276,6 +282,8 @@ def _validate(config: Config) -> Config:
         "model.prediction": (config.model.prediction, ("x0", "v")),
         "two_d.depth_weighting": (config.two_d.depth_weighting, ("none", "mean_depth", "depth_squared")),
         "train.precision": (config.train.precision, ("fp32", "bf16")),
+        "train.lr_schedule": (config.train.lr_schedule, ("constant", "cosine")),
+        "data.normalization": (config.data.normalization, ("group", "dimension")),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -290,6 +298,8 @@ def _validate(config: Config) -> Config:
         raise ConfigError("two_d.teacher_min_t must be in [0, diffusion.steps)")
     if config.two_d.chain_steps < 1:
         raise ConfigError("two_d.chain_steps must be at least 1")
+    if config.data.root_emphasis <= 0 or config.data.stats_smoothing < 0:
+        raise ConfigError("data.root_emphasis must be positive and data.stats_smoothing ≥ 0")
     if config.data.cache_mb < 0:
         raise ConfigError(f"data.cache_mb must be ≥ 0 (0 = no cache), got {config.data.cache_mb}")
     if config.data.min_frames > config.data.num_frames:

@@ -27,6 +27,7 @@ from .checkpoint import atomic_write_text
 from .data.clip import Clip, load_clip, read_dataset_index
 from .data.dataset import clip_observations, observed_keypoints
 from .evaluate import diversity, fid, kid, motion_quality, pose_errors, precision_recall, reprojection_error
+from .skeleton import get_skeleton
 from .sample import LoadedRun, denoising_errors, generate, lift, load_run, window_starts
 
 if TYPE_CHECKING:
@@ -104,12 +105,17 @@ DENOISING_WINDOWS = 64  # windows of the split used by :func:`videomdm.sample.de
 
 
 def _real_windows(data_dir: Path, split: str, field: str, length: int) -> list[np.ndarray]:
-    """Windows of ``length`` frames covering every clip of a split (:func:`videomdm.sample.window_starts`)."""
+    """Windows of ``length`` frames covering every clip of a split (:func:`videomdm.sample.window_starts`), each
+    clip moved so that its floor (lowest foot joint over the clip, as encoding puts it) is at y = 0: encoded with
+    ``floor=0`` they are the features training cuts from whole clips."""
     windows = []
-    for path in read_dataset_index(data_dir).clip_paths(split):
+    index = read_dataset_index(data_dir)
+    left, right = get_skeleton(index.skeleton).foot_indices
+    for path in index.clip_paths(split):
         motion = getattr(load_clip(path, skip=() if field == "gt_3d" else ("gt_3d",)), field)
         if motion is None or len(motion) < length:
             continue
+        motion = motion - np.array([0.0, motion[:, left + right, 1].min(), 0.0], dtype=motion.dtype)
         windows += [motion[s:s + length] for s in window_starts(len(motion), length)]
     return windows
 
@@ -138,7 +144,7 @@ def evaluate_run(run_dir: Path, data_dir: Path, out_dir: Path, *, split: str = "
         windows = _real_windows(data_dir, split, field, length)[:DENOISING_WINDOWS]
         if windows:
             log(f"denoising {len(windows)} {field} windows at each level")
-            metrics.update(denoising_errors(run, np.stack(windows), seed=seed))
+            metrics.update(denoising_errors(run, np.stack(windows), floor=0.0, seed=seed))
             break
     log(f"sampling {num_samples} motions")
     samples = generate(run, num_samples, seed=seed)  # (N, T, J, 3)

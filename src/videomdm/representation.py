@@ -300,14 +300,18 @@ def _check_joints(joints: Tensor, skeleton: Skeleton, min_frames: int = 1) -> No
         raise TypeError(f"joints must be floating point, got {joints.dtype}")
 
 
-def _canonicalize(joints: Tensor, skeleton: Skeleton, facing_sigma: float) -> tuple[Tensor, RigidTransform, Tensor]:
+def _canonicalize(joints: Tensor, skeleton: Skeleton, facing_sigma: float,
+                  floor: float | Tensor | None = None) -> tuple[Tensor, RigidTransform, Tensor]:
     """:func:`canonicalize` plus the canonical yaw ``(..., T)`` of every frame's smoothed facing (exactly 0 at frame 0).
 
     The facing is smoothed once, on the input: rotating the clip by a constant yaw rotates every smoothed facing by
     it, so the canonical yaw is ``θ_in[t] − θ_in[0]``.
     """
-    left, right = skeleton.foot_indices
-    floor = joints[..., :, left + right, 1].amin(dim=(-1, -2))  # (...,)
+    if floor is None:
+        left, right = skeleton.foot_indices
+        floor = joints[..., :, left + right, 1].amin(dim=(-1, -2))  # (...,)
+    else:
+        floor = torch.as_tensor(floor, dtype=joints.dtype, device=joints.device).expand(joints.shape[:-3])
     root0 = joints[..., 0, 0, :]  # (..., 3)
     origin = torch.stack([root0[..., 0], floor, root0[..., 2]], dim=-1)  # (..., 3): point that goes to 0
     theta_in = facing_yaw(facing_directions(joints, skeleton, sigma=facing_sigma))  # (..., T)
@@ -319,13 +323,16 @@ def _canonicalize(joints: Tensor, skeleton: Skeleton, facing_sigma: float) -> tu
     return joints_c, RigidTransform(rotation, translation), theta_in - theta0[..., None]
 
 
-def canonicalize(joints: Tensor, skeleton: Skeleton, *, facing_sigma: float = 20.0) -> tuple[Tensor, RigidTransform]:
+def canonicalize(joints: Tensor, skeleton: Skeleton, *, facing_sigma: float = 20.0,
+                 floor: float | Tensor | None = None) -> tuple[Tensor, RigidTransform]:
     """Put a clip in the canonical frame: floor at y = 0, root x,z of frame 0 at the origin, facing +z.
 
     Args:
         joints: ``(..., T, J, 3)`` metres, y up.
         skeleton: provides ``foot_indices`` (floor = the lowest foot joint over all frames) and ``facing_indices``.
         facing_sigma: Gaussian std (frames) of the facing smoothing; the SMOOTHED facing of frame 0 is turned to +z.
+        floor: the floor height (world y, metres; scalar or ``(...,)``) instead of the lowest foot joint: a window
+            of a clip keeps the clip's floor, as training windows cut from whole-clip features do.
 
     Returns:
         ``joints_c (..., T, J, 3)`` and the :class:`RigidTransform` (batch dims ``...``) with
@@ -333,7 +340,7 @@ def canonicalize(joints: Tensor, skeleton: Skeleton, *, facing_sigma: float = 20
     """
     joints = torch.as_tensor(joints)
     _check_joints(joints, skeleton)
-    joints_c, transform, _ = _canonicalize(joints, skeleton, facing_sigma)
+    joints_c, transform, _ = _canonicalize(joints, skeleton, facing_sigma, floor)
     return joints_c, transform
 
 
@@ -454,7 +461,8 @@ def _repeat_last(x: Tensor, dim: int) -> Tensor:
 
 
 def encode(
-    joints: Tensor, skeleton: Skeleton, *, contact_threshold: float = 0.002, facing_sigma: float = 20.0
+    joints: Tensor, skeleton: Skeleton, *, contact_threshold: float = 0.002, facing_sigma: float = 20.0,
+    floor: float | Tensor | None = None,
 ) -> Tensor:
     """Joint positions → HumanML3D features (module docstring), after :func:`canonicalize`.
 
@@ -464,6 +472,7 @@ def encode(
         contact_threshold: a foot joint is in contact when its squared displacement to the next frame is below
             this (m² per frame; HumanML3D's 0.002 at 20 fps).
         facing_sigma: Gaussian std (frames) of the facing smoothing (HumanML3D: 20).
+        floor: floor height (world y, metres) instead of the lowest foot joint (see :func:`canonicalize`).
 
     Returns:
         ``(..., T, 12·J − 1)`` features in the dtype and on the device of ``joints``; the velocity-type features of
@@ -471,7 +480,7 @@ def encode(
     """
     joints = torch.as_tensor(joints)
     _check_joints(joints, skeleton, min_frames=2)
-    x, _, theta = _canonicalize(joints, skeleton, facing_sigma)  # (..., T, J, 3), (..., T)
+    x, _, theta = _canonicalize(joints, skeleton, facing_sigma, floor)  # (..., T, J, 3), (..., T)
     return _features(x, theta, skeleton, contact_threshold)
 
 
@@ -623,6 +632,25 @@ class Normalizer:
             raise ValueError("no real frames to compute statistics from")
         std = (sum_squares.to(torch.float64) / count).sqrt().clamp_min(min_std)
         return cls(mean.to(dtype), std.to(dtype))
+
+    def grouped(self, layout: FeatureLayout, *, root_emphasis: float = 1.0) -> Normalizer:
+        """One std per feature group, as HumanML3D normalizes: each slice of ``layout`` takes the mean of its
+        dimensions' stds, and the root slices (angular velocity, linear velocity, height) are divided by
+        ``root_emphasis`` (HumanML3D's ``feat_bias`` = 5).
+
+        Per-dimension stds weigh a near-constant coordinate (floored at ``min_std``) hundreds of times more than a
+        moving one in any loss or noise level on normalized features; one std per group keeps each group's
+        dimensions in their physical proportions. The root slices decide where every joint is (an error in the root
+        velocity integrates over the window), so they get ``root_emphasis`` times more weight in the normalized
+        space and ``root_emphasis`` times less noise (metres) at every diffusion level.
+        """
+        if layout.dim != self.dim:
+            raise ValueError(f"layout of {layout.dim} features does not fit a normalizer of {self.dim}")
+        std = self.std.clone()
+        root = ("root_angular_velocity", "root_linear_velocity", "root_height")
+        for name, part in layout.slices().items():
+            std[part] = self.std[part].mean() / (root_emphasis if name in root else 1.0)
+        return Normalizer(self.mean, std)
 
     def normalize(self, x: Tensor) -> Tensor:
         """``(..., D) → (..., D)``."""

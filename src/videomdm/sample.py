@@ -17,13 +17,14 @@ from .diffusion import GaussianDiffusion, classifier_free_guidance
 from .model import MotionDenoiser
 from .camera import ray_nearest_point, transform_camera
 from .data.dataset import Observations
-from .representation import Normalizer, RigidTransform, canonicalize, decode, encode
+from .placement import solve_placement
+from .representation import Normalizer, RigidTransform, canonicalize, decode, encode, encode_with_frames
 from .skeleton import Skeleton, get_skeleton
 from .text import TextEncoder, build_text_encoder
 from .train import autocast_dtype, bf16_supported, build_diffusion, build_model, resolve_device
 
 __all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "bf16_supported",
-           "window_starts", "Observations", "lift", "DENOISING_LEVEL_FRACTIONS", "denoising_errors"]
+           "window_starts", "blend_windows", "Observations", "lift", "DENOISING_LEVEL_FRACTIONS", "denoising_errors"]
 
 
 @dataclass
@@ -156,43 +157,67 @@ def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, nu
     return joints.float().cpu().numpy()
 
 
-def window_starts(num_frames: int, window: int) -> list[int]:
-    """Starts of windows of ``min(window, num_frames)`` frames that cover ``[0, num_frames)``: consecutive, the last one
-    moved back to end exactly at the last frame (so it may overlap its predecessor)."""
+def window_starts(num_frames: int, window: int, stride: int | None = None) -> list[int]:
+    """Starts of windows of ``min(window, num_frames)`` frames that cover ``[0, num_frames)``: every ``stride`` frames
+    (default: the window length, i.e. consecutive), the last one moved back to end exactly at the last frame (so it
+    may overlap its predecessor)."""
     length = min(window, num_frames)
-    starts = list(range(0, num_frames - length + 1, length))
+    stride = length if stride is None else stride
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1, got {stride}")
+    starts = list(range(0, num_frames - length + 1, stride))
     if starts[-1] + length < num_frames:
         starts.append(num_frames - length)
     return starts
 
 
-def _compose(outer: RigidTransform, inner: RigidTransform) -> RigidTransform:
-    """``outer ∘ inner``: ``x ↦ R_o (R_i x + t_i) + t_o``."""
-    rotation = outer.rotation @ inner.rotation
-    return RigidTransform(rotation, (outer.rotation @ inner.translation.unsqueeze(-1)).squeeze(-1) + outer.translation)
+def blend_windows(windows: Tensor, starts: Sequence[int], num_frames: int) -> Tensor:
+    """Overlapping windows ``(W, L, ...)`` → one sequence ``(num_frames, ...)``, each frame the weighted mean of the
+    windows holding it with tent weights ``min(i + 1, L − i)`` (i = frame within its window): a window hands over to
+    the next gradually across their overlap instead of jumping at a border."""
+    length = windows.shape[1]
+    position = torch.arange(length, dtype=windows.dtype, device=windows.device)
+    tent = torch.minimum(position + 1, length - position).reshape((length,) + (1,) * (windows.ndim - 2))
+    total = windows.new_zeros((num_frames,) + windows.shape[2:])
+    weight = windows.new_zeros((num_frames,) + (1,) * (windows.ndim - 2))
+    for start, window in zip(starts, windows):
+        total[start:start + length] += tent * window
+        weight[start:start + length] += tent
+    return total / weight
+
+
+def _stack_transforms(transforms: Sequence[RigidTransform]) -> RigidTransform:
+    return RigidTransform(torch.stack([tr.rotation for tr in transforms]),
+                          torch.stack([tr.translation for tr in transforms]))
 
 
 @torch.no_grad()
 def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | None = None, *,
          init: str = "teacher", t_start: int | None = None, steps: int | None = None, guidance: float = 1.0,
-         guidance_min_t: int = 1, seed: int = 0) -> np.ndarray:
+         guidance_min_t: int = 1, stride: int | None = None, seed: int = 0) -> np.ndarray:
     """Clean 3D for one clip from the trained prior, optionally guided by its 2D keypoints.
 
-    The clip is cut into windows of the training length (:func:`window_starts`); each window is canonicalized at its
-    first frame (the teacher's frame; cameras move with it). ``init="teacher"``: the teacher is noised to
-    ``t_start`` (default ``two_d.teacher_min_t``, the lowest level ``2d`` training ever fed the teacher at) and
-    denoised with DDIM (eta 0) in ``steps`` steps (default: every level). ``init="noise"``: sampling starts from pure
-    noise at the last level; the teacher then only fixes the frame the cameras live in.
+    Windows are made as in training: the whole clip is encoded once (:func:`encode_with_frames`: the floor is the
+    clip's lowest foot) and windows of the training length, every ``stride`` frames (default half a window), are
+    slices of its features, each decoding at its first frame's root position and facing (:class:`CanonicalFrames`;
+    cameras move with it). ``init="teacher"``: the teacher's windows are noised to ``t_start`` (default
+    ``two_d.teacher_min_t``, the lowest level ``2d`` training ever fed the teacher at) and denoised with DDIM (eta 0)
+    in ``steps`` steps (default: every level). ``init="noise"``: sampling starts from pure noise at the last level.
 
-    2D guidance (with ``observations``): at every step whose level is ≥ ``guidance_min_t``, the predicted joints are
-    moved towards the nearest points on their keypoint rays by ``guidance × confidence`` (1 = onto the ray), re-encoded
-    in their own canonical frame (the cameras follow) and handed back to the sampler as its x0 estimate. Skipping the
-    last levels lets the prior smooth out the detector's per-frame noise.
+    With ``observations`` the keypoints place every window (:func:`videomdm.placement.solve_placement`: the turn and
+    translation that best fit them under the depth-weighted reprojection residual), so the result never inherits the
+    teacher's anchor, and the prior's last prediction is placed the same way: the output is as consistent with the
+    keypoints as the prior's shape allows. 2D guidance: at every step whose level is ≥ ``guidance_min_t``, the placed
+    prediction's joints are moved towards the nearest points on their keypoint rays by ``guidance × confidence``
+    (1 = onto the ray) and re-encoded (the clip's floor kept; the cameras follow the new canonical frame) as the
+    sampler's x0 estimate. Placing before moving keeps the body's size: rays are reached by a pose change, not by
+    shrinking the body towards the camera. The last levels are left to the prior to smooth the detector's noise.
+    Overlapping windows are blended (:func:`blend_windows`).
 
     Args:
         teacher_3d: ``(T, J, 3)`` world joints in metres at the run's fps.
     Returns:
-        ``(T, J, 3)`` float32 world joints in metres. Where the last window overlaps its predecessor, its frames win.
+        ``(T, J, 3)`` float32 world joints in metres.
     """
     config = run.config
     last_level = run.diffusion.num_steps - 1
@@ -206,8 +231,8 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     if num_frames < 2 or not torch.isfinite(joints).all():
         raise ValueError(f"teacher_3d must be finite with at least 2 frames, got shape {tuple(joints.shape)}")
     encode_kw = {"contact_threshold": config.data.contact_threshold, "facing_sigma": config.data.facing_sigma}
-    starts = window_starts(num_frames, config.data.num_frames)
     length = min(config.data.num_frames, num_frames)
+    starts = window_starts(num_frames, length, max(1, length // 2) if stride is None else stride)
 
     def windows_of(values: np.ndarray | Tensor) -> Tensor:  # (T, ...) → (W, L, ...)
         values = torch.as_tensor(np.asarray(values), dtype=torch.float32, device=run.device)
@@ -215,35 +240,45 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
             raise ValueError(f"observations have {values.shape[0]} frames, the teacher has {num_frames}")
         return torch.stack([values[s:s + length] for s in starts])
 
-    teacher = windows_of(joints)  # (W, L, J, 3)
-    _, to_canonical = canonicalize(teacher, run.skeleton, facing_sigma=config.data.facing_sigma)
-    x0 = run.normalizer.normalize(encode(teacher, run.skeleton, **encode_kw))  # (W, L, D)
+    features, frames = encode_with_frames(joints, run.skeleton, **encode_kw)  # (T, D): one clip, as in training
+    x0 = run.normalizer.normalize(windows_of(features))  # (W, L, D)
+    to_canonical = _stack_transforms([frames.window(s) for s in starts])  # world → each window's frame
     mask = torch.ones(x0.shape[:2], dtype=torch.bool, device=run.device)
     cond, uncond = _dropped_condition(run, len(starts))  # a text model used without a caption
 
     def model_fn(x, t):
         return run.model(x, t, mask, cond=cond, uncond=uncond)
 
-    x0_transform = None
-    if observations is not None and guidance > 0:
-        keypoints, confidence = windows_of(observations.keypoints), windows_of(observations.confidence)
-        weight = (guidance * confidence).clamp(0.0, 1.0)[..., None]  # (W, L, J, 1)
-        eye = torch.eye(3, device=run.device)  # keypoints are normalized image coordinates: K = I
-        state = {"to_canonical": to_canonical}
-        state["R"], state["t"] = transform_camera(windows_of(observations.R), windows_of(observations.t),
-                                                  to_canonical.rotation, to_canonical.translation)
+    def to_joints(features: Tensor) -> Tensor:  # (W, L, D) normalized → (W, L, J, 3) in the current frames
+        return decode(run.normalizer.denormalize(features), run.skeleton.num_joints)
 
-        def x0_transform(x0_hat: Tensor, level: Tensor) -> Tensor:
-            if int(level[0]) < guidance_min_t:
-                return x0_hat
-            predicted = decode(run.normalizer.denormalize(x0_hat), run.skeleton.num_joints)  # (W, L, J, 3)
-            on_rays = ray_nearest_point(predicted, keypoints, eye, state["R"], state["t"],
-                                        min_depth=config.two_d.min_depth)
-            moved = predicted + weight * (on_rays - predicted)
-            _, step = canonicalize(moved, run.skeleton, facing_sigma=config.data.facing_sigma)
-            state["R"], state["t"] = transform_camera(state["R"], state["t"], step.rotation, step.translation)
-            state["to_canonical"] = _compose(step, state["to_canonical"])
-            return run.normalizer.normalize(encode(moved, run.skeleton, **encode_kw))
+    guide = None
+    if observations is not None:
+        keypoints, confidence = windows_of(observations.keypoints), windows_of(observations.confidence)
+        eye = torch.eye(3, device=run.device)  # keypoints are normalized image coordinates: K = I
+        camera = {"R": None, "t": None, "to_canonical": to_canonical}
+        camera["R"], camera["t"] = transform_camera(windows_of(observations.R), windows_of(observations.t),
+                                                    to_canonical.rotation, to_canonical.translation)
+
+        def placed(predicted: Tensor) -> Tensor:
+            placement = solve_placement(predicted, keypoints, confidence, camera["R"], camera["t"],
+                                        solve_yaw=config.two_d.solve_yaw)
+            return placement.apply(predicted)
+
+        if guidance > 0:
+            weight = (guidance * confidence).clamp(0.0, 1.0)[..., None]  # (W, L, J, 1)
+
+            def guide(x0_hat: Tensor, level: Tensor) -> Tensor:
+                if int(level[0]) < guidance_min_t:
+                    return x0_hat
+                predicted = placed(to_joints(x0_hat))
+                on_rays = ray_nearest_point(predicted, keypoints, eye, camera["R"], camera["t"],
+                                            min_depth=config.two_d.min_depth)
+                moved = predicted + weight * (on_rays - predicted)
+                _, step = canonicalize(moved, run.skeleton, facing_sigma=config.data.facing_sigma, floor=0.0)
+                camera["R"], camera["t"] = transform_camera(camera["R"], camera["t"], step.rotation, step.translation)
+                camera["to_canonical"] = _compose(step, camera["to_canonical"])
+                return run.normalizer.normalize(encode(moved, run.skeleton, floor=0.0, **encode_kw))
 
     generator = torch.Generator(device=run.device).manual_seed(seed)
     noise = torch.randn(x0.shape, generator=generator, device=run.device)
@@ -253,14 +288,12 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     else:
         x_start = noise
     denoised = run.diffusion.ddim_sample(model_fn, x0.shape, steps=steps or t_start + 1, eta=0.0, x_init=x_start,
-                                         t_start=t_start, x0_transform=x0_transform, device=run.device)
-    canonical = decode(run.normalizer.denormalize(denoised), run.skeleton.num_joints)  # (W, L, J, 3)
-    final = state["to_canonical"] if x0_transform is not None else to_canonical
-    world = final.inverse().apply(canonical)  # (W, L, J, 3)
-    out = torch.empty_like(joints)
-    for start, window in zip(starts, world):
-        out[start:start + length] = window
-    return out.float().cpu().numpy()
+                                         t_start=t_start, x0_transform=guide, device=run.device)
+    canonical = to_joints(denoised)  # (W, L, J, 3)
+    if observations is not None:
+        canonical, to_canonical = placed(canonical), camera["to_canonical"]
+    world = to_canonical.inverse().apply(canonical)  # (W, L, J, 3)
+    return blend_windows(world, starts, num_frames).float().cpu().numpy()
 
 
 DENOISING_LEVEL_FRACTIONS = (0.0, 0.05, 0.12, 0.25, 0.5, 0.8)  # of the last level: 0, 2, 6, 12, 24, 39 of 50 levels
@@ -268,7 +301,7 @@ DENOISING_LEVEL_FRACTIONS = (0.0, 0.05, 0.12, 0.25, 0.5, 0.8)  # of the last lev
 
 @torch.no_grad()
 def denoising_errors(run: LoadedRun, motions: np.ndarray, *, levels: Sequence[int] | None = None,
-                     seed: int = 0) -> dict[str, float]:
+                     floor: float | None = None, seed: int = 0) -> dict[str, float]:
     """How well the prior removes noise at each level, in joint positions: clean motions noised to level t and
     denoised by ONE model call (the unconditional branch), against the noised input taken as it is.
 
@@ -283,6 +316,9 @@ def denoising_errors(run: LoadedRun, motions: np.ndarray, *, levels: Sequence[in
     Args:
         motions: ``(N, T, J, 3)`` world joints in metres at the run's fps (T ≤ ``data.num_frames``).
         levels: diffusion levels with ``abar_t ≥ 1e-3``; default :data:`DENOISING_LEVEL_FRACTIONS` of the last level.
+        floor: the floor height (world y, metres) the motions are encoded with; windows cut from longer clips
+            should pass their clip's floor (and be shifted to it), as training windows keep it. Default: each
+            motion's lowest foot joint.
     Returns:
         ``denoise_mm_t{t}``, ``input_mm_t{t}`` (millimetres, canonical frame of each motion) and ``denoise_ratio_t{t}``
         for each level t.
@@ -298,7 +334,7 @@ def denoising_errors(run: LoadedRun, motions: np.ndarray, *, levels: Sequence[in
         raise ValueError(f"levels must lie in [0, {last_level}] with abar_t ≥ 1e-3, got {list(levels)}")
     config = run.config
     x0 = run.normalizer.normalize(encode(joints, run.skeleton, contact_threshold=config.data.contact_threshold,
-                                         facing_sigma=config.data.facing_sigma))  # (N, T, D)
+                                         facing_sigma=config.data.facing_sigma, floor=floor))  # (N, T, D)
 
     def to_joints(features: Tensor) -> Tensor:  # (N, T, D) normalized → (N, T, J, 3) metres
         return decode(run.normalizer.denormalize(features), run.skeleton.num_joints)

@@ -48,6 +48,7 @@ from .camera import ray_nearest_point
 from .losses import (foot_contact_loss, joint_position_loss, joint_velocity_loss, masked_mse, reprojection_loss,
                      velocity_2d_loss)
 from .model import MotionDenoiser
+from .placement import solve_placement
 from .representation import FeatureLayout, Normalizer, decode, encode
 from .skeleton import get_skeleton
 from .text import TextEncoder, build_text_encoder
@@ -231,8 +232,14 @@ def _denoise(state: TrainState, x: Tensor, t: Tensor, mask: Tensor, cond: Tensor
 
 
 def _learning_rate(config: Config, step: int) -> float:
-    warmup = config.train.warmup_steps
-    return config.train.lr * min(1.0, (step + 1) / warmup) if warmup > 0 else config.train.lr
+    """Linear warm-up over ``warmup_steps``, then constant or a cosine decay to ``lr_final · lr`` at ``steps``."""
+    cfg = config.train
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def _condition(state: TrainState, texts: list[str]) -> tuple[Tensor | None, Tensor | None]:
@@ -305,12 +312,12 @@ def noised_teacher(state: TrainState, teacher: Tensor, t: Tensor, mask: Tensor, 
     state.model.eval()  # the chain's predictions are inputs, not training outputs: no dropout
     with torch.no_grad():
         for k in range(1, chain + 1):
-            # Levels t* → t in ``chain`` steps: level_k = round(t* + (t − t*)·k/chain).
+            # Levels t* → t in ``chain`` deterministic DDIM steps (eta 0: the step keeps the noise the model's
+            # prediction implies, as sampling does): level_k = round(t* + (t − t*)·k/chain).
             current = torch.round(t_star + (target - t_star) * (k - 1) / chain).long().clamp_min(target)
             nxt = torch.round(t_star + (target - t_star) * k / chain).long().clamp_min(target)
             x0_hat = _denoise(state, x_low, current, mask_low, cond_low, uncond_low)
-            step_noise = random.noise(frames, dim, state.device, low.tolist())
-            x_low = diffusion.q_sample(x0_hat, nxt, step_noise)
+            x_low = diffusion.q_sample(x0_hat, nxt, diffusion.predict_noise_from_x0(x_low, current, x0_hat))
     state.model.train(was_training)
     x = x.clone()
     x[low] = x_low
@@ -333,6 +340,12 @@ def loss_2d(state: TrainState, batch: Batch, random: ItemRandom) -> tuple[Tensor
         x_t = noised_teacher(state, teacher, t, batch.mask, cond, uncond, random)
     pred = _denoise(state, x_t, t, batch.mask, cond, uncond)
     joints = decode(state.normalizer.denormalize(pred), state.layout.num_joints)  # (B, T, J, 3) canonical frame
+    # The prediction decodes at the teacher window's anchor (root x, z = 0, facing +z); its placement is solved from
+    # the keypoints instead (detached: at the optimum the loss has no gradient along a translation anyway).
+    with torch.no_grad():
+        placement = solve_placement(joints, batch.keypoints, batch.confidence * batch.mask[..., None], batch.R,
+                                    batch.t, solve_yaw=cfg.solve_yaw)
+    joints = placement.apply(joints)
     observed = (batch.keypoints, batch.confidence, batch.mask, batch.R, batch.t)
     terms = {
         "reprojection": reprojection_loss(joints, *observed, weighting=cfg.depth_weighting, min_depth=cfg.min_depth),
@@ -366,6 +379,15 @@ def alignment_loss(state: TrainState, pred: Tensor, joints: Tensor, batch: Batch
     for part in (layout.rot6d, layout.local_velocity, layout.foot_contacts):
         slots[part] = True
     return masked_mse(pred[..., slots], target[..., slots], batch.mask)
+
+
+def _training_normalizer(dataset: MotionWindows, config: Config) -> Normalizer:
+    """The run's feature normalizer (DESIGN.md, "Normalization"): statistics of the training motions smoothed by
+    ``data.stats_smoothing`` (a lifter's jitter would inflate them), grouped per ``data.normalization``."""
+    normalizer = dataset.normalizer(smoothing=config.data.stats_smoothing)
+    if config.data.normalization == "group":
+        normalizer = normalizer.grouped(dataset.layout, root_emphasis=config.data.root_emphasis)
+    return normalizer
 
 
 @torch.no_grad()
@@ -432,8 +454,14 @@ def _on_all_processes(error: BaseException | None, processes: Processes) -> None
         raise error
 
 
-def train(data_dir: Path, run_dir: Path, config: Config, *, resume: bool = False, progress: bool = True) -> Path:
+def train(data_dir: Path, run_dir: Path, config: Config, *, resume: bool = False, progress: bool = True,
+          init_from: Path | None = None) -> Path:
     """Train a denoiser on ``data_dir``'s train split, writing checkpoints and metrics to ``run_dir``.
+
+    ``init_from``: another run whose latest EMA weights initialize the model (and EMA) and whose normalizer the new
+    run keeps, so the feature space the weights were trained in is unchanged (a ``2d`` run warm-started from a
+    ``teacher`` run). Its model settings must equal ``config``'s; the optimizer starts afresh at step 0. Ignored when
+    a run resumes from its own checkpoint.
 
     Under ``torchrun`` (``WORLD_SIZE`` set) every process calls this; they join one process group for the call.
     Returns the path of the last checkpoint.
@@ -442,14 +470,26 @@ def train(data_dir: Path, run_dir: Path, config: Config, *, resume: bool = False
     device = _process_device(config.train.device, processes)
     joined = _join_process_group(processes, device)
     try:
-        return _train(Path(data_dir), Path(run_dir), config, processes, device, resume=resume, progress=progress)
+        return _train(Path(data_dir), Path(run_dir), config, processes, device, resume=resume, progress=progress,
+                      init_from=None if init_from is None else Path(init_from))
     finally:
         if joined:
             torch_dist.destroy_process_group()
 
 
+def _initial_weights(source: Path, config: Config) -> tuple[dict[str, Tensor], Normalizer]:
+    """The latest EMA weights and the normalizer of run ``source``, refused unless its model settings are
+    ``config``'s."""
+    last = latest_checkpoint(source)
+    if last is None:
+        raise CheckpointError(f"--init-from {source}: no checkpoint found under checkpoints/")
+    ckpt = load_checkpoint(last)
+    check_compatible(config, ckpt.config, f"--init-from checkpoint {last}")
+    return ckpt.ema, Normalizer.from_state_dict(load_tensors(source / "normalizer.safetensors"))
+
+
 def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, device: torch.device, *,
-           resume: bool, progress: bool) -> Path:
+           resume: bool, progress: bool, init_from: Path | None) -> Path:
     supervision = config.train.supervision
     dataset = MotionWindows(data_dir, "train", motion_field=MOTION_SOURCES[supervision],
                             num_frames=config.data.num_frames, min_frames=config.data.min_frames,
@@ -461,11 +501,14 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
     effective_batch = batch_size * accum * processes.world_size
     normalizer_file = run_dir / "normalizer.safetensors"
     error = None
+    resuming = resume and latest_checkpoint(run_dir) is not None
+    initial = _initial_weights(init_from, config) if init_from is not None and not resuming else None
     if processes.is_main:  # rank 0 alone writes the run folder; the others wait for its verdict
         try:
             _prepare_run_dir(run_dir, config, resume)
             if not (resume and normalizer_file.exists()):
-                save_tensors(normalizer_file, dataset.normalizer().state_dict())
+                normalizer = initial[1] if initial is not None else _training_normalizer(dataset, config)
+                save_tensors(normalizer_file, normalizer.state_dict())
         except (CheckpointError, OSError) as err:
             error = err
     _on_all_processes(error, processes)
@@ -475,6 +518,8 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
 
     torch.manual_seed(config.train.seed)
     module = build_model(config, dataset.layout.dim, cond_dim).to(device)
+    if initial is not None:
+        module.load_state_dict(initial[0])
     ema = copy.deepcopy(module).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(module.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     start = 0
@@ -511,6 +556,7 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
                 "python": platform.python_version(), "device": str(device), "processes": processes.world_size,
                 "effective_batch_size": effective_batch, "precision": str(state.autocast or torch.float32),
                 "train_clips": len(dataset), "skipped_short_clips": dataset.skipped,
+                "init_from": None if init_from is None else str(init_from.resolve()),
             }, indent=2) + "\n")
         if progress:
             tqdm.write(f"effective batch {effective_batch} clips = {batch_size} per process × {accum} accumulated "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 from torch import Tensor
 
 from ..camera import pixels_to_normalized, transform_camera
@@ -274,13 +275,23 @@ class MotionWindows:
         """Windows of the given clips, drawn in order from ``rng`` and padded together (:func:`collate`)."""
         return collate([self.sample(i, rng) for i in indices])
 
-    def normalizer(self) -> Normalizer:
+    def normalizer(self, *, smoothing: float = 0.0) -> Normalizer:
         """Feature mean/std over every frame of every whole clip of the split, streamed clip by clip (float64 sums
         merged with Chan et al.'s pairwise update), so memory does not grow with the split: equal, within float
-        rounding, to :meth:`Normalizer.from_features` of all clips' features concatenated."""
+        rounding, to :meth:`Normalizer.from_features` of all clips' features concatenated.
+
+        ``smoothing`` > 0: the statistics are taken of each clip's joints smoothed over time by a Gaussian of that
+        std (frames), so that a lifter's per-frame jitter does not inflate them (its root velocity std is several
+        times that of real motion: every diffusion level would then add that much more noise to the root).
+        """
         count, mean, sum_squares = 0, None, None
         for index in range(len(self)):
-            rows = self.clip(index).features.to(torch.float64)  # (T, D)
+            if smoothing > 0:
+                motion = getattr(load_clip(self.paths[index], skip=self._skip), self.motion_field)
+                rows = self.encode(gaussian_filter1d(np.asarray(motion, np.float64), smoothing, axis=0,
+                                                     mode="nearest")).to(torch.float64)  # (T, D)
+            else:
+                rows = self.clip(index).features.to(torch.float64)  # (T, D)
             moments = (rows.shape[0], rows.mean(0), ((rows - rows.mean(0)) ** 2).sum(0))
             count, mean, sum_squares = moments if mean is None else merge_moments((count, mean, sum_squares), moments)
         return Normalizer.from_moments(count, mean, sum_squares)

@@ -1,0 +1,126 @@
+"""A motion's global placement solved from its 2D keypoints: a turn about the vertical axis and a translation.
+
+The motion representation (:mod:`videomdm.representation`) is invariant to where a motion stands and which way it
+faces at its first frame: every window decodes at the origin facing +z. A window's camera, carried into the
+teacher's canonical frame, therefore places a prediction at the TEACHER's first-frame position and facing, which
+are off by tens of centimetres and several degrees; scored there, the ground truth would fit its own keypoints worse
+than the teacher does. The 2D objective and lifting instead place each window where its keypoints put it:
+
+    P' = Y(θ) P + d,    (θ, d) = argmin Σ w ‖e(θ, d)‖²                                                      (P-1)
+
+with ``Y(θ)`` the rotation by θ about +y (the pivot is immaterial: ``d`` is free), ``w`` the keypoint weights and
+``e`` the depth-weighted reprojection residual of each joint in each frame and view. With ``Q = R P' + t`` (camera
+frame, rows ``r₁, r₂, r₃`` of R) and the normalized keypoint ``(x, y)``::
+
+    e = Z (π(Q) − k) = (Q_x − x Q_z,  Q_y − y Q_z) = A P' + c,   A = (r₁ − x r₃; r₂ − y r₃),  c = (t_x − x t_z; t_y − y t_z)   (P-2)
+
+so ``Σ w ‖e‖² = Σ w Z² ‖π − k‖²`` is the ``depth_squared`` reprojection loss of :mod:`videomdm.losses` at the
+placed depths. (P-2) is linear in ``d``: with θ fixed, ``d`` solves the 3×3 normal equations
+``(Σ w Aᵀ A) d = −Σ w Aᵀ (A Y P + c)`` exactly. θ enters through ``Y(θ)``; Gauss–Newton on (θ, d) linearizes
+``Y(θ + δ) P ≈ Y(θ) P + δ Y'(θ) P`` and solves the 4×4 normal equations, a few iterations from θ = 0. A small ridge
+(relative to the trace of the normal matrix) keeps a window without usable keypoints at its anchor (θ = 0, d = 0)
+and barely pulls a well-observed one; θ is clamped to ``±max_yaw``, so a near-symmetric pose cannot flip front to
+back. One view fixes the depth through the body's extent in the image; V views simply add their rows.
+
+Everything here is solved without gradient (callers detach): at the optimum the loss has no first-order gradient
+along θ or d, so a prediction is trained on its shape and motion, never on its anchor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .camera import world_to_camera
+
+__all__ = ["Placement", "solve_placement"]
+
+
+def _yaw(theta: Tensor) -> tuple[Tensor, Tensor]:
+    """``Y(θ)`` and ``Y'(θ)`` about +y (+z ↦ (sin θ, 0, cos θ), as ``representation.yaw_matrix``): ``(B,) → (B, 3, 3)``."""
+    c, s = torch.cos(theta), torch.sin(theta)
+    zero, one = torch.zeros_like(theta), torch.ones_like(theta)
+    rotation = torch.stack([torch.stack([c, zero, s], -1), torch.stack([zero, one, zero], -1),
+                            torch.stack([-s, zero, c], -1)], -2)
+    derivative = torch.stack([torch.stack([-s, zero, c], -1), torch.stack([zero, zero, zero], -1),
+                              torch.stack([-c, zero, -s], -1)], -2)
+    return rotation, derivative
+
+
+@dataclass
+class Placement:
+    """Per-window placement (P-1): ``yaw (B,)`` radians about +y and ``translation (B, 3)`` metres."""
+
+    yaw: Tensor
+    translation: Tensor
+
+    def apply(self, points: Tensor) -> Tensor:
+        """``Y(yaw) P + translation`` for ``points (B, ..., 3)``."""
+        rotation, _ = _yaw(self.yaw)
+        shape = (points.shape[0],) + (1,) * (points.ndim - 2)
+        rotated = torch.einsum("bij,b...j->b...i", rotation, points)
+        return rotated + self.translation.reshape(shape + (3,))
+
+
+def _residual_rows(points: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Tensor,
+                   t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``A (B, T, J, 2, 3)``, ``c (B, T, J, 2)`` of (P-2) and the weights with unusable entries zeroed."""
+    w = torch.where(torch.isfinite(keypoints_norm).all(-1), weight.clamp_min(0.0), torch.zeros_like(weight))
+    k = torch.where(w[..., None] > 0, keypoints_norm, torch.zeros_like(keypoints_norm))  # NaN-safe where unused
+    origin = world_to_camera(torch.zeros_like(points), R, t)  # (B, T, J, 3): t, broadcast per frame
+    R_full = R if R.ndim == 4 else R[:, None].expand(points.shape[:2] + (3, 3))  # (B, T, 3, 3)
+    R_full = R_full[:, :, None].expand(points.shape[:-1] + (3, 3))  # (B, T, J, 3, 3)
+    A = R_full[..., :2, :] - k[..., :, None] * R_full[..., 2:3, :]  # (B, T, J, 2, 3)
+    c = origin[..., :2] - k * origin[..., 2:3]  # (B, T, J, 2)
+    return A, c, w
+
+
+def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Tensor, t: Tensor, *,
+                    solve_yaw: bool = True, max_yaw: float = 0.5, iterations: int = 4,
+                    ridge: float = 1e-3) -> Placement:
+    """The placement (P-1) of each window that best fits its keypoints under the depth-weighted residual (P-2).
+
+    Args:
+        points_world: ``(B, T, J, 3)`` metres, the windows as predicted (decoded at their anchor).
+        keypoints_norm: ``(B, T, J, 2)`` normalized image coordinates (anything where ``weight`` is 0).
+        weight: ``(B, T, J)`` ≥ 0, e.g. confidence × real-frame mask; 0 = not used.
+        R, t: per-window ``(B, 3, 3), (B, 3)`` or per-frame ``(B, T, 3, 3), (B, T, 3)`` world→camera.
+        solve_yaw: also solve the turn θ (Gauss–Newton); False: translation only (exact in one solve).
+        max_yaw: bound of |θ|, radians.
+        iterations: Gauss–Newton iterations (with ``solve_yaw``).
+        ridge: relative Tikhonov weight pulling (θ, d) towards (0, 0).
+
+    Returns:
+        :class:`Placement` with ``yaw (B,)`` (zeros without ``solve_yaw``) and ``translation (B, 3)``.
+    """
+    if points_world.ndim != 4 or keypoints_norm.shape != points_world.shape[:-1] + (2,) \
+            or weight.shape != points_world.shape[:-1]:
+        raise ValueError(f"expected points (B, T, J, 3), keypoints (B, T, J, 2), weight (B, T, J), got "
+                         f"{tuple(points_world.shape)}, {tuple(keypoints_norm.shape)}, {tuple(weight.shape)}")
+    A, c, w = _residual_rows(points_world, keypoints_norm, weight, R, t)
+    batch = points_world.shape[0]
+    theta = points_world.new_zeros(batch)
+    unknowns = 4 if solve_yaw else 3
+    eye = torch.eye(unknowns, dtype=points_world.dtype, device=points_world.device)
+    translation = points_world.new_zeros(batch, 3)
+    for _ in range(iterations if solve_yaw else 1):
+        rotation, derivative = _yaw(theta)
+        rotated = torch.einsum("bij,btkj->btki", rotation, points_world)  # (B, T, J, 3)
+        residual = torch.einsum("btkai,btki->btka", A, rotated) + c  # (B, T, J, 2) at d = 0
+        jacobian = A  # (B, T, J, 2, 3): ∂e/∂d
+        if solve_yaw:
+            turned = torch.einsum("bij,btkj->btki", derivative, points_world)  # Y'(θ) P
+            d_theta = torch.einsum("btkai,btki->btka", A, turned)[..., None]  # (B, T, J, 2, 1): ∂e/∂θ
+            jacobian = torch.cat([d_theta, A], dim=-1)  # (B, T, J, 2, 4)
+            residual = residual - d_theta[..., 0] * theta[:, None, None, None]  # linearized about θ, not 0
+        normal = torch.einsum("btk,btkai,btkaj->bij", w, jacobian, jacobian)  # (B, U, U)
+        rhs = -torch.einsum("btk,btkai,btka->bi", w, jacobian, residual)  # (B, U)
+        lam = ridge * normal.diagonal(dim1=-2, dim2=-1).sum(-1) / unknowns + 1e-9  # (B,)
+        solution = torch.linalg.solve(normal + lam[:, None, None] * eye, rhs)
+        if solve_yaw:
+            theta, translation = solution[:, 0].clamp(-max_yaw, max_yaw), solution[:, 1:]
+        else:
+            translation = solution
+    return Placement(theta, translation)
