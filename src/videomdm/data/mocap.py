@@ -349,7 +349,7 @@ def build_mocap_dataset(files: Sequence[str | Path], out_dir: str | Path, *, nam
         raise DataError(f"{out_dir}: several input files share the stems {duplicates}; clip names would collide")
     out_dir = Path(out_dir)
     split_names = (["lifter"] if lifter_fraction > 0 else []) + ["train", "test"]
-    clips, frames = {name: 0 for name in split_names}, {name: 0 for name in split_names}
+    frames = {name: 0 for name in split_names}  # distinct frames (train windows overlap)
     takes = []
     with DatasetWriter(out_dir, splits=split_names, replace=overwrite) as writer:
         # Read everything first: a bad input file must fail before anything is written.
@@ -363,7 +363,6 @@ def build_mocap_dataset(files: Sequence[str | Path], out_dir: str | Path, *, nam
             all_windows = _split_windows(ranges, window_frames)
             for split, clip in take_clips(path.stem, sequence.source, joints, all_windows, fps):
                 writer.add(split, clip)
-                clips[split] += 1
             for split, windows in all_windows.items():
                 covered = np.zeros(num_frames, dtype=bool)
                 for start, end in windows:
@@ -385,8 +384,8 @@ def build_mocap_dataset(files: Sequence[str | Path], out_dir: str | Path, *, nam
         "fps": float(fps),
         "window_frames": window_frames,
         "files": len(files),
-        "splits": {split: {"clips": clips[split], "frames": frames[split], "seconds": round(frames[split] / fps, 2)}
-                   for split in split_names},
+        "splits": {split: {"clips": writer.num_clips[split], "frames": frames[split],
+                           "seconds": round(frames[split] / fps, 2)} for split in split_names},
         "takes": takes,
         "license": license,
     }

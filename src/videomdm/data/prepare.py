@@ -142,7 +142,6 @@ def prepare_mocap_2d(
     with DatasetWriter(out, splits=chosen, replace=overwrite and shard is None, shard=shard) as writer, \
             tqdm(total=total, desc=f"prepare {out.name}", unit="clip", disable=not progress) as bar:
         for split in chosen:
-            counts = {"source_clips": len(mine[split]), "clips": 0}
             for position, path in mine[split]:
                 source = load_clip(path)
                 if source.gt_3d is None:
@@ -153,9 +152,9 @@ def prepare_mocap_2d(
                     expected = (len(view.gt_3d), num_joints, 3)
                     view.teacher_3d = _check_teacher_output(teacher(view), view, split, expected)
                     writer.add(split, view, position=position)
-                    counts["clips"] += 1
                 bar.update(1)
-            statistics[split] = {**counts, "frames": writer.frames[split]}
+            statistics[split] = {"source_clips": len(mine[split]), "clips": writer.num_clips[split],
+                                 "frames": writer.frames[split]}
         extra = {
             "source_dataset": str(src.resolve()),
             "source_name": index.name,

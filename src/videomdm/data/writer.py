@@ -87,7 +87,7 @@ class DatasetWriter:
             the run that started the folder.
 
     Attributes:
-        frames: split → frames of the clips added by this writer.
+        num_clips, frames: split → number of clips added by this writer, and their frames.
     """
 
     def __init__(self, out: str | Path, *, splits: Sequence[str], replace: bool = False, owns: Sequence[str] = (),
@@ -98,6 +98,7 @@ class DatasetWriter:
             if not _SPLIT.fullmatch(split):
                 raise DataError(f"{out}: split name {split!r} is not a plain folder name (letters, digits, ._-)")
         self.out = Path(out)
+        self.num_clips = {split: 0 for split in splits}
         self.frames = {split: 0 for split in splits}
         self._listed: dict[str, list[str]] = {split: [] for split in splits}
         self._files: dict[str, dict[str, str]] = {split: {} for split in splits}  # split → file name → clip name
@@ -151,6 +152,7 @@ class DatasetWriter:
             raise ValueError("a shard writer needs the source position of every clip")
         save_clip(self.work / rel, clip)
         self._files[split][file] = clip.name
+        self.num_clips[split] += 1
         self.frames[split] += clip.num_frames
         if self._shard is not None:
             entries = self._sources[split]
