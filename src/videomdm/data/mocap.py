@@ -15,14 +15,13 @@ Accepted files:
 :func:`load_joints`, :func:`check_joints` and :func:`recorded_fps` are also what the ``render``, ``export`` and
 ``view`` commands use to read a joints file.
 
-**Split by time.** :func:`build_mocap_dataset` (the importer behind ``videomdm data mocap``
-and ``data lafan1``) resamples each take to the model's fps and splits it by time into up to
-three consecutive parts: the first ``lifter_fraction`` of its frames are ``lifter`` (the 2D→3D lifter's training data,
-disjoint from everything the lifter will later lift), the next part ``train``, the last ``test_fraction`` ``test``.
-Windows are cut inside each part, so no window crosses a boundary and no frame is in two splits. Train and lifter
-windows overlap by half (stride = window/2), test windows do not (stride = window); a shorter tail window is kept
-when it has at least half a window of frames.
-Every take's clips come from :func:`take_clips` and are written by :class:`videomdm.data.writer.DatasetWriter`.
+**Split by time.** :func:`build_mocap_dataset` (behind ``videomdm data mocap`` and ``data lafan1``) resamples each
+take to the model's fps and splits it by time into up to three consecutive parts: the first ``lifter_fraction`` of its
+frames are ``lifter`` (the 2D→3D lifter's training data, disjoint from everything the lifter will later lift), the
+next part ``train``, the last ``test_fraction`` ``test``. Windows are cut inside each part, so no window crosses a
+boundary and no frame is in two splits. Train and lifter windows overlap by half (stride = window/2), test windows do
+not (stride = window); a shorter tail window is kept when it has at least half a window of frames. Every take's clips
+come from :func:`take_clips` and are written by :class:`videomdm.data.writer.DatasetWriter`.
 """
 
 from __future__ import annotations
