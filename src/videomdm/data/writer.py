@@ -122,13 +122,22 @@ class DatasetWriter:
                 self._check_settings(resume)
             elif (self.out / INDEX_NAME).exists():
                 raise DataError(f"{self.out}: already holds a dataset ({INDEX_NAME})")
-            if (self.out / INDEX_NAME).is_file():
-                index = json.loads((self.out / INDEX_NAME).read_text(encoding="utf-8"))
-                self._protected = {rel for rels in index.get("splits", {}).values() for rel in rels}
+            self._protected = self._listed_by_index()
         else:
             check_destination(self.out, replace=replace)
             self.out.parent.mkdir(parents=True, exist_ok=True)
             self.work = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
+
+    def _listed_by_index(self) -> set[str]:
+        """The clip paths the destination's current index lists (never written over in place)."""
+        path = self.out / INDEX_NAME
+        if not path.is_file():
+            return set()
+        try:
+            splits = json.loads(path.read_text(encoding="utf-8"))["splits"]
+            return {str(rel) for rels in splits.values() for rel in rels}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise DataError(f"{path}: cannot read the dataset index: {err}") from None
 
     # --- adding clips ------------------------------------------------------------------------------------------------
 
