@@ -1,15 +1,13 @@
 """Clip record: validation, atomic .npz round trip, corrupt files; the dataset index and its errors."""
 
 import json
-import os
 import zipfile
 
 import numpy as np
 import pytest
 
 from videomdm.data import clip as clip_module
-from videomdm.data.clip import (Clip, check_output_dir, load_clip, read_dataset_index, save_clip,
-                                write_dataset_index)
+from videomdm.data.clip import Clip, load_clip, read_dataset_index, save_clip, write_dataset_index
 from videomdm.data.errors import DataError
 
 T = 8
@@ -239,18 +237,6 @@ def test_index_errors(tmp_path):
         index.clip_paths("val")
     with pytest.raises(DataError, match=r"no split 'dev'.*\['test', 'train', 'val'\]"):
         index.clip_paths("dev")
-
-
-def test_check_output_dir(tmp_path):
-    check_output_dir(tmp_path / "new", overwrite=False)  # a new folder is fine
-    root = tmp_path / "ds"
-    make_dataset(root)
-    (root / "README").write_text("keep me")
-    with pytest.raises(DataError, match="already holds a dataset"):
-        check_output_dir(root, overwrite=False)
-    assert (root / "dataset.json").exists()
-    check_output_dir(root, overwrite=True)
-    assert sorted(os.listdir(root)) == ["README"]  # only our files are removed
 
 
 def test_nan_keypoints_in_a_file_are_masked_with_a_counting_warning(tmp_path):

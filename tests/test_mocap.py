@@ -13,9 +13,9 @@ from videomdm.data import lafan1
 from videomdm.data.bvh import read_bvh
 from videomdm.data.clip import load_clip, read_dataset_index
 from videomdm.data.errors import DataError
-from videomdm.data.lafan1 import build_mocap_dataset, fetch_lafan1_bvh
-from videomdm.data.mocap import (find_mocap_files, load_joints, load_mocap, recorded_fps, resample, resample_indices,
-                                 window_starts)
+from videomdm.data.lafan1 import fetch_lafan1_bvh
+from videomdm.data.mocap import (build_mocap_dataset, find_mocap_files, load_joints, load_mocap, recorded_fps,
+                                 resample, resample_indices, window_starts)
 from videomdm.skeleton import LAFAN_22, SMPL_22, Skeleton
 
 

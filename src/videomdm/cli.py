@@ -37,8 +37,7 @@ def cmd_data_lafan1(args: argparse.Namespace) -> None:
 
 
 def cmd_data_mocap(args: argparse.Namespace) -> None:
-    from .data.lafan1 import build_mocap_dataset
-    from .data.mocap import find_mocap_files
+    from .data.mocap import build_mocap_dataset, find_mocap_files
 
     files = find_mocap_files(Path(args.src))
     summary = build_mocap_dataset(files, Path(args.out), name=Path(args.src).name, fps=args.fps,

@@ -27,9 +27,9 @@ from .data.clip import Clip
 from .data.dataset import clip_observations
 from .data.errors import DataError
 from .data.keypoint_formats import keypoint_files, read_keypoints
-from .data.observed import PROGRESS_DIR, KeypointSequence, Teacher, clips_from_sequence, prepare_sequences, \
-    clip_reprojection_px
+from .data.observed import KeypointSequence, Teacher, clips_from_sequence, prepare_sequences, clip_reprojection_px
 from .data.video import detect_video, find_videos, iter_frames, require_mediapipe
+from .data.writer import PROGRESS_DIR
 from .experiments import LiftSettings
 from .export import write_bvh, write_joints
 from .lifter import detector_teacher, make_teacher

@@ -1,6 +1,6 @@
 """The mocap → 2D benchmark pipeline shared by the demo, the benchmarks and the experiments.
 
-Mocap takes are split by time into ``lifter`` / ``train`` / ``test`` (:func:`videomdm.data.lafan1.build_mocap_dataset`);
+Mocap takes are split by time into ``lifter`` / ``train`` / ``test`` (:func:`videomdm.data.mocap.build_mocap_dataset`);
 the built-in lifter learns from the ``lifter`` split only; the ``train`` and ``test`` splits are filmed by virtual
 cameras with detector noise and lifted by that lifter (:func:`videomdm.data.prepare.prepare_mocap_2d`). The result
 is a 2D dataset whose teacher never saw the clips it lifted and whose ``gt_3d`` is kept for evaluation only.
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .data.clip import INDEX_NAME
-from .data.lafan1 import LAFAN1_LICENSE, build_lafan1_dataset, build_mocap_dataset
-from .data.mocap import find_mocap_files
+from .data.lafan1 import LAFAN1_LICENSE, build_lafan1_dataset
+from .data.mocap import build_mocap_dataset, find_mocap_files
 from .data.prepare import prepare_mocap_2d
 from .lifter import LIFTER_WEIGHTS, LifterConfig, load_lifter, make_teacher, train_lifter
 

@@ -6,8 +6,9 @@ A dataset folder::
       dataset.json          the index: name, fps, skeleton, splits (relative clip paths), license, extra
       clips/<split>/*.npz   one clip per file (:func:`save_clip` / :func:`load_clip`)
 
-``dataset.json`` is written last, so a folder without one is an unfinished or foreign folder. Every file is written to
-a temporary file in the same folder and renamed into place (``os.replace``), so no reader ever sees half a file.
+``dataset.json`` is written last (every dataset is written by :class:`videomdm.data.writer.DatasetWriter`), so a
+folder without one is an unfinished or foreign folder. Every file is written to a temporary file in the same folder
+and renamed into place (``os.replace``), so no reader ever sees half a file.
 
 Clip ``.npz`` layout: one array per non-``None`` field (strings as 0-d unicode arrays, ``text`` as a 1-d unicode
 array, ``image_size`` as two ints) plus ``clip_format_version``. Loaded with ``allow_pickle=False``.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import warnings
 import zipfile
 import zlib
@@ -42,7 +42,6 @@ __all__ = [
     "write_dataset_index",
     "read_dataset_index",
     "atomic_write_bytes",
-    "check_output_dir",
     "DATASET_FORMAT_VERSION",
     "CLIP_FORMAT_VERSION",
     "INDEX_NAME",
@@ -488,25 +487,3 @@ def read_dataset_index(root: str | Path) -> DatasetIndex:
     return DatasetIndex(root=root, name=str(data["name"]), fps=fps, skeleton=str(data["skeleton"]),
                         splits={str(k): [str(r) for r in v] for k, v in splits.items()},
                         license=data.get("license"), extra=dict(data.get("extra") or {}), format_version=version)
-
-
-def check_output_dir(out_dir: str | Path, *, overwrite: bool) -> None:
-    """Refuse to build a dataset into a folder that already holds one (or clips), unless ``overwrite``.
-
-    With ``overwrite`` the previous dataset's ``dataset.json`` and ``clips/`` are removed (only those: other files
-    in the folder are left alone), so that no stale clip survives next to the new index.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"{out_dir}: exists and is not a folder")
-    index, clips = out_dir / INDEX_NAME, out_dir / "clips"
-    if not (index.exists() or clips.exists()):
-        return
-    if not overwrite:
-        held = "a dataset (dataset.json)" if index.exists() else "clips/ from an unfinished build"
-        raise DataError(f"{out_dir}: already holds {held}; choose another folder or pass overwrite "
-                        f"(--overwrite) to replace it")
-    if index.exists():
-        index.unlink()
-    if clips.exists():
-        shutil.rmtree(clips)

@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ..skeleton import SMPL_22
-from .clip import Clip, atomic_write_bytes, check_output_dir, save_clip, write_dataset_index
+from .clip import Clip
 from .errors import DataError
+from .writer import DatasetWriter
 
-__all__ = ["convert_humanml3d", "read_captions", "HUMANML3D_FPS", "HUMANML3D_FEATURE_DIM", "MEAN_STD_FILE"]
+__all__ = ["convert_humanml3d", "humanml3d_clips", "read_captions", "HUMANML3D_FPS", "HUMANML3D_FEATURE_DIM",
+           "MEAN_STD_FILE"]
 
 HUMANML3D_FPS = 20.0
 HUMANML3D_FEATURE_DIM = 12 * SMPL_22.num_joints - 1  # 263
@@ -151,27 +153,47 @@ def convert_humanml3d(root: str | Path, out_dir: str | Path, *, splits: Sequence
     split_ids = {split: _read_split(root / f"{split}.txt") for split in splits}
     mean_std = _read_mean_std(root)
 
-    out_dir = Path(out_dir)
-    check_output_dir(out_dir, overwrite=overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if mean_std is not None:
-        mean, std = mean_std
-        atomic_write_bytes(out_dir / MEAN_STD_FILE, lambda f: np.savez(f, mean=mean, std=std))
-    elif (out_dir / MEAN_STD_FILE).exists():
-        (out_dir / MEAN_STD_FILE).unlink()  # stale, from the dataset being overwritten
+    tally: dict[str, Any] = {"missing": {}, "subclips": {}, "too_short": 0, "subclip_only": 0, "without_text": 0}
+    with DatasetWriter(out_dir, splits=list(split_ids), replace=overwrite, owns=(MEAN_STD_FILE,)) as writer:
+        if mean_std is not None:
+            mean, std = mean_std
+            writer.write_file(MEAN_STD_FILE, lambda f: np.savez(f, mean=mean, std=std))
+        for split, clip in humanml3d_clips(root, split_ids, min_frames=min_frames, tally=tally):
+            writer.add(split, clip)
+        missing = tally["missing"]
+        skipped = sum(len(v) for v in missing.values())
+        extra = {"kind": "humanml3d", "min_frames": min_frames,
+                 "humanml3d_mean_std": MEAN_STD_FILE if mean_std is not None else None,
+                 "humanml3d_mean_std_note": "HumanML3D's statistics of its own 263-dim features (T-1 frames, raw "
+                                            "facing); for comparison only, not this project's Normalizer",
+                 "skipped_missing_joints": missing}
+        writer.commit(name="humanml3d", fps=HUMANML3D_FPS, skeleton="smpl22", extra=extra,
+                      license="HumanML3D: see https://github.com/EricGuo5513/HumanML3D (AMASS/HumanAct12 licenses)")
+    if skipped:
+        examples = [i for v in missing.values() for i in v][:5]
+        warnings.warn(f"{root / 'new_joints'}: {skipped} ids listed in the split files have no joints file and were "
+                      f"skipped (e.g. {examples}); the summary lists them all", stacklevel=2)
+    summary_splits = {split: {"ids": len(ids) - len(missing[split]), "clips": writer.num_clips[split],
+                              "subclips": tally["subclips"][split], "frames": writer.frames[split],
+                              "seconds": round(writer.frames[split] / HUMANML3D_FPS, 2)}
+                      for split, ids in split_ids.items()}
+    return {"splits": summary_splits, "skipped_missing_joints": missing, "skipped_too_short": tally["too_short"],
+            "subclip_only_ids": tally["subclip_only"], "ids_without_text": tally["without_text"],
+            "mean_std": MEAN_STD_FILE if mean_std is not None else None}
 
-    index_splits: dict[str, list[str]] = {}
-    summary_splits: dict[str, dict[str, Any]] = {}
-    missing: dict[str, list[str]] = {}
-    too_short = subclip_only = without_text = 0
+
+def humanml3d_clips(root: Path, split_ids: dict[str, list[str]], *, min_frames: int,
+                    tally: dict[str, Any]) -> Iterator[tuple[str, Clip]]:
+    """``(split, clip)`` for every motion id of every split (module docstring: whole clips and sub-clips, ``gt_3d``
+    (T, 22, 3) metres at 20 fps, captions as ``text``). What is left out is counted in ``tally``: ``missing``
+    (split → ids without a joints file), ``too_short``, ``subclip_only``, ``without_text``, and ``subclips``
+    (split → sub-clips yielded)."""
     for split, ids in split_ids.items():
-        rels: list[str] = []
-        subclips = frames = 0
-        missing[split] = []
+        tally["missing"][split], tally["subclips"][split] = [], 0
         for motion_id in ids:
             joints_path = root / "new_joints" / f"{motion_id}.npy"
             if not joints_path.is_file():
-                missing[split].append(motion_id)
+                tally["missing"][split].append(motion_id)
                 continue
             joints = _load_joints(joints_path)  # (T, 22, 3)
             _check_feature_vectors(root / "new_joint_vecs" / f"{motion_id}.npy", len(joints))
@@ -180,44 +202,21 @@ def convert_humanml3d(root: str | Path, out_dir: str | Path, *, splits: Sequence
                 groups = read_captions(text_path)
             else:
                 groups = {}
-                without_text += 1
+                tally["without_text"] += 1
             pieces: list[tuple[str, int, int, list[str]]] = []  # (name, first, end, captions)
             if None in groups or not groups:
                 pieces.append((motion_id, 0, len(joints), groups.get(None, [])))
             else:
-                subclip_only += 1
+                tally["subclip_only"] += 1
             for key, captions in groups.items():
                 if key is not None:
                     first, end = key[0], min(key[1], len(joints))
                     pieces.append((f"{motion_id}_{first:04d}_{end:04d}", first, end, captions))
             for name, first, end, captions in pieces:
                 if end - first < min_frames:
-                    too_short += 1
+                    tally["too_short"] += 1
                     continue
-                rel = f"clips/{split}/{name}.npz"
-                save_clip(out_dir / rel, Clip(name=name, fps=HUMANML3D_FPS, skeleton="smpl22",
-                                              source=f"humanml3d {motion_id} frames [{first}, {end})",
-                                              gt_3d=joints[first:end], text=list(captions)))
-                rels.append(rel)
-                subclips += name != motion_id
-                frames += end - first
-        index_splits[split] = rels
-        summary_splits[split] = {"ids": len(ids) - len(missing[split]), "clips": len(rels), "subclips": subclips,
-                                 "frames": frames, "seconds": round(frames / HUMANML3D_FPS, 2)}
-
-    skipped = sum(len(v) for v in missing.values())
-    if skipped:
-        examples = [i for v in missing.values() for i in v][:5]
-        warnings.warn(f"{root / 'new_joints'}: {skipped} ids listed in the split files have no joints file and were "
-                      f"skipped (e.g. {examples}); the summary lists them all", stacklevel=2)
-    extra = {"kind": "humanml3d", "min_frames": min_frames,
-             "humanml3d_mean_std": MEAN_STD_FILE if mean_std is not None else None,
-             "humanml3d_mean_std_note": "HumanML3D's statistics of its own 263-dim features (T-1 frames, raw facing); "
-                                        "for comparison only, not this project's Normalizer",
-             "skipped_missing_joints": missing}
-    write_dataset_index(out_dir, name="humanml3d", fps=HUMANML3D_FPS, skeleton="smpl22", splits=index_splits,
-                        license="HumanML3D: see https://github.com/EricGuo5513/HumanML3D (AMASS/HumanAct12 licenses)",
-                        extra=extra)
-    return {"splits": summary_splits, "skipped_missing_joints": missing, "skipped_too_short": too_short,
-            "subclip_only_ids": subclip_only, "ids_without_text": without_text,
-            "mean_std": MEAN_STD_FILE if mean_std is not None else None}
+                tally["subclips"][split] += name != motion_id
+                yield split, Clip(name=name, fps=HUMANML3D_FPS, skeleton="smpl22",
+                                  source=f"humanml3d {motion_id} frames [{first}, {end})", gt_3d=joints[first:end],
+                                  text=list(captions))

@@ -14,6 +14,14 @@ Accepted files:
 
 :func:`load_joints`, :func:`check_joints` and :func:`recorded_fps` are also what the ``render``, ``export`` and
 ``view`` commands use to read a joints file.
+
+**Split by time.** :func:`build_mocap_dataset` (behind ``videomdm data mocap`` and ``data lafan1``) resamples each
+take to the model's fps and splits it by time into up to three consecutive parts: the first ``lifter_fraction`` of its
+frames are ``lifter`` (the 2D→3D lifter's training data, disjoint from everything the lifter will later lift), the
+next part ``train``, the last ``test_fraction`` ``test``. Windows are cut inside each part, so no window crosses a
+boundary and no frame is in two splits. Train and lifter windows overlap by half (stride = window/2), test windows do
+not (stride = window); a shorter tail window is kept when it has at least half a window of frames. Every take's clips
+come from :func:`take_clips` and are written by :class:`videomdm.data.writer.DatasetWriter`.
 """
 
 from __future__ import annotations
@@ -21,15 +29,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ..skeleton import LAFAN_22, SMPL_22, Skeleton, joint_map
 from .bvh import read_bvh
+from .clip import Clip
 from .errors import DataError
+from .writer import DatasetWriter
 
 __all__ = ["MocapSequence", "load_mocap", "check_joints", "load_joints", "read_sidecar", "recorded_fps", "resample",
-           "resample_indices", "window_starts", "find_mocap_files", "MOCAP_SUFFIXES"]
+           "resample_indices", "window_starts", "find_mocap_files", "MOCAP_SUFFIXES", "split_ranges", "take_clips",
+           "build_mocap_dataset"]
 
 MOCAP_SUFFIXES = (".bvh", ".npy")
 
@@ -264,3 +276,117 @@ def find_mocap_files(folder: str | Path, *, recursive: bool = False) -> list[Pat
     if not files:
         raise DataError(f"{folder}: no mocap files (expected {' or '.join(MOCAP_SUFFIXES)})")
     return files
+
+
+def _split_windows(ranges: dict[str, tuple[int, int]], window: int) -> dict[str, list[tuple[int, int]]]:
+    """(start, end) frame windows per split, each inside its split's frame range ``[begin, end)``."""
+    half = max(window // 2, 1)
+    windows = {}
+    for split, (begin, end) in ranges.items():
+        stride = window if split == "test" else half
+        windows[split] = [(begin + s, min(begin + s + window, end))
+                          for s in window_starts(end - begin, window, stride, min_length=half)]
+    return windows
+
+
+def split_ranges(num_frames: int, lifter_fraction: float, test_fraction: float) -> dict[str, tuple[int, int]]:
+    """Frame ranges ``[begin, end)`` of the ``lifter`` (only when ``lifter_fraction > 0``), ``train`` and ``test``
+    parts of one take of ``num_frames`` frames, in that order in time."""
+    lifter_end = int(np.floor(lifter_fraction * num_frames))
+    test_begin = int(np.floor((1.0 - test_fraction) * num_frames))
+    ranges = {"lifter": (0, lifter_end)} if lifter_fraction > 0 else {}
+    ranges.update({"train": (lifter_end, test_begin), "test": (test_begin, num_frames)})
+    return ranges
+
+
+def take_clips(name: str, source: str, joints: np.ndarray, windows: dict[str, list[tuple[int, int]]],
+               fps: float) -> Iterator[tuple[str, Clip]]:
+    """``(split, clip)`` for every window of one take: ``gt_3d = joints[start:end]`` ((T, 22, 3) metres at ``fps``),
+    named ``<name>_<start:06d>``, in the order of ``windows`` (split → ``[(start, end), ...]`` frames)."""
+    for split, split_windows in windows.items():
+        for start, end in split_windows:
+            yield split, Clip(name=f"{name}_{start:06d}", fps=float(fps), skeleton="smpl22",
+                              source=f"{source} frames [{start}, {end}) at {fps:g} fps", gt_3d=joints[start:end],
+                              teacher_3d=None)
+
+
+def build_mocap_dataset(files: Sequence[str | Path], out_dir: str | Path, *, name: str, fps: float = 20.0,
+                        window_frames: int = 196, test_fraction: float = 0.2, lifter_fraction: float = 0.0,
+                        license: str | None = None,
+                        overwrite: bool = False, unit: str = "auto", npy_fps: float | None = None) -> dict[str, Any]:
+    """Build a ``gt_3d`` dataset folder from mocap files (module docstring: split by time, windows).
+
+    Args:
+        files: ``.bvh`` / ``.npy`` files (see :func:`videomdm.data.mocap.load_mocap`); file stems must be unique.
+        out_dir: dataset folder to create (refused if it holds a dataset, unless ``overwrite``).
+        name: dataset name for the index.
+        fps: frame rate of the written clips (every take is resampled to it).
+        window_frames: clip length in frames at ``fps``.
+        test_fraction: share of each take's frames (its end) that goes to the test split; 0 gives no test clips.
+        lifter_fraction: share of each take's frames (its start) that goes to a ``lifter`` split; 0 gives no such
+            split.
+        license: license text stored in the index.
+        overwrite: replace an existing dataset in ``out_dir``.
+        unit, npy_fps: passed to ``load_mocap``.
+
+    Returns:
+        summary: ``{"name", "fps", "window_frames", "files", "splits": {split: {"clips", "frames", "seconds"}},
+        "takes": [...], "license"}``; ``frames`` counts the distinct frames of a split (windows overlap in train).
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    if not 0.0 <= lifter_fraction < 1.0 - test_fraction:
+        raise ValueError(f"lifter_fraction must be in [0, 1 - test_fraction), got {lifter_fraction}")
+    if window_frames < 2:
+        raise ValueError(f"window_frames must be at least 2, got {window_frames}")
+    files = [Path(f) for f in files]
+    if not files:
+        raise DataError(f"{out_dir}: no mocap files to build the dataset from")
+    stems = [f.stem for f in files]
+    duplicates = sorted({s for s in stems if stems.count(s) > 1})
+    if duplicates:
+        raise DataError(f"{out_dir}: several input files share the stems {duplicates}; clip names would collide")
+    out_dir = Path(out_dir)
+    split_names = (["lifter"] if lifter_fraction > 0 else []) + ["train", "test"]
+    frames = {name: 0 for name in split_names}  # distinct frames (train windows overlap)
+    takes = []
+    with DatasetWriter(out_dir, splits=split_names, replace=overwrite) as writer:
+        # Read everything first: a bad input file must fail before anything is written.
+        loaded = []
+        for path in files:
+            sequence = load_mocap(path, unit=unit, npy_fps=npy_fps)
+            loaded.append((path, sequence, resample(sequence.joints, sequence.fps, fps)))  # (T', 22, 3)
+        for path, sequence, joints in loaded:
+            num_frames = len(joints)
+            ranges = split_ranges(num_frames, lifter_fraction, test_fraction)
+            all_windows = _split_windows(ranges, window_frames)
+            for split, clip in take_clips(path.stem, sequence.source, joints, all_windows, fps):
+                writer.add(split, clip)
+            for split, windows in all_windows.items():
+                covered = np.zeros(num_frames, dtype=bool)
+                for start, end in windows:
+                    covered[start:end] = True
+                frames[split] += int(covered.sum())
+            take = {"file": path.name, "source": sequence.source, "source_fps": sequence.fps, "frames": num_frames}
+            for split, frame_range in ranges.items():
+                take[f"{split}_range"] = list(frame_range)
+                take[f"{split}_clips"] = len(all_windows[split])
+            takes.append(take)
+        extra = {"kind": "mocap",
+                 "split_rule": "by time: the first lifter_fraction of each take is lifter, the last test_fraction "
+                               "test, the rest train",
+                 "window_frames": window_frames, "lifter_fraction": lifter_fraction, "test_fraction": test_fraction,
+                 "takes": takes}
+        writer.commit(name=name, fps=fps, skeleton="smpl22", license=license, extra=extra)
+    return {
+        "name": name,
+        "fps": float(fps),
+        "window_frames": window_frames,
+        "files": len(files),
+        "splits": {split: {"clips": writer.num_clips[split], "frames": frames[split],
+                           "seconds": round(frames[split] / fps, 2)} for split in split_names},
+        "takes": takes,
+        "license": license,
+    }
+
+

@@ -19,9 +19,9 @@ pixels with confidences (0 where the person was not found) and, from detectors t
    (:func:`videomdm.representation.floor_from_feet`) at y = 0, the root of frame 0 at the x, z origin facing +z,
    and carries the camera along.
 
-Writing is resumable: each finished source writes ``progress/<source>.json`` after its clips; a later run skips
-sources with such a record and writes ``dataset.json`` from all records. A source that fails is reported and the
-others still run.
+Writing is resumable (:class:`videomdm.data.writer.DatasetWriter`, resume mode): each finished source writes
+``progress/<source>.json`` after its clips; a later run skips sources with such a record and writes ``dataset.json``
+from all records. A source that fails is reported and the others still run.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -37,15 +37,14 @@ import numpy as np
 import torch
 
 from ..camera import transform_camera
-from ..checkpoint import atomic_write_text
 from ..evaluate import reprojection_error
 from ..representation import canonicalize, floor_from_feet
 from ..skeleton import SMPL_22, Skeleton, get_skeleton
-from .clip import Clip, read_dataset_index, save_clip, write_dataset_index
+from .clip import Clip
 from .dataset import observed_keypoints
 from .errors import DataError
 from .mocap import resample, resample_indices
-from .prepare import _file_name
+from .writer import DatasetWriter
 
 __all__ = [
     "KeypointSequence",
@@ -60,10 +59,8 @@ __all__ = [
     "clips_from_sequence",
     "clip_reprojection_px",
     "prepare_sequences",
-    "PROGRESS_DIR",
 ]
 
-PROGRESS_DIR = "progress"
 # World→camera rotation of the estimated static camera: camera x = −world x, camera y (image down) = −world y (up),
 # camera z (forward) = world z. A proper rotation (a half turn about z).
 CAMERA_ROTATION = np.diag([-1.0, -1.0, 1.0])
@@ -254,37 +251,6 @@ def clip_reprojection_px(clip: Clip, skeleton: Skeleton = SMPL_22, joints: np.nd
     return reprojection_error(joints, uv, conf, clip.K, clip.R, clip.t)
 
 
-# --- the writer -----------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Progress:
-    """Record of a finished source: the clips it produced, or why it produced none."""
-
-    source: str
-    clips: list[str] = field(default_factory=list)
-    frames: int = 0
-    reason: str = ""
-    details: dict = field(default_factory=dict)
-
-
-def _progress_path(out: Path, name: str) -> Path:
-    return out / PROGRESS_DIR / f"{_file_name(name)}.json"
-
-
-def _read_progress(out: Path, name: str) -> _Progress | None:
-    path = _progress_path(out, name)
-    if not path.is_file():
-        return None
-    try:
-        record = _Progress(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None  # unreadable record: redo the source
-    if not all((out / rel).is_file() for rel in record.clips):
-        return None
-    return record
-
-
 Teacher = Callable[[Clip, "np.ndarray | None"], np.ndarray]
 
 
@@ -353,16 +319,10 @@ def prepare_sequences(sources: Iterable[tuple[str, str, Callable[[], KeypointSeq
         "frames", "teacher_reprojection_px"}``; the last is the frame-weighted mean over this run's new clips.
     """
     out = Path(out)
-    if (out / "dataset.json").exists() and not (out / PROGRESS_DIR).is_dir():
-        raise DataError(f"{out}: already holds a dataset not made by this command; choose another folder")
     captions = captions or {}
     settings = {"fps": fps, "teacher": teacher_name, "focal_px": focal_px, "fov_deg": fov_deg,
                 "max_gap_s": max_gap_s, "min_clip_s": min_clip_s}
-    settings_path = out / PROGRESS_DIR / ".settings.json"
-    if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
-        raise DataError(f"{out}: was prepared with other settings ({settings_path.read_text().strip()}); resume with "
-                        f"the same ones or choose another folder")
-    atomic_write_text(settings_path, json.dumps(settings))
+    writer = DatasetWriter(out, splits=["train"], resume=settings)
     summary: dict = {"out": str(out), "sources": 0, "done": 0, "resumed": 0, "failed": {}, "empty": {}, "clips": 0,
                      "frames": 0}
     all_clips: list[str] = []
@@ -371,27 +331,23 @@ def prepare_sequences(sources: Iterable[tuple[str, str, Callable[[], KeypointSeq
     started = time.perf_counter()
     for name, where, load in sources:
         summary["sources"] += 1
-        record = _read_progress(out, name)
+        record = writer.start_source(name)
         if record is not None:
             summary["resumed"] += 1
-            log(f"{name}: already prepared ({len(record.clips)} clips), skipped")
+            log(f"{name}: already prepared ({len(record['clips'])} clips), skipped")
         else:
             try:
                 seq = load()
                 clips, reason = clips_from_sequence(seq, fps=fps, teacher=teacher, focal_px=focal_px,
                                                     fov_deg=fov_deg, max_gap_s=max_gap_s, min_clip_s=min_clip_s,
                                                     captions=captions.get(name))
-                record = _Progress(source=where, reason=reason,
-                                   details={"source_fps": seq.source_fps, "image_size": seq.image_size})
                 for _, clip in clips:
-                    rel = f"clips/train/{_file_name(clip.name)}.npz"
-                    save_clip(out / rel, clip)
+                    writer.add("train", clip)
                     error = clip_reprojection_px(clip)
                     reprojection += error * len(clip.teacher_3d)
                     reprojection_frames += len(clip.teacher_3d)
-                    record.clips.append(rel)
-                    record.frames += len(clip.teacher_3d)
-                atomic_write_text(_progress_path(out, name), json.dumps(record.__dict__, indent=2, default=str))
+                record = writer.finish_source({"source": where, "reason": reason, "details": {
+                    "source_fps": seq.source_fps, "image_size": seq.image_size}})
             except (DataError, OSError, ValueError, RuntimeError) as err:
                 summary["failed"][name] = str(err)
                 log(f"error: {where}: {err}")
@@ -399,12 +355,12 @@ def prepare_sequences(sources: Iterable[tuple[str, str, Callable[[], KeypointSeq
                     log(traceback.format_exc(limit=3))
                 continue
             summary["done"] += 1
-            if not record.clips:
-                summary["empty"][name] = record.reason
-                log(f"{where}: no clip ({record.reason})")
-        all_clips += record.clips
-        summary["frames"] += record.frames
-        source_fps[name] = record.details.get("source_fps")
+            if not record["clips"]:
+                summary["empty"][name] = record.get("reason", "")
+                log(f"{where}: no clip ({record.get('reason', '')})")
+        all_clips += record["clips"]
+        summary["frames"] += record["frames"]
+        source_fps[name] = record.get("details", {}).get("source_fps")
     summary["clips"] = len(all_clips)
     rates = sorted({r for r in source_fps.values() if r is not None})
     summary["source_fps"] = source_fps
@@ -415,12 +371,11 @@ def prepare_sequences(sources: Iterable[tuple[str, str, Callable[[], KeypointSeq
     if not all_clips:
         raise DataError(f"{out}: no clip was made from {summary['sources']} source(s): "
                         f"{json.dumps({**summary['failed'], **summary['empty']})}")
-    write_dataset_index(out, name=dataset_name, fps=fps, skeleton=SMPL_22.name, splits={"train": all_clips},
-                        license=None, extra={"teacher": teacher_name, "camera": {
-                            "focal_px": focal_px, "fov_deg": fov_deg,
-                            "default": "focal = image diagonal in pixels" if focal_px is None and fov_deg is None
-                            else None, "rotation": "camera up = world up (no roll, no pitch)"},
-                            "max_gap_s": max_gap_s, "min_clip_s": min_clip_s, **(extra or {})})
-    read_dataset_index(out)  # every listed clip exists
+    writer.commit(name=dataset_name, fps=fps, skeleton=SMPL_22.name, license=None, extra={
+        "teacher": teacher_name, "camera": {
+            "focal_px": focal_px, "fov_deg": fov_deg,
+            "default": "focal = image diagonal in pixels" if focal_px is None and fov_deg is None else None,
+            "rotation": "camera up = world up (no roll, no pitch)"},
+        "max_gap_s": max_gap_s, "min_clip_s": min_clip_s, **(extra or {})})
     return summary
 

@@ -9,10 +9,6 @@ supervision trains on, with ``gt_3d`` kept so the result can be evaluated agains
 from __future__ import annotations
 
 import hashlib
-import os
-import re
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -21,11 +17,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ..skeleton import get_skeleton
-from .clip import INDEX_NAME, Clip, check_output_dir, load_clip, read_dataset_index, save_clip, write_dataset_index
+from .clip import Clip, load_clip, read_dataset_index
 from .errors import DataError
-from .shards import Shard, check_shard_folder, publish_shard, shard_work_dir
+from .shards import Shard
 from .virtual import (DEFAULT_AZIMUTH_DEG, DEFAULT_DISTANCE, DEFAULT_ELEVATION_DEG, DEFAULT_FOCAL_PX,
                       DEFAULT_IMAGE_SIZE, DetectorNoise, observe_clip)
+from .writer import DatasetWriter
 
 __all__ = ["prepare_mocap_2d", "clip_rng"]
 
@@ -35,12 +32,6 @@ def clip_rng(seed: int, split: str, name: str) -> np.random.Generator:
     digest = hashlib.sha256(f"{split}\x00{name}".encode("utf-8")).digest()
     words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
     return np.random.default_rng(np.random.SeedSequence([int(seed), *words]))
-
-
-def _file_name(name: str) -> str:
-    """A clip name made safe as a file name (characters other than letters, digits, ``._-`` become ``_``)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    return safe if safe.strip(".") else "_" + safe
 
 
 def _check_teacher_output(result: object, clip: Clip, split: str, expected: tuple[int, int, int]) -> np.ndarray:
@@ -58,15 +49,11 @@ def _check_teacher_output(result: object, clip: Clip, split: str, expected: tupl
     return teacher_3d
 
 
-def _check_output_folder(src: Path, out: Path, overwrite: bool) -> None:
-    """Refuse an ``out`` that contains ``src`` or lies inside it, and (without ``overwrite``) one holding a dataset."""
+def _check_overlap(src: Path, out: Path) -> None:
+    """Refuse an ``out`` that contains ``src`` or lies inside it."""
     src_r, out_r = src.resolve(), out.resolve()
     if out_r == src_r or out_r in src_r.parents or src_r in out_r.parents:
         raise DataError(f"output {out} and source {src} must not contain each other")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"output {out} exists and is not a folder")
-    if not overwrite:
-        check_output_dir(out, overwrite=False)  # raises if out holds dataset.json or clips/
 
 
 def prepare_mocap_2d(
@@ -102,8 +89,8 @@ def prepare_mocap_2d(
     Randomness: each source clip's cameras and noise come from :func:`clip_rng` ``(seed, split, clip name)``, so the
     output does not depend on processing order or on which other clips/splits are prepared.
 
-    Safety: the dataset is written to a temporary folder next to ``out`` and moved to ``out`` only when complete,
-    so a failure never leaves a partial dataset under ``out`` (nor touches an existing one). An existing dataset
+    Safety (:class:`~videomdm.data.writer.DatasetWriter`): the dataset is written to a temporary folder next to
+    ``out`` and moved to ``out`` only when complete, so a failure never leaves a partial dataset under ``out`` (nor touches an existing one). An existing dataset
     (``dataset.json`` or ``clips/``) in ``out`` is replaced only with ``overwrite=True``, and then only those two
     entries: other files in ``out`` are kept. ``out`` must not contain ``src`` nor lie inside it.
 
@@ -137,61 +124,37 @@ def prepare_mocap_2d(
     unknown = [s for s in chosen if s not in index.splits]
     if unknown:
         raise DataError(f"{src}: no split(s) {unknown}; the dataset has {sorted(index.splits)}")
-    _check_output_folder(src, out, overwrite or shard is not None)
-    if shard is not None:
-        check_shard_folder(out, shard)
+    _check_overlap(src, out)
     num_joints = get_skeleton(index.skeleton).num_joints
     camera_ranges = {"distance": distance, "elevation_deg": elevation_deg, "azimuth_deg": azimuth_deg,
                      "focal_px": focal_px, "image_size": tuple(image_size)}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if shard is None:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    else:
-        out.mkdir(exist_ok=True)
-        tmp = shard_work_dir(out, shard)
-    try:
-        sources: dict[str, list[tuple[int, list[str]]]] = {}  # split → [(source position, written clip paths)]
-        statistics: dict[str, dict[str, int]] = {}
-        mine: dict[str, list[tuple[int, Path]]] = {}  # split → this run's sources with their positions
-        position = 0  # over all chosen splits' sources, in index order (empty splits allowed)
+    statistics: dict[str, dict[str, int]] = {}
+    mine: dict[str, list[tuple[int, Path]]] = {}  # split → this run's sources with their positions
+    position = 0  # over all chosen splits' sources, in index order (empty splits allowed)
+    for split in chosen:
+        mine[split] = []
+        for rel in index.splits[split]:
+            if shard is None or shard.selects(position):
+                mine[split].append((position, index.root / rel))
+            position += 1
+    total = sum(len(m) for m in mine.values())
+    with DatasetWriter(out, splits=chosen, replace=overwrite and shard is None, shard=shard) as writer, \
+            tqdm(total=total, desc=f"prepare {out.name}", unit="clip", disable=not progress) as bar:
         for split in chosen:
-            mine[split] = []
-            for rel in index.splits[split]:
-                if shard is None or shard.selects(position):
-                    mine[split].append((position, index.root / rel))
-                position += 1
-        total = sum(len(m) for m in mine.values())
-        with tqdm(total=total, desc=f"prepare {out.name}", unit="clip", disable=not progress) as bar:
-            for split in chosen:
-                counts = {"source_clips": 0, "clips": 0, "frames": 0}
-                sources[split] = []
-                taken: dict[str, str] = {}  # file name → clip name, to catch collisions after sanitizing
-                for position, path in mine[split]:
-                    source = load_clip(path)
-                    if source.gt_3d is None:
-                        raise DataError(f"{path}: clip {source.name} has no gt_3d to film")
-                    views = observe_clip(source, num_cameras=num_cameras, rng=clip_rng(seed, split, source.name),
-                                         noise=noise, **camera_ranges)
-                    written = []
-                    for view in views:
-                        expected = (len(view.gt_3d), num_joints, 3)
-                        view.teacher_3d = _check_teacher_output(teacher(view), view, split, expected)
-                        view.validate()
-                        file_name = _file_name(view.name)
-                        if file_name in taken:
-                            raise DataError(f"{src}: clips {taken[file_name]!r} and {view.name!r} of split {split} "
-                                            f"would both be saved as {file_name}.npz")
-                        taken[file_name] = view.name
-                        rel = f"clips/{split}/{file_name}.npz"
-                        save_clip(tmp / rel, view)
-                        written.append(rel)
-                        counts["clips"] += 1
-                        counts["frames"] += len(view.gt_3d)
-                    sources[split].append((position, written))
-                    counts["source_clips"] += 1
-                    bar.update(1)
-                statistics[split] = counts
+            for position, path in mine[split]:
+                source = load_clip(path)
+                if source.gt_3d is None:
+                    raise DataError(f"{path}: clip {source.name} has no gt_3d to film")
+                views = observe_clip(source, num_cameras=num_cameras, rng=clip_rng(seed, split, source.name),
+                                     noise=noise, **camera_ranges)
+                for view in views:
+                    expected = (len(view.gt_3d), num_joints, 3)
+                    view.teacher_3d = _check_teacher_output(teacher(view), view, split, expected)
+                    writer.add(split, view, position=position)
+                bar.update(1)
+            statistics[split] = {"source_clips": len(mine[split]), "clips": writer.num_clips[split],
+                                 "frames": writer.frames[split]}
         extra = {
             "source_dataset": str(src.resolve()),
             "source_name": index.name,
@@ -201,17 +164,8 @@ def prepare_mocap_2d(
             "seed": seed,
             "cameras": camera_ranges,
         }
-        meta = {"name": f"{index.name}-2d", "fps": index.fps, "skeleton": index.skeleton, "license": index.license}
-        if shard is None:
-            written_splits = {split: [rel for _, rels in entries for rel in rels] for split, entries in sources.items()}
-            write_dataset_index(tmp, splits=written_splits, extra={**extra, "statistics": statistics}, **meta)
-            _swap_into_place(tmp, out)
-        else:
-            publish_shard(tmp, out, shard, sources=sources, meta={**meta, "extra": extra, "statistics": statistics})
-    except BaseException:
-        if shard is None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        writer.commit(name=f"{index.name}-2d", fps=index.fps, skeleton=index.skeleton, license=index.license,
+                      extra=extra, statistics=statistics)
     return {
         "out": str(out),
         "teacher": teacher_name,
@@ -222,32 +176,3 @@ def prepare_mocap_2d(
         **({} if shard is None else {"shard": f"{shard.index}/{shard.count}"}),
     }
 
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Move the finished dataset in ``tmp`` to ``out``.
-
-    A missing ``out`` is simply renamed from ``tmp``. Otherwise only ``out/dataset.json`` and ``out/clips`` are
-    replaced (other files in ``out`` are left alone): the old index is moved aside first (so an interruption leaves
-    a folder without an index, i.e. recognisably unfinished, never a mix of old index and new clips), then the clips,
-    then the new index is moved in last; the old files are deleted at the very end.
-    """
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    moved: list[str] = []
-    try:
-        for entry in (INDEX_NAME, "clips"):  # index first: out is 'unfinished' from here on
-            if (out / entry).exists():
-                os.replace(out / entry, old / entry)
-                moved.append(entry)
-        for entry in ("clips", INDEX_NAME):  # index last
-            if (tmp / entry).exists():
-                os.replace(tmp / entry, out / entry)
-    except BaseException:
-        for entry in reversed(moved):  # best effort: put the previous dataset back
-            if not (out / entry).exists():
-                os.replace(old / entry, out / entry)
-        raise
-    shutil.rmtree(old)
-    shutil.rmtree(tmp)

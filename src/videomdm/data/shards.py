@@ -5,7 +5,8 @@ count the chosen sources in index order, so the parts are disjoint, cover everyt
 machine runs which part). It writes its clips into the dataset folder's ``clips/`` and a partial index
 ``shards/shard-<i>-of-<n>.json``; ``videomdm prepare merge DATA`` then checks that every part is there exactly once
 and writes ``dataset.json`` (the index, with per-split statistics) from them, the same index one unsharded run
-writes. Clip files already in the folder are never overwritten: a shard whose file names are taken is refused before
+writes. The files are written by :class:`videomdm.data.writer.DatasetWriter` (shard mode, then in place for the
+merge): clip files already in the folder are never overwritten; a shard whose file names are taken is refused before
 anything of it is published.
 
 Layout of a dataset folder while shards are being prepared::
@@ -19,19 +20,18 @@ Layout of a dataset folder while shards are being prepared::
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .clip import INDEX_NAME, atomic_write_bytes, write_dataset_index
+from .clip import INDEX_NAME
 from .errors import DataError
+from .writer import SHARDS_DIR, DatasetWriter
 
-__all__ = ["Shard", "SHARDS_DIR", "check_shard_folder", "shard_work_dir", "publish_shard", "merge_shards"]
+__all__ = ["Shard", "merge_shards"]
 
-SHARDS_DIR = "shards"
 _FILE = re.compile(r"^shard-(\d+)-of-(\d+)\.json$")
 
 
@@ -61,74 +61,6 @@ class Shard:
     @property
     def name(self) -> str:
         return f"shard-{self.index:05d}-of-{self.count:05d}"
-
-
-def check_shard_folder(out: Path, shard: Shard) -> None:
-    """Refuse a shard run into a folder that already holds a merged dataset or this shard's partial index."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a folder")
-    if (out / INDEX_NAME).exists():
-        raise DataError(f"{out}: already holds a dataset ({INDEX_NAME}); shards are prepared into a folder that is "
-                        f"merged only after every shard is done")
-    done = out / SHARDS_DIR / f"{shard.name}.json"
-    if done.exists():
-        raise DataError(f"{out}: shard {shard.index}/{shard.count} is already done ({done}); delete that file and "
-                        f"the clips it lists to prepare it again")
-
-
-def shard_work_dir(out: Path, shard: Shard) -> Path:
-    """A fresh private folder inside ``out`` where the shard writes before publishing (a leftover of an
-    interrupted run of the same shard is removed)."""
-    work = Path(out) / f".{shard.name}.tmp"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    return work
-
-
-def publish_shard(work: Path, out: Path, shard: Shard, *, sources: dict[str, list[tuple[int, list[str]]]],
-                  meta: dict[str, Any]) -> Path:
-    """Move a finished shard's clips from ``work`` into ``out`` and write its partial index; returns the index path.
-
-    Args:
-        sources: split → ``[(position, [clip paths relative to the dataset folder]), ...]`` of the shard's sources.
-        meta: ``name, fps, skeleton, license, extra, statistics`` (statistics: split → counts to be summed).
-
-    Every destination is checked before any file moves; files are hard-linked into place (which fails rather than
-    replace an existing file), so a clip already in ``out`` is never overwritten. On failure the files this call
-    placed are removed again and ``work`` is kept for inspection.
-    """
-    out = Path(out)
-    rels = [rel for entries in sources.values() for _, paths in entries for rel in paths]
-    taken = [rel for rel in rels if (out / rel).exists()]
-    if taken:
-        shown = ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
-        raise DataError(f"{out}: shard {shard.index}/{shard.count} would overwrite existing clip files ({shown}); "
-                        f"they come from another shard with the same clip names or an earlier preparation; nothing "
-                        f"of this shard was published (its files are in {work})")
-    placed: list[Path] = []
-    try:
-        for rel in rels:
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(work / rel, out / rel)
-            except FileExistsError:
-                raise DataError(f"{out / rel}: written by another run meanwhile; shard {shard.index}/{shard.count} "
-                                f"is not published") from None
-            placed.append(out / rel)
-        record = {"shard": [shard.index, shard.count], **meta,
-                  "sources": {split: [[position, paths] for position, paths in entries]
-                              for split, entries in sources.items()}}
-        path = out / SHARDS_DIR / f"{shard.name}.json"
-        text = json.dumps(record, indent=2, default=str) + "\n"
-        atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
-    except BaseException:
-        for file in placed:
-            file.unlink(missing_ok=True)
-        raise
-    shutil.rmtree(work)
-    return path
 
 
 def _read_partial_indices(out: Path) -> list[dict[str, Any]]:
@@ -211,10 +143,12 @@ def merge_shards(out: Path) -> dict[str, Any]:
                 owner[rel] = position
                 listed[split].append(rel)
     split_order = [split for split in first["statistics"]]  # the chosen splits, in the order they were prepared
-    ordered = {split: listed.get(split, []) for split in split_order}
     stats = {split: statistics.get(split, {}) for split in split_order}
-    write_dataset_index(out, name=first["name"], fps=first["fps"], skeleton=first["skeleton"], splits=ordered,
-                        license=first["license"], extra={**first["extra"], "statistics": stats})
+    writer = DatasetWriter(out, splits=split_order, in_place=True)
+    for split in split_order:
+        writer.list_existing(split, listed.get(split, []))
+    writer.commit(name=first["name"], fps=first["fps"], skeleton=first["skeleton"], license=first["license"],
+                  extra=first["extra"], statistics=stats)
     shutil.rmtree(out / SHARDS_DIR)
     return {"out": str(out), "shards": count, "clips": sum(s.get("clips", 0) for s in stats.values()),
             "frames": sum(s.get("frames", 0) for s in stats.values()), "splits": stats}
