@@ -92,6 +92,8 @@ class LossConfig:
     positions: float = 0.0  # MDM geometric loss: joint positions after decoding (m²)
     velocities: float = 0.0  # MDM geometric loss: joint velocities after decoding (m² per frame²)
     foot_contact: float = 0.0  # MDM geometric loss: foot velocity where the target foot is in contact
+    time_weighting: str = "x0"  # per-level weight of every term: x0 (1) | v (SNR + 1, the v-space loss) | min_snr
+    min_snr_gamma: float = 5.0  # γ of time_weighting=min_snr
 
 
 @dataclass
@@ -284,6 +286,7 @@ def _validate(config: Config) -> Config:
         "train.precision": (config.train.precision, ("fp32", "bf16")),
         "train.lr_schedule": (config.train.lr_schedule, ("constant", "cosine")),
         "data.normalization": (config.data.normalization, ("group", "dimension")),
+        "loss.time_weighting": (config.loss.time_weighting, ("x0", "v", "min_snr")),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

@@ -182,6 +182,27 @@ class GaussianDiffusion:
         """Uniform training timesteps, (B,) int64 in [0, N)."""
         return torch.randint(0, self.num_steps, (batch_size,), device=device, generator=generator)
 
+    def loss_weights(self, t: Tensor, scheme: str, gamma: float = 5.0) -> Tensor:
+        """Per-item weights ``(B,)`` of an x0-space loss ``‖x̂0 − x0‖²`` at levels ``t (B,)``, with
+        ``SNR_t = abar_t / (1 − abar_t)``:
+
+        - ``"x0"``: 1 (MDM's simple x0 objective). A v-predicting network then learns from ``(1 − abar_t) ‖v̂ − v‖²``
+          (since ``x̂0 − x0 = −sqrt(1 − abar_t) (v̂ − v)``): almost no gradient at low noise.
+        - ``"v"``: ``SNR_t + 1 = 1 / (1 − abar_t)``, the v-space loss ``‖v̂ − v‖²`` (EDM's weighting for unit-variance
+          data): every level counts alike for a v network.
+        - ``"min_snr"``: ``min(SNR_t, γ)`` (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting",
+          x0 form): high-SNR levels capped at γ so they do not dominate.
+        """
+        abar = self.alphas_cumprod.to(t.device)[t]
+        snr = abar / (1.0 - abar)
+        if scheme == "x0":
+            return torch.ones_like(snr)
+        if scheme == "v":
+            return snr + 1.0
+        if scheme == "min_snr":
+            return snr.clamp_max(gamma)
+        raise ValueError(f"unknown loss weighting {scheme!r}; expected x0, v or min_snr")
+
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor | None = None) -> Tensor:
         """Sample x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x0, (1 - abar_t) I) (DDPM eq. 4).
 

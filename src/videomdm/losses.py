@@ -57,15 +57,24 @@ __all__ = [
 ]
 
 
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``values (B, T, ...)`` over the entries of real frames ``mask (B, T)``; 0 if there are none."""
+def _item_scaled(values: Tensor, item_weight: Tensor | None) -> Tensor:
+    """``values (B, ...)`` times ``item_weight (B,)`` (unchanged when None)."""
+    if item_weight is None:
+        return values
+    return values * item_weight.reshape((-1,) + (1,) * (values.dim() - 1)).to(values.dtype)
+
+
+def masked_mean(values: Tensor, mask: Tensor, item_weight: Tensor | None = None) -> Tensor:
+    """Mean of ``values (B, T, ...)`` over the entries of real frames ``mask (B, T)``; 0 if there are none. With
+    ``item_weight (B,)`` each item's entries count that many times in the sum (the count is not reweighted)."""
     weight = mask.to(values.dtype).reshape(mask.shape + (1,) * (values.dim() - mask.dim())).expand_as(values)
-    return (values * weight).sum() / weight.sum().clamp_min(1.0)
+    return (_item_scaled(values, item_weight) * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean squared error over real frames. ``pred, target (B, T, D)``, ``mask (B, T)`` → scalar."""
-    return masked_mean((pred - target).square(), mask)
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, item_weight: Tensor | None = None) -> Tensor:
+    """Mean squared error over real frames. ``pred, target (B, T, D)``, ``mask (B, T)``, optional per-item weights
+    ``(B,)`` (:func:`masked_mean`) → scalar."""
+    return masked_mean((pred - target).square(), mask, item_weight)
 
 
 def joint_position_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
@@ -141,13 +150,14 @@ def _check_2d_inputs(pred_world: Tensor, keypoints_norm: Tensor, confidence: Ten
                          f"got {tuple(confidence.shape)}, {tuple(mask.shape)}")
 
 
-def _weighted_mean(values: Tensor, weight: Tensor) -> Tensor:
-    """``Σ w v / Σ w`` (0 when every weight is 0)."""
-    return (weight * values).sum() / weight.sum().clamp_min(1e-8)
+def _weighted_mean(values: Tensor, weight: Tensor, item_weight: Tensor | None = None) -> Tensor:
+    """``Σ w v / Σ w`` (0 when every weight is 0); with ``item_weight (B,)`` the numerator's items are scaled."""
+    return _item_scaled(weight * values, item_weight).sum() / weight.sum().clamp_min(1e-8)
 
 
 def reprojection_loss(pred_world: Tensor, keypoints_norm: Tensor, confidence: Tensor, mask: Tensor, R: Tensor,
-                      t: Tensor, *, weighting: str = "depth_squared", min_depth: float = DEFAULT_MIN_DEPTH) -> Tensor:
+                      t: Tensor, *, weighting: str = "depth_squared", min_depth: float = DEFAULT_MIN_DEPTH,
+                      item_weight: Tensor | None = None) -> Tensor:
     """Depth-weighted reprojection loss (VideoMDM's 2D supervision)::
 
         L = Σ c · w(Z) · ‖π(R X + t) − k‖² / Σ c
@@ -169,6 +179,7 @@ def reprojection_loss(pred_world: Tensor, keypoints_norm: Tensor, confidence: Te
         R, t: per-clip ``(B, 3, 3), (B, 3)`` or per-frame ``(B, T, 3, 3), (B, T, 3)`` world→camera extrinsics.
         weighting: ``"none"`` (rad²), ``"mean_depth"`` (m·rad²) or ``"depth_squared"`` (m²).
         min_depth: metres.
+        item_weight: optional ``(B,)`` factor of each item's terms (e.g. a diffusion level's loss weight).
 
     Returns:
         Scalar.
@@ -180,11 +191,13 @@ def reprojection_loss(pred_world: Tensor, keypoints_norm: Tensor, confidence: Te
     weight = torch.where(valid, confidence, torch.zeros_like(confidence))
     target = torch.where(valid[..., None], keypoints_norm, proj.detach())  # invalid entries: error exactly 0
     error = (proj - target).square().sum(-1)  # (B, T, J)
-    return _weighted_mean(error * depth_weights(points_cam[..., 2], weighting, mask, min_depth=min_depth), weight)
+    return _weighted_mean(error * depth_weights(points_cam[..., 2], weighting, mask, min_depth=min_depth), weight,
+                          item_weight)
 
 
 def velocity_2d_loss(pred_world: Tensor, keypoints_norm: Tensor, confidence: Tensor, mask: Tensor, R: Tensor,
-                     t: Tensor, *, weighting: str = "depth_squared", min_depth: float = DEFAULT_MIN_DEPTH) -> Tensor:
+                     t: Tensor, *, weighting: str = "depth_squared", min_depth: float = DEFAULT_MIN_DEPTH,
+                     item_weight: Tensor | None = None) -> Tensor:
     """2D velocity loss: :func:`reprojection_loss` on frame-to-frame differences (per frame, not per second)::
 
         L = Σ c_i · w(Z_{i+1}) · ‖(π_{i+1} − π_i) − (k_{i+1} − k_i)‖² / Σ c_i,    c_i = min(c_{i+1}, c_i)
@@ -209,7 +222,7 @@ def velocity_2d_loss(pred_world: Tensor, keypoints_norm: Tensor, confidence: Ten
     target_vel = torch.where(valid[..., None], keypoints[:, 1:] - keypoints[:, :-1], proj_vel.detach())
     error = (proj_vel - target_vel).square().sum(-1)  # (B, T-1, J)
     depth_w = depth_weights(points_cam[..., 2], weighting, mask, min_depth=min_depth)[:, 1:]  # later frame
-    return _weighted_mean(error * depth_w, weight)
+    return _weighted_mean(error * depth_w, weight, item_weight)
 
 
 def reprojection_diagnostics(pred_world: Tensor, mask: Tensor, R: Tensor, t: Tensor, *,
