@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from conftest import make_motion_dataset
 from synthetic import walk
 from videomdm.data.clip import load_clip, save_clip
-from videomdm.evaluate import fid
+from videomdm.metrics import fid
 from videomdm.evaluator import (
     META_NAME,
     WEIGHTS_NAME,

@@ -38,7 +38,7 @@ import torch
 
 from ..camera import transform_camera
 from ..checkpoint import atomic_write_text
-from ..evaluate import reprojection_error
+from ..metrics import reprojection_error
 from ..representation import canonicalize, floor_from_feet
 from ..skeleton import SMPL_22, Skeleton, get_skeleton
 from .clip import Clip, read_dataset_index, save_clip, write_dataset_index
@@ -248,7 +248,7 @@ def ground_clip(clip: Clip, skeleton: Skeleton = SMPL_22, *, facing_sigma: float
 
 def clip_reprojection_px(clip: Clip, skeleton: Skeleton = SMPL_22, joints: np.ndarray | None = None) -> float:
     """Confidence-weighted reprojection error (pixels) of ``joints`` (default: the clip's teacher) against the
-    clip's keypoints, over the joints the keypoint skeleton provides (:func:`videomdm.evaluate.reprojection_error`)."""
+    clip's keypoints, over the joints the keypoint skeleton provides (:func:`videomdm.metrics.reprojection_error`)."""
     uv, conf = observed_keypoints(clip, skeleton)
     joints = clip.teacher_3d if joints is None else joints
     return reprojection_error(joints, uv, conf, clip.K, clip.R, clip.t)
