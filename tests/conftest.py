@@ -53,7 +53,7 @@ def text_dataset(tmp_path: Path) -> Path:
 def dataset_2d(motion_dataset: Path, tmp_path: Path) -> Path:
     """Synthetic walks filmed by 2 virtual cameras each, with a corrupted-ground-truth teacher."""
     from videomdm.data.prepare import prepare_mocap_2d
-    from videomdm.lifter import make_teacher
+    from videomdm.teacher import make_teacher
 
     out = tmp_path / "data_2d"
     prepare_mocap_2d(motion_dataset, out, teacher=make_teacher("corrupt", severity=1.0), teacher_name="corrupt",

@@ -13,8 +13,8 @@ pixels with confidences (0 where the person was not found) and, from detectors t
    Extrinsics: gravity is taken from the camera's up direction (no roll, no pitch: :data:`CAMERA_ROTATION`, the
    camera looks along world +z with its image y axis pointing down the world's y axis);
 4. **teacher**: any function ``Clip → (T, 22, 3)`` world joints given that camera (the detector's own 3D,
-   :func:`videomdm.lifter.detector_teacher`, the built-in lifter, or a lifter file, see
-   :func:`videomdm.lifter.make_teacher`);
+   :func:`videomdm.teacher.detector_teacher`, the built-in lifter, or a lifter file, see
+   :func:`videomdm.teacher.make_teacher`);
 5. **grounding and canonicalization**: :func:`ground_clip` puts the floor
    (:func:`videomdm.representation.floor_from_feet`) at y = 0, the root of frame 0 at the x, z origin facing +z,
    and carries the camera along.
@@ -31,7 +31,7 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 import torch
@@ -46,6 +46,9 @@ from .dataset import observed_keypoints
 from .errors import DataError
 from .mocap import resample, resample_indices
 from .prepare import _file_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..teacher import Teacher
 
 __all__ = [
     "KeypointSequence",
@@ -283,9 +286,6 @@ def _read_progress(out: Path, name: str) -> _Progress | None:
     if not all((out / rel).is_file() for rel in record.clips):
         return None
     return record
-
-
-Teacher = Callable[[Clip, "np.ndarray | None"], np.ndarray]
 
 
 def clips_from_sequence(seq: KeypointSequence, *, fps: float, teacher: Teacher, focal_px: float | None = None,
