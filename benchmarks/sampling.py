@@ -115,9 +115,9 @@ def speed_ratio_odd_even(joints: np.ndarray, fps: float) -> float:
 
 
 def quality(args: argparse.Namespace, device: torch.device) -> dict:
-    from videomdm.metrics import acceleration, fid
     from videomdm.evaluator import EvaluatorConfig, load_evaluator, train_evaluator
     from videomdm.experiments import _real_windows
+    from videomdm.metrics import acceleration, fid
     from videomdm.sample import load_run
 
     work = Path(args.work or tempfile.mkdtemp(prefix="videomdm-sampling-quality-"))

@@ -16,12 +16,12 @@ from videomdm.checkpoint import CheckpointError
 from videomdm.data.clip import Clip, save_clip, write_dataset_index
 from videomdm.data.errors import DataError
 from videomdm.metrics import mpjpe
+from videomdm.representation import floor_from_feet
+from videomdm.skeleton import COCO_17, LAFAN_22, SMPL_22, joint_map
 from videomdm.teacher import (CorruptionParams, LiftedData, LifterConfig, TemporalLifter, TrainingSplitError,
                               build_network, corrupt_teacher, ground_to_world, lift_clip, load_lifter,
                               load_teacher_file, make_teacher, normalize_keypoints, solve_root_translation,
                               train_lifter)
-from videomdm.representation import floor_from_feet
-from videomdm.skeleton import COCO_17, LAFAN_22, SMPL_22, joint_map
 
 TINY = dict(channels=32, blocks=1, kernel=3, dropout=0.0, window=24, batch_size=8, lr=3e-3, val_views=1)
 
