@@ -17,7 +17,7 @@ Quality (``--quality``): FID, in the feature space of the project's evaluator ne
 samples are unconditional. Prints one JSON line with ``fid_vs_real``, ``fid_ratio_to_50`` and ``fid_vs_50_steps``
 per step count, and ``fid_50_vs_50_other_seed`` (the sampling noise floor of the FID itself). For the smoothness of
 the motions it also reports, for the real test windows and per step count, ``acceleration_ms2`` (mean joint
-acceleration, :func:`videomdm.evaluate.acceleration`) and ``speed_ratio_odd_even``: the mean joint speed over the frame
+acceleration, :func:`videomdm.metrics.acceleration`) and ``speed_ratio_odd_even``: the mean joint speed over the frame
 transitions 2j+1 → 2j+2 divided by that over 2j → 2j+1. With ``model.frames_per_token = 2`` the former cross a token
 border and the latter stay inside a token, so a value away from the real windows' (≈ 1) shows seams between tokens.
 
@@ -115,9 +115,9 @@ def speed_ratio_odd_even(joints: np.ndarray, fps: float) -> float:
 
 
 def quality(args: argparse.Namespace, device: torch.device) -> dict:
-    from videomdm.evaluate import acceleration, fid
     from videomdm.evaluator import EvaluatorConfig, load_evaluator, train_evaluator
     from videomdm.experiments import _real_windows
+    from videomdm.metrics import acceleration, fid
     from videomdm.sample import load_run
 
     work = Path(args.work or tempfile.mkdtemp(prefix="videomdm-sampling-quality-"))

@@ -72,3 +72,45 @@ def test_frames_per_token_round_trip_and_old_configs(tmp_path):
     check_compatible(load_config(path), load_config("small"), "old run")
     with pytest.raises(CheckpointError, match="model.frames_per_token"):
         check_compatible(load_config(path), patched, "patched run")
+
+
+def test_declared_python_minimum_can_import_the_config(tmp_path):
+    """pyproject's ``requires-python`` minimum imports ``videomdm.config``: below 3.11 (no ``tomllib``) the TOML
+    parser comes from ``tomli``, which pyproject then declares for exactly those versions. The import is run at the
+    declared minimum in a subprocess: ``sys.version_info`` is set to it, ``tomllib`` made unimportable and a stand-in
+    ``tomli`` provided (the real one is not installed where the suite runs on 3.11+)."""
+    import os
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    supported = SpecifierSet(project["requires-python"])
+    minimum = min(minor for minor in range(8, 20) if f"3.{minor}" in supported)
+    tomli = [Requirement(r) for r in project["dependencies"] if Requirement(r).name == "tomli"]
+    for minor in range(minimum, 14):
+        needs_tomli = minor < 11
+        declared = any(r.marker is None or r.marker.evaluate({"python_version": f"3.{minor}"}) for r in tomli)
+        assert declared == needs_tomli, f"Python 3.{minor}: tomli {'needed' if needs_tomli else 'not needed'}"
+
+    script = (
+        "import sys, types, tomllib\n"
+        f"sys.version_info = (3, {minimum}, 0, 'final', 0)\n"
+        "stand_in = types.ModuleType('tomli'); stand_in.loads = tomllib.loads\n"
+        "sys.modules['tomli'] = stand_in\n"
+        "sys.modules['tomllib'] = None\n"  # `import tomllib` now raises ImportError
+        "from videomdm import config\n"
+        f"assert (config.tomllib is stand_in) == ({minimum} < 11), config.tomllib\n"
+        "print(config.load_config(sys.argv[1]).train.lr)\n"
+    )
+    toml = tmp_path / "c.toml"
+    toml.write_text("[train]\nlr = 0.01\n")
+    result = subprocess.run([sys.executable, "-c", script, str(toml)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root / "src")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0.01"

@@ -34,7 +34,7 @@ def clean_dataset_2d(motion_dataset, tmp_path):
     """Synthetic walks seen by 2 virtual cameras through a noiseless detector (every confidence 1)."""
     from videomdm.data.prepare import prepare_mocap_2d
     from videomdm.data.virtual import DetectorNoise
-    from videomdm.lifter import make_teacher
+    from videomdm.teacher import make_teacher
 
     out = tmp_path / "clean_2d"
     prepare_mocap_2d(motion_dataset, out, teacher=make_teacher("corrupt", severity=1.0), teacher_name="corrupt",

@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 from conftest import make_motion_dataset
 from synthetic import walk
 from videomdm.data.clip import load_clip, save_clip
-from videomdm.evaluate import fid
 from videomdm.evaluator import (
     META_NAME,
     WEIGHTS_NAME,
@@ -30,6 +29,7 @@ from videomdm.evaluator import (
     slide_joints,
     train_evaluator,
 )
+from videomdm.metrics import fid
 
 TINY = EvaluatorConfig(steps=8, batch_size=4, hidden=16, embed_dim=16, num_blocks=2, pool_size=24, min_frames=16,
                        max_frames=48, refresh_every=4, text_encoder="none")

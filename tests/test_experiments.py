@@ -12,9 +12,9 @@ from videomdm.cli import main
 from videomdm.config import load_config
 from videomdm.data.clip import load_clip, read_dataset_index
 from videomdm.data.observed import clip_reprojection_px
-from videomdm.evaluate import pose_errors
 from videomdm.evaluator import EvaluatorConfig, EvaluatorError, train_evaluator
 from videomdm.experiments import LiftSettings, evaluate_run, gap_closed, lift_split, run_recovery
+from videomdm.metrics import pose_errors
 from videomdm.sample import load_run
 from videomdm.skeleton import SMPL_22
 from videomdm.train import train

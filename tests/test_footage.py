@@ -18,7 +18,7 @@ from videomdm.data.keypoint_formats import read_keypoints, track_main_person
 from videomdm.data.observed import (CAMERA_ROTATION, KeypointSequence, default_focal_px,
                                     ground_clip, identity_switches, intrinsics_for, prepare_sequences, resample_sequence, split_at_gaps,
                                     clip_reprojection_px)
-from videomdm.lifter import detector_teacher
+from videomdm.teacher import detector_teacher
 from videomdm.skeleton import (BLAZEPOSE_33, COCO_17, H36M_17, OPENPOSE_25, SMPL_22, blazepose_to_smpl22,
                                joint_map)
 
@@ -409,7 +409,7 @@ def test_a_missing_mediapipe_gives_the_install_command(tmp_path, monkeypatch, ca
 def test_prepare_keypoints_with_the_builtin_lifter_teacher(tmp_path, capsys):
     from test_lifter import TINY, _dataset
 
-    from videomdm.lifter import LifterConfig, train_lifter
+    from videomdm.teacher import LifterConfig, train_lifter
 
     lifter = train_lifter(_dataset(tmp_path / "mocap", num_clips=2, frames=40), tmp_path / "lifter", split="lifter",
                           config=LifterConfig(**TINY, steps=3, keypoint_skeleton="coco17"), progress=False)

@@ -1,4 +1,4 @@
-"""The noisy teacher (``videomdm.lifter``): grounding, the learned lifter, the corrupt model and teacher files."""
+"""The noisy teacher (``videomdm.teacher``): grounding, the learned lifter, the corrupt model and teacher files."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from videomdm.camera import look_at
 from videomdm.checkpoint import CheckpointError
 from videomdm.data.clip import Clip, save_clip, write_dataset_index
 from videomdm.data.errors import DataError
-from videomdm.lifter import (CorruptionParams, LifterConfig, TemporalLifter, build_network, corrupt_teacher,
-                             ground_to_world, lift_clip, load_lifter, load_teacher_file,
-                             make_teacher, mpjpe, normalize_keypoints, solve_root_translation, train_lifter)
+from videomdm.metrics import mpjpe
 from videomdm.representation import floor_from_feet
 from videomdm.skeleton import COCO_17, LAFAN_22, SMPL_22, joint_map
+from videomdm.teacher import (CorruptionParams, LiftedData, LifterConfig, TemporalLifter, TrainingSplitError,
+                              build_network, corrupt_teacher, ground_to_world, lift_clip, load_lifter,
+                              load_teacher_file, make_teacher, normalize_keypoints, solve_root_translation,
+                              train_lifter)
 
 TINY = dict(channels=32, blocks=1, kernel=3, dropout=0.0, window=24, batch_size=8, lr=3e-3, val_views=1)
 
@@ -299,7 +301,7 @@ def test_lifter_teacher_never_reads_gt(trained: Path):
     gt = walk(40, seed=12)
     K, R, t = _camera()
     clip = _observed_clip("observed", gt, K, R, t)  # gt_3d is None
-    teacher = make_teacher("lifter", lifter=lifter)
+    teacher = make_teacher("lifter", lifter=lifter, lifts=LiftedData("observed", ()))
     out = teacher(clip)
     assert out.shape == (40, 22, 3) and np.isfinite(out).all()
 
@@ -327,6 +329,22 @@ def test_lifter_teacher_never_reads_gt(trained: Path):
 
     with pytest.raises(DataError, match="observed"):
         teacher(dataclasses.replace(clip, K=None))
+
+
+def test_lifter_never_lifts_its_training_split(trained: Path):
+    """The factory refuses a lifter asked to lift the split it was trained on, naming both; other splits are fine."""
+    data = trained.parent / "data"
+    with pytest.raises(TrainingSplitError, match=r"trained on split 'lifter' of dataset 'synthetic'.*"
+                                                  r"dataset 'synthetic'.*splits \['train', 'lifter'\]"):
+        make_teacher("lifter", lifter=trained, lifts=LiftedData("synthetic", ("train", "lifter"), data))
+    with pytest.raises(TrainingSplitError):  # the same dataset found by its name, wherever its folder is now
+        make_teacher("lifter", lifter=load_lifter(trained), lifts=LiftedData("synthetic", ("lifter",)))
+    with pytest.raises(TrainingSplitError):  # ... or by its folder, whatever it is called
+        make_teacher("lifter", lifter=trained, lifts=LiftedData("renamed", ("lifter",), data))
+    with pytest.raises(ValueError, match="lifts="):  # what it will lift must be said
+        make_teacher("lifter", lifter=trained)
+    make_teacher("lifter", lifter=trained, lifts=LiftedData("synthetic", ("train", "test"), data))
+    make_teacher("lifter", lifter=trained, lifts=LiftedData("other", ("lifter",), trained.parent / "other"))
 
 
 # --- 3. the corrupt teacher ------------------------------------------------------------------------------------------
@@ -362,7 +380,7 @@ def test_corrupt_error_grows_with_severity_and_is_deterministic():
                                               rng=np.random.default_rng(s)), gt) for s in range(4)])
 
     errors = [error(s) for s in (0.25, 0.5, 1.0, 2.0)]
-    print(f"\ncorrupt teacher world MPJPE (mm) at severity 0.25/0.5/1/2: {[round(1000 * e) for e in errors]}")
+    print(f"\ncorrupt teacher world MPJPE (mm) at severity 0.25/0.5/1/2: {[round(e) for e in errors]}")
     assert all(a < b for a, b in zip(errors, errors[1:]))
     a = corrupt_teacher(gt, K, R, t, SMPL_22, rng=np.random.default_rng(7))
     b = corrupt_teacher(gt, K, R, t, SMPL_22, rng=np.random.default_rng(7))
@@ -394,13 +412,13 @@ def test_make_teacher_corrupt_matches_and_needs_gt():
     clip = _observed_clip("clip_a", gt, K, R, t, with_gt=True)
     teacher = make_teacher("corrupt", severity=0.5, seed=3)
     np.testing.assert_array_equal(teacher(clip), teacher(clip))
-    assert 0 < mpjpe(teacher(clip), gt) < 0.5
+    assert 0 < mpjpe(teacher(clip), gt) < 500  # millimetres
     np.testing.assert_array_equal(make_teacher("corrupt", severity=0.0)(clip), gt)
     with pytest.raises(DataError, match="clip_a"):
         teacher(dataclasses.replace(clip, gt_3d=None))
     with pytest.raises(ValueError, match="unknown teacher kind"):
         make_teacher("oracle")
-    with pytest.raises(ValueError, match="unknown options"):
+    with pytest.raises(TypeError, match="severty"):
         make_teacher("corrupt", severty=1.0)
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import poison_ground_truth
 
 from videomdm.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
 from videomdm.cli import main
@@ -128,9 +129,17 @@ def test_losses_reach_the_host_once_per_log_interval_and_a_non_finite_one_is_nev
 
 
 def test_teacher_supervision_reads_the_teacher(motion_dataset, tmp_path):
+    """``teacher`` mode trains on teacher_3d alone: with every gt_3d poisoned (NaN) its losses stay finite."""
+    poison_ground_truth(motion_dataset)
     run = tmp_path / "run"
     train(motion_dataset, run, tiny_config("train.steps=2", "train.supervision=teacher"), progress=False)
     assert json.loads((run / "config.json").read_text())["train"]["supervision"] == "teacher"
+    rows = read_metrics(run)
+    assert rows and all(np.isfinite(row["loss"]) for row in rows)
+    # The poison is real: a mode that reads gt_3d fails on it, naming the file.
+    with pytest.raises(DataError, match=r"\.npz.*gt_3d contains NaN"):
+        train(motion_dataset, tmp_path / "run_3d", tiny_config("train.steps=2", "train.supervision=3d"),
+              progress=False)
 
 
 def test_geometric_losses_are_logged(motion_dataset, tmp_path):

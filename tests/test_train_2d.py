@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import poison_ground_truth
 from test_train import TINY, read_metrics
 
 from videomdm.cli import main
@@ -55,17 +56,8 @@ def test_2d_training_reduces_the_reprojection_loss(dataset_2d, tmp_path):
     assert json.loads((tmp_path / "trained" / "config.json").read_text())["train"]["supervision"] == "2d"
 
 
-def _poison_ground_truth(dataset: Path) -> None:
-    """Overwrite every clip's gt_3d with NaN, bypassing the clip writer (which would refuse NaN)."""
-    for path in (dataset / "clips").rglob("*.npz"):
-        with np.load(path) as data:
-            arrays = dict(data)
-        arrays["gt_3d"] = np.full_like(arrays["gt_3d"], np.nan)
-        np.savez(path, **arrays)
-
-
 def test_ground_truth_never_reaches_2d_training(dataset_2d, tmp_path):
-    _poison_ground_truth(dataset_2d)
+    poison_ground_truth(dataset_2d)
     run = tmp_path / "run"
     train(dataset_2d, run, tiny_2d_config("train.steps=3"), progress=False)
     rows = read_metrics(run)

@@ -59,7 +59,7 @@ def cmd_data_humanml3d(args: argparse.Namespace) -> None:
 def cmd_lifter_train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from .lifter import LIFTER_WEIGHTS, LifterConfig, train_lifter
+    from .teacher import LIFTER_WEIGHTS, LifterConfig, train_lifter
 
     out = Path(args.out)
     if (out / LIFTER_WEIGHTS).exists() and not args.overwrite:
@@ -73,24 +73,14 @@ def cmd_lifter_train(args: argparse.Namespace) -> None:
 
 
 def _teacher(args: argparse.Namespace, src: Path, dataset_name: str, splits: list[str]):
-    """The teacher chosen by ``--teacher`` and its description; a lifter trained on a prepared split is refused."""
-    from .lifter import load_lifter, make_teacher
+    """The teacher chosen by ``--teacher`` and its description (a lifter trained on a prepared split is refused)."""
+    from .teacher import LiftedData, make_teacher
 
-    if args.teacher == "lifter":
-        if args.lifter is None:
-            raise ValueError("--teacher lifter needs --lifter DIR (made by `videomdm lifter train`)")
-        lifter = load_lifter(Path(args.lifter))
-        dataset = lifter.info.get("dataset", {})
-        same_data = dataset.get("path") == str(src.resolve()) or dataset.get("name") == dataset_name
-        if same_data and dataset.get("split") in splits:
-            raise ValueError(f"{args.lifter} was trained on split {dataset.get('split')!r} of {src}, which would be "
-                             f"lifted too; prepare other splits (--splits) or train the lifter on a disjoint split")
-        return make_teacher("lifter", lifter=lifter), f"lifter:{args.lifter}"
-    if args.teacher == "corrupt":
-        return make_teacher("corrupt", severity=args.severity, seed=args.seed), f"corrupt:severity={args.severity}"
-    if args.teacher_file is None:
-        raise ValueError("--teacher file needs --teacher-file FILE.npz")
-    return make_teacher("file", path=Path(args.teacher_file)), f"file:{args.teacher_file}"
+    teacher = make_teacher(args.teacher, lifts=LiftedData(dataset_name, tuple(splits), src),
+                           lifter=Path(args.lifter) if args.lifter else None, severity=args.severity, seed=args.seed,
+                           path=Path(args.teacher_file) if args.teacher_file else None)
+    described = {"lifter": args.lifter, "corrupt": f"severity={args.severity}", "file": args.teacher_file}
+    return teacher, f"{args.teacher}:{described[args.teacher]}"
 
 
 def cmd_prepare_mocap(args: argparse.Namespace) -> None:

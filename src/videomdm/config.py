@@ -9,11 +9,16 @@ resolved config is saved as ``config.json`` in every run and travels with every 
 from __future__ import annotations
 
 import json
-import tomllib
+import sys
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Sequence
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser as the PyPI package ``tomli`` (a dependency there, see pyproject.toml)
+    import tomli as tomllib
 
 __all__ = [
     "ModelConfig",

@@ -5,7 +5,7 @@
 - **lifting**: every clip of a split (with 2D keypoints, camera and a teacher) is lifted by :func:`videomdm.sample.lift`
   (teacher initialization at t*, 2D ray guidance) and compared with its ``gt_3d``; the teacher itself is scored the
   same way, so each ``lift_*`` number has its ``teacher_*`` counterpart. Errors are frame-weighted means over clips.
-- **generation**: ``num_samples`` unconditional motions are scored alone (:func:`~videomdm.evaluate.motion_quality`)
+- **generation**: ``num_samples`` unconditional motions are scored alone (:func:`~videomdm.metrics.motion_quality`)
   and against the split's ground-truth windows in the evaluator network's space (FID, KID, diversity,
   precision/recall).
 
@@ -26,7 +26,7 @@ import numpy as np
 from .checkpoint import atomic_write_text
 from .data.clip import Clip, load_clip, read_dataset_index
 from .data.dataset import clip_observations, observed_keypoints
-from .evaluate import diversity, fid, kid, motion_quality, pose_errors, precision_recall, reprojection_error
+from .metrics import diversity, fid, kid, motion_quality, pose_errors, precision_recall, reprojection_error
 from .skeleton import get_skeleton
 from .sample import LoadedRun, denoising_errors, generate, lift, load_run, window_starts
 

@@ -27,44 +27,24 @@ from .data.clip import Clip
 from .data.dataset import clip_observations
 from .data.errors import DataError
 from .data.keypoint_formats import keypoint_files, read_keypoints
-from .data.observed import KeypointSequence, Teacher, clips_from_sequence, prepare_sequences, clip_reprojection_px
+from .data.observed import KeypointSequence, clips_from_sequence, prepare_sequences, clip_reprojection_px
 from .data.video import detect_video, find_videos, iter_frames, require_mediapipe
 from .data.writer import PROGRESS_DIR
 from .experiments import LiftSettings
 from .export import write_bvh, write_joints
-from .lifter import detector_teacher, make_teacher
 from .render import render_overlay
 from .sample import LoadedRun, lift
 from .skeleton import Skeleton, get_skeleton
+from .teacher import LiftedData, make_teacher
 
-__all__ = ["VIDEO_TEACHERS", "KEYPOINT_TEACHERS", "build_teacher", "prepare_videos", "prepare_keypoint_files",
-           "lift_video"]
+__all__ = ["VIDEO_TEACHERS", "KEYPOINT_TEACHERS", "prepare_videos", "prepare_keypoint_files", "lift_video"]
 
+# Teachers (:func:`videomdm.teacher.make_teacher`) for footage: ``mediapipe`` is the detector's own 3D, ``lifter``
+# the built-in lifter, ``file`` a teacher ``.npz`` with one array per clip name (``<video>_<k>``, see
+# :class:`videomdm.teacher.TeacherFile`; world arrays are taken in the estimated camera's world, so use
+# ``__frame__ = "camera"``). Keypoint files carry no detector 3D.
 VIDEO_TEACHERS = ("mediapipe", "lifter", "file")
 KEYPOINT_TEACHERS = ("lifter", "file")
-
-
-def build_teacher(kind: str, *, lifter_dir: Path | None = None, teacher_file: Path | None = None) -> Teacher:
-    """``teacher(clip, detector_3d) → (T, 22, 3)`` world joints for :func:`~videomdm.data.observed.clips_from_sequence`.
-
-    ``mediapipe``: the detector's own 3D (:func:`~videomdm.lifter.detector_teacher`); ``lifter``: the built-in
-    lifter in ``lifter_dir``; ``file``: a teacher ``.npz`` with one array per clip name (``<video>_<k>``, see
-    :class:`videomdm.lifter.TeacherFile`; world arrays are taken in the estimated camera's world, so use
-    ``__frame__ = "camera"``).
-    """
-    if kind == "mediapipe":
-        return detector_teacher
-    if kind == "lifter":
-        if lifter_dir is None:
-            raise ValueError("--teacher lifter needs --lifter DIR (made by `videomdm lifter train`)")
-        by_clip = make_teacher("lifter", lifter_dir=Path(lifter_dir))
-    elif kind == "file":
-        if teacher_file is None:
-            raise ValueError("--teacher file needs --teacher-file FILE.npz")
-        by_clip = make_teacher("file", path=Path(teacher_file))
-    else:
-        raise ValueError(f"unknown teacher {kind!r}; known: {', '.join(VIDEO_TEACHERS)}")
-    return lambda clip, detector_3d: by_clip(clip)
 
 
 def _captions_for(names: list[str], captions: dict[str, list[str]] | None, caption: str | None,
@@ -90,13 +70,16 @@ def prepare_videos(src: Path, out: Path, *, teacher: str = "mediapipe", lifter_d
     """A video or a folder of videos → a 2D training dataset in ``out`` (resumable; see
     :func:`~videomdm.data.observed.prepare_sequences` for the summary). ``max_seconds`` reads only the start of
     each video."""
+    if teacher not in VIDEO_TEACHERS:
+        raise ValueError(f"unknown teacher {teacher!r}; known: {', '.join(VIDEO_TEACHERS)}")
     require_mediapipe()
     videos = find_videos(Path(src))
     by_name, unknown = _captions_for([v.stem for v in videos], captions, caption, log)
     sources = [(v.stem, str(v), partial(detect_video, v, fps=fps, max_seconds=max_seconds, progress=progress))
                for v in videos]
     summary = prepare_sequences(
-        sources, Path(out), fps=fps, teacher=build_teacher(teacher, lifter_dir=lifter_dir, teacher_file=teacher_file),
+        sources, Path(out), fps=fps, teacher=make_teacher(
+            teacher, lifts=LiftedData(Path(src).stem, ("train",), Path(out)), lifter=lifter_dir, path=teacher_file),
         teacher_name=teacher, dataset_name=Path(src).stem, captions=by_name, focal_px=focal_px, fov_deg=fov_deg,
         max_gap_s=max_gap_s, min_clip_s=min_clip_s, log=log,
         extra={"source": str(Path(src).resolve()), "detector": "mediapipe BlazePose (model_complexity=1)"})
@@ -161,7 +144,8 @@ def prepare_keypoint_files(src: Path, out: Path, fmt: str, *, teacher: str = "li
     try:
         summary = prepare_sequences(
             sequences, Path(out), fps=fps,
-            teacher=build_teacher(teacher, lifter_dir=lifter_dir, teacher_file=teacher_file), teacher_name=teacher,
+            teacher=make_teacher(teacher, lifts=LiftedData(Path(src).stem, ("train",), Path(out)), lifter=lifter_dir,
+                                 path=teacher_file), teacher_name=teacher,
             dataset_name=Path(src).stem, captions=by_name, focal_px=focal_px, fov_deg=fov_deg, max_gap_s=max_gap_s,
             min_clip_s=min_clip_s, log=log, extra={"source": str(Path(src).resolve()), "keypoint_format": fmt})
     finally:
@@ -197,9 +181,12 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
     """
     video, out = Path(video), Path(out)
     fps = run.config.data.fps
+    if teacher not in ("mediapipe", "lifter"):
+        raise ValueError(f"unknown teacher {teacher!r}; known: mediapipe, lifter")
+    by_clip = make_teacher(teacher, lifts=LiftedData(video.stem, ()), lifter=lifter_dir)  # a video is in no split
     seq = detect_video(video, fps=fps, max_seconds=max_seconds, progress=progress)
-    clips, reason = clips_from_sequence(seq, fps=fps, teacher=build_teacher(teacher, lifter_dir=lifter_dir),
-                                        focal_px=focal_px, fov_deg=fov_deg, skeleton=run.skeleton)
+    clips, reason = clips_from_sequence(seq, fps=fps, teacher=by_clip, focal_px=focal_px, fov_deg=fov_deg,
+                                        skeleton=run.skeleton)
     if not clips:
         raise DataError(f"{video}: nothing to lift ({reason})")
     keypoint_skeleton = get_skeleton(seq.skeleton)

@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .data.clip import INDEX_NAME
+from .data.clip import INDEX_NAME, read_dataset_index
 from .data.lafan1 import LAFAN1_LICENSE, build_lafan1_dataset
 from .data.mocap import build_mocap_dataset, find_mocap_files
 from .data.prepare import prepare_mocap_2d
-from .lifter import LIFTER_WEIGHTS, LifterConfig, load_lifter, make_teacher, train_lifter
+from .teacher import LIFTER_WEIGHTS, LifterConfig, LiftedData, make_teacher, train_lifter
 
 __all__ = ["BenchmarkData", "prepare_benchmark"]
 
@@ -44,7 +44,7 @@ def prepare_benchmark(root: Path, *, cache: Path, mocap: Path | None = None, lif
         cache: download cache for the LAFAN1 sample.
         mocap: a folder of ``.bvh`` / joints ``.npy`` files to use instead of the LAFAN1 sample.
         lifter_fraction, test_fraction: time split of every take (module docstring).
-        lifter_steps: lifter training steps (default: :class:`~videomdm.lifter.LifterConfig`'s).
+        lifter_steps: lifter training steps (default: :class:`~videomdm.teacher.LifterConfig`'s).
         cameras: virtual cameras per clip.
         seed: seed of the cameras and the detector noise.
         log: where progress lines go.
@@ -71,8 +71,10 @@ def prepare_benchmark(root: Path, *, cache: Path, mocap: Path | None = None, lif
         log(f"2D dataset: reusing {data_2d}")
     else:
         log(f"2D dataset: {cameras} virtual cameras per clip, lifter teacher → {data_2d}")
-        teacher = make_teacher("lifter", lifter=load_lifter(lifter_dir))
+        splits = ("train", "test")
+        lifts = LiftedData(read_dataset_index(mocap_dir).name, splits, mocap_dir)
+        teacher = make_teacher("lifter", lifter=lifter_dir, lifts=lifts)
         prepare_mocap_2d(mocap_dir, data_2d, teacher=teacher, teacher_name=f"lifter:{lifter_dir}",
-                         num_cameras=cameras, seed=seed, splits=["train", "test"], progress=progress)
+                         num_cameras=cameras, seed=seed, splits=list(splits), progress=progress)
     return BenchmarkData(mocap=mocap_dir, lifter=lifter_dir, data_2d=data_2d,
                          license=LAFAN1_LICENSE if mocap is None else None)

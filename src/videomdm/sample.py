@@ -186,6 +186,12 @@ def blend_windows(windows: Tensor, starts: Sequence[int], num_frames: int) -> Te
     return total / weight
 
 
+def _compose(outer: RigidTransform, inner: RigidTransform) -> RigidTransform:
+    """``outer ∘ inner``: ``x ↦ R_o (R_i x + t_i) + t_o``."""
+    rotation = outer.rotation @ inner.rotation
+    return RigidTransform(rotation, (outer.rotation @ inner.translation.unsqueeze(-1)).squeeze(-1) + outer.translation)
+
+
 def _stack_transforms(transforms: Sequence[RigidTransform]) -> RigidTransform:
     return RigidTransform(torch.stack([tr.rotation for tr in transforms]),
                           torch.stack([tr.translation for tr in transforms]))

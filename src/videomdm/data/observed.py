@@ -13,8 +13,8 @@ pixels with confidences (0 where the person was not found) and, from detectors t
    Extrinsics: gravity is taken from the camera's up direction (no roll, no pitch: :data:`CAMERA_ROTATION`, the
    camera looks along world +z with its image y axis pointing down the world's y axis);
 4. **teacher**: any function ``Clip → (T, 22, 3)`` world joints given that camera (the detector's own 3D,
-   :func:`videomdm.lifter.detector_teacher`, the built-in lifter, or a lifter file, see
-   :func:`videomdm.lifter.make_teacher`);
+   :func:`videomdm.teacher.detector_teacher`, the built-in lifter, or a lifter file, see
+   :func:`videomdm.teacher.make_teacher`);
 5. **grounding and canonicalization**: :func:`ground_clip` puts the floor
    (:func:`videomdm.representation.floor_from_feet`) at y = 0, the root of frame 0 at the x, z origin facing +z,
    and carries the camera along.
@@ -31,13 +31,13 @@ import time
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 import torch
 
 from ..camera import transform_camera
-from ..evaluate import reprojection_error
+from ..metrics import reprojection_error
 from ..representation import canonicalize, floor_from_feet
 from ..skeleton import SMPL_22, Skeleton, get_skeleton
 from .clip import Clip
@@ -45,6 +45,9 @@ from .dataset import observed_keypoints
 from .errors import DataError
 from .mocap import resample, resample_indices
 from .writer import DatasetWriter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..teacher import Teacher
 
 __all__ = [
     "KeypointSequence",
@@ -245,13 +248,12 @@ def ground_clip(clip: Clip, skeleton: Skeleton = SMPL_22, *, facing_sigma: float
 
 def clip_reprojection_px(clip: Clip, skeleton: Skeleton = SMPL_22, joints: np.ndarray | None = None) -> float:
     """Confidence-weighted reprojection error (pixels) of ``joints`` (default: the clip's teacher) against the
-    clip's keypoints, over the joints the keypoint skeleton provides (:func:`videomdm.evaluate.reprojection_error`)."""
+    clip's keypoints, over the joints the keypoint skeleton provides (:func:`videomdm.metrics.reprojection_error`)."""
     uv, conf = observed_keypoints(clip, skeleton)
     joints = clip.teacher_3d if joints is None else joints
     return reprojection_error(joints, uv, conf, clip.K, clip.R, clip.t)
 
 
-Teacher = Callable[[Clip, "np.ndarray | None"], np.ndarray]
 
 
 def clips_from_sequence(seq: KeypointSequence, *, fps: float, teacher: Teacher, focal_px: float | None = None,

@@ -1,4 +1,4 @@
-"""Metrics of videomdm.evaluate on synthetic data with known answers."""
+"""Metrics of videomdm.metrics on synthetic data with known answers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from scipy.spatial.transform import Rotation
 from synthetic import walk
 
-from videomdm import evaluate as ev
+from videomdm import metrics as ev
 from videomdm.camera import look_at, project_to_pixels
 from videomdm.skeleton import H36M_17, SMPL_22
 

@@ -1,11 +1,9 @@
-"""The evaluator networks behind the distribution metrics (FID, KID, diversity, precision/recall, R-precision).
+"""The project's own evaluator: a contrastive motion encoder trained once per dataset.
 
-Two evaluators live here.
-
-**The project's own evaluator** (:func:`train_evaluator`, :func:`load_evaluator`, :class:`Evaluator`). A small
-temporal-convolution encoder (:class:`MotionEncoder`) maps a motion's normalized HumanML3D features ``(B, T, D)``
-with a frame mask ``(B, T)`` to a unit-norm embedding ``(B, E)``. It is trained once per dataset, on the ``gt_3d`` of
-its train split, with a contrastive (InfoNCE, temperature ``temperature``) objective on crop pairs:
+(:func:`train_evaluator`, :func:`load_evaluator`, :class:`Evaluator`.) A small temporal-convolution encoder
+(:class:`MotionEncoder`) maps a motion's normalized HumanML3D features ``(B, T, D)`` with a frame mask ``(B, T)`` to
+a unit-norm embedding ``(B, E)``. It is trained once per dataset, on the ``gt_3d`` of its train split, with a
+contrastive (InfoNCE, temperature ``temperature``) objective on crop pairs:
 
 - positives: two random crops of the same clip (lengths between ``crop_min_fraction`` and 100 % of the clip, at most
   ``max_frames``, random offsets), each encoded on its own with :func:`videomdm.representation.encode` exactly as
@@ -47,10 +45,6 @@ The dataset identity lets :meth:`Evaluator.check_dataset` refuse a dataset the e
 evaluator is a ruler, and numbers measured with rulers trained on other data are not comparable. A clip's digest is
 the SHA-256 of the names, CRC-32s and sizes of the arrays in its ``.npz`` (read from the zip directory, so it follows
 the content, not the file's timestamps); the fingerprint is the SHA-256 of the sorted ``path:digest`` lines.
-
-**The HumanML3D standard evaluator** (:func:`load_guo_evaluator`, :class:`GuoEvaluator`): faithful re-implementations
-of the text–motion matching modules of Guo et al., "Generating Diverse and Natural 3D Human Motions from Text"
-(CVPR 2022), the evaluator of published HumanML3D tables, loaded from the user's ``text_mot_match/model/finest.tar``.
 """
 
 from __future__ import annotations
@@ -68,20 +62,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
-from .checkpoint import CheckpointError, atomic_write_text, load_tensors, read_description, save_tensors
-from .data.clip import INDEX_NAME, DatasetIndex, load_clip, read_dataset_index
-from .data.errors import DataError
-from .data.mocap import resample
-from .representation import FeatureLayout, Normalizer, encode
-from .skeleton import Skeleton, get_skeleton
+from ..checkpoint import CheckpointError, atomic_write_text, load_tensors, read_description, save_tensors
+from ..data.clip import INDEX_NAME, DatasetIndex, load_clip, read_dataset_index
+from ..data.errors import DataError
+from ..data.mocap import resample
+from ..metrics import fid
+from ..representation import FeatureLayout, Normalizer
+from ..skeleton import Skeleton, get_skeleton
+from .common import EvaluatorError, as_motion_list, encode_many, load_state, resolve_device
 
 __all__ = [
     "EVALUATOR_VERSION",
     "WEIGHTS_NAME",
     "META_NAME",
-    "EvaluatorError",
     "EvaluatorConfig",
     "DEGRADATIONS",
     "MotionEncoder",
@@ -96,11 +90,6 @@ __all__ = [
     "slide_joints",
     "reverse_joints",
     "sanity_table",
-    "MovementConvEncoder",
-    "MotionEncoderBiGRUCo",
-    "TextEncoderBiGRUCo",
-    "GuoEvaluator",
-    "load_guo_evaluator",
 ]
 
 EVALUATOR_VERSION = 1
@@ -108,10 +97,6 @@ WEIGHTS_NAME = "evaluator.safetensors"
 META_NAME = "evaluator.json"
 _FORMAT = "videomdm-evaluator"
 DEGRADATIONS = ("jitter", "slide")
-
-
-class EvaluatorError(RuntimeError):
-    """An evaluator that cannot be trained, loaded or used as asked; the message names the files involved."""
 
 
 # --- config ----------------------------------------------------------------------------------------------------------
@@ -354,58 +339,12 @@ def dataset_identity(data_dir: str | Path, split: str = "train") -> dict[str, An
 # --- the evaluator ---------------------------------------------------------------------------------------------------
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _pad(features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     """List of ``(T_i, D)`` → zero-padded ``(B, T_max, D)`` float32 and mask ``(B, T_max)`` bool."""
     lengths = torch.tensor([f.shape[0] for f in features])
     out = torch.nn.utils.rnn.pad_sequence(list(features), batch_first=True).float()
     mask = torch.arange(out.shape[1])[None, :] < lengths[:, None]
     return out, mask
-
-
-def _as_motion_list(joints: Any) -> list[np.ndarray]:
-    """``(N, T, J, 3)`` array/tensor or a sequence of ``(T_i, J, 3)`` → list of float32 numpy arrays."""
-    if isinstance(joints, (np.ndarray, Tensor)):
-        array = joints.detach().cpu().numpy() if isinstance(joints, Tensor) else joints
-        if array.ndim != 4:
-            raise ValueError(f"expected joints (N, T, J, 3) or a list of (T, J, 3), got shape {array.shape}")
-        return [np.asarray(m, dtype=np.float32) for m in array]
-    out = []
-    for m in joints:
-        m = m.detach().cpu().numpy() if isinstance(m, Tensor) else np.asarray(m)
-        if m.ndim != 3:
-            raise ValueError(f"each motion must be (T, J, 3), got shape {m.shape}")
-        out.append(m.astype(np.float32))
-    return out
-
-
-def _encode_many(motions: Sequence[np.ndarray], skeleton: Skeleton, *, contact_threshold: float,
-                 facing_sigma: float, normalizer: Normalizer | None = None, chunk: int = 128) -> list[Tensor]:
-    """Encode motions ``(T_i, J, 3)`` one by one (each canonicalized at its own first frame), batching equal lengths.
-
-    Returns ``(T_i, D)`` float32 CPU tensors in input order, normalized when a ``normalizer`` is given.
-    """
-    out: list[Tensor | None] = [None] * len(motions)
-    by_length: dict[int, list[int]] = {}
-    for i, m in enumerate(motions):
-        by_length.setdefault(int(m.shape[0]), []).append(i)
-    kwargs = {"contact_threshold": contact_threshold, "facing_sigma": facing_sigma}
-    with torch.no_grad():
-        for items in by_length.values():
-            for start in range(0, len(items), chunk):
-                part = items[start:start + chunk]
-                batch = torch.from_numpy(np.stack([motions[i] for i in part])).float()  # (G, T, J, 3)
-                features = encode(batch, skeleton, **kwargs)  # (G, T, D)
-                if normalizer is not None:
-                    features = normalizer.normalize(features)
-                for i, f in zip(part, features):
-                    out[i] = f
-    return out  # type: ignore[return-value]
 
 
 def _encode_settings(config: EvaluatorConfig) -> dict[str, float]:
@@ -427,7 +366,7 @@ class Evaluator:
     def __init__(self, config: EvaluatorConfig, networks: EvaluatorNetworks, normalizer: Normalizer,
                  meta: dict[str, Any], path: Path | None = None, device: str | torch.device = "cpu") -> None:
         self.config = config
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.networks = networks.to(self.device).eval()
         self.normalizer = normalizer.to(self.device)
         self.meta = meta
@@ -539,7 +478,7 @@ class Evaluator:
             ``(N, E)`` float32 unit-norm embeddings, in input order. Each motion is encoded on its own with
             :func:`~videomdm.representation.encode` and normalized with the evaluator's own normalizer.
         """
-        motions = _as_motion_list(joints)
+        motions = as_motion_list(joints)
         if abs(float(fps) - self.fps) > 1e-6:
             motions = [resample(m, float(fps), self.fps).astype(np.float32) for m in motions]
         for m in motions:
@@ -548,7 +487,7 @@ class Evaluator:
                                  f"{self.skeleton.name}, got {m.shape}")
             if m.shape[0] < 2:
                 raise ValueError(f"a motion needs at least 2 frames at {self.fps} fps, got {m.shape[0]}")
-        features = _encode_many(motions, self.skeleton, **_encode_settings(self.config))
+        features = encode_many(motions, self.skeleton, **_encode_settings(self.config))
         return self.embed_features(features, batch_size=batch_size)
 
     def realism(self, embeddings: np.ndarray) -> np.ndarray:
@@ -655,7 +594,7 @@ def load_evaluator(path: str | Path, *, dataset_dir: str | Path | None = None,
     except CheckpointError as err:
         raise EvaluatorError(str(err)) from None
     networks = EvaluatorNetworks(config, input_dim, text_dim)
-    _load_state(networks, {k: v for k, v in tensors.items() if not k.startswith("normalizer.")}, str(weights_file))
+    load_state(networks, {k: v for k, v in tensors.items() if not k.startswith("normalizer.")}, str(weights_file))
     try:
         normalizer = Normalizer(tensors["normalizer.mean"], tensors["normalizer.std"])
     except (KeyError, ValueError) as err:
@@ -666,23 +605,6 @@ def load_evaluator(path: str | Path, *, dataset_dir: str | Path | None = None,
     if dataset_dir is not None:
         evaluator.check_dataset(dataset_dir)
     return evaluator
-
-
-def _load_state(module: nn.Module, state: dict[str, Tensor], where: str) -> None:
-    """``module.load_state_dict(state)`` with one :class:`EvaluatorError` naming ``where`` and every bad key."""
-    expected = module.state_dict()
-    not_tensors = sorted(str(k) for k, v in state.items() if not isinstance(v, Tensor))
-    if not_tensors:
-        raise EvaluatorError(f"{where}: entries that are not tensors {not_tensors[:6]}")
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k}: {tuple(state[k].shape)} instead of {tuple(expected[k].shape)}" for k in sorted(expected)
-             if k in state and state[k].shape != expected[k].shape]
-    problems = [f"{what} {items[:6]}{' ...' if len(items) > 6 else ''}" for what, items in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)) if items]
-    if problems:
-        raise EvaluatorError(f"{where}: " + "; ".join(problems))
-    module.load_state_dict(state)
 
 
 # --- training --------------------------------------------------------------------------------------------------------
@@ -731,7 +653,7 @@ class _CropPool:
                 start, length = self._crop(clip)
                 crop = self.motions[clip][start:start + length]
                 joints += [crop, self._degrade(crop)]
-        features = _encode_many(joints, self.skeleton, normalizer=self.normalizer, **_encode_settings(cfg))
+        features = encode_many(joints, self.skeleton, normalizer=self.normalizer, **_encode_settings(cfg))
         pairs = list(zip(features[0::2], features[1::2]))
         return {clip: pairs[i * self.per_clip:(i + 1) * self.per_clip] for i, clip in enumerate(clips)}
 
@@ -797,7 +719,7 @@ def train_evaluator(data_dir: str | Path, out_dir: str | Path, *, split: str = "
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     _check_out_dir(out_dir, overwrite)  # fail before training
     began = time.perf_counter()
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     identity = dataset_identity(data_dir, split)
     index: DatasetIndex = read_dataset_index(data_dir)
     skeleton = get_skeleton(index.skeleton)
@@ -834,7 +756,7 @@ def train_evaluator(data_dir: str | Path, out_dir: str | Path, *, split: str = "
         text_table = text_encoder.encode(caption_list).float().to(dev)  # (C, text_dim)
 
     rng = np.random.default_rng(config.seed)
-    normalizer = Normalizer.from_features(torch.cat(_encode_many(motions, skeleton, **_encode_settings(config))))
+    normalizer = Normalizer.from_features(torch.cat(encode_many(motions, skeleton, **_encode_settings(config))))
     pool = _CropPool(motions, index.fps, skeleton, normalizer, config, rng)
 
     with torch.random.fork_rng(devices=[]):
@@ -927,7 +849,7 @@ def sanity_table(evaluator: Evaluator, data_dir: str | Path, *, reference_split:
     """FID of clean and degraded held-out motion against the evaluator's training split.
 
     Both splits' ``motion_field`` motions are cut into windows (``window_seconds`` long every ``stride_seconds``);
-    the rows are FIDs (:func:`videomdm.evaluate.fid`) of the ``eval_split`` windows, clean and degraded, against the
+    the rows are FIDs (:func:`videomdm.metrics.fid`) of the ``eval_split`` windows, clean and degraded, against the
     ``reference_split`` windows (default: the split the evaluator was trained on):
 
     - ``clean``: the held-out windows as they are (the floor: finite-sample noise and the split gap);
@@ -941,8 +863,6 @@ def sanity_table(evaluator: Evaluator, data_dir: str | Path, *, reference_split:
         ``{"reference": split, "eval": split, "num_reference": int, "num_eval": int, "window_frames": int,
         "fid": {row name: float}}``. Degraded rows should be clearly above ``clean``.
     """
-    from .evaluate import fid  # imported here: the metrics module may use this one
-
     if check:
         evaluator.check_dataset(data_dir)
     reference_split = reference_split or evaluator.meta["dataset"]["split"]
@@ -972,242 +892,3 @@ def sanity_table(evaluator: Evaluator, data_dir: str | Path, *, reference_split:
     table = {name: fid(evaluator.embed_joints(motions, fps), reference_z) for name, motions in rows.items()}
     return {"reference": reference_split, "eval": eval_split, "num_reference": len(reference),
             "num_eval": len(held_out), "window_frames": length, "fid": table}
-
-
-# --- HumanML3D standard evaluator (Guo et al. 2022) ------------------------------------------------------------------
-#
-# Module layouts follow the text–motion matching networks of Guo et al. (CVPR 2022) so that their released
-# ``finest.tar`` state dicts load unchanged: Sequential indices (main.0 / main.3, output_net.0 / .1 / .3) and the
-# learned initial GRU state ``hidden (2, 1, H)`` are part of the key names.
-
-
-class MovementConvEncoder(nn.Module):
-    """Per-4-frame movement features: ``(B, T, 259) → (B, T/4, 512)``.
-
-    Conv1d(259→512, k4, s2, p1), Dropout(0.2), LeakyReLU(0.2), Conv1d(512→512, k4, s2, p1), Dropout(0.2),
-    LeakyReLU(0.2), then Linear(512→512) per step.
-    """
-
-    def __init__(self, input_size: int = 259, hidden_size: int = 512, output_size: int = 512) -> None:
-        super().__init__()
-        self.main = nn.Sequential(
-            nn.Conv1d(input_size, hidden_size, 4, 2, 1), nn.Dropout(0.2), nn.LeakyReLU(0.2),
-            nn.Conv1d(hidden_size, output_size, 4, 2, 1), nn.Dropout(0.2), nn.LeakyReLU(0.2),
-        )
-        self.out_net = nn.Linear(output_size, output_size)
-
-    def forward(self, inputs: Tensor) -> Tensor:
-        return self.out_net(self.main(inputs.transpose(1, 2)).transpose(1, 2))
-
-
-class MotionEncoderBiGRUCo(nn.Module):
-    """Movement sequence ``(B, T', 512)`` with lengths ``(B,)`` → motion co-embedding ``(B, 512)``.
-
-    Linear(512→1024), bidirectional GRU(1024) from the learned state ``hidden (2, 1, 1024)``, the two final states
-    concatenated (2048) → Linear(2048→1024), LayerNorm, LeakyReLU(0.2), Linear(1024→512).
-    """
-
-    def __init__(self, input_size: int = 512, hidden_size: int = 1024, output_size: int = 512) -> None:
-        super().__init__()
-        self.input_emb = nn.Linear(input_size, hidden_size)
-        self.gru = nn.GRU(hidden_size, hidden_size, batch_first=True, bidirectional=True)
-        self.output_net = nn.Sequential(nn.Linear(hidden_size * 2, hidden_size), nn.LayerNorm(hidden_size),
-                                        nn.LeakyReLU(0.2), nn.Linear(hidden_size, output_size))
-        self.hidden = nn.Parameter(torch.randn(2, 1, hidden_size))
-
-    def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
-        embedded = self.input_emb(inputs)  # (B, T', H)
-        hidden = self.hidden.repeat(1, inputs.shape[0], 1)  # (2, B, H)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, last = self.gru(packed, hidden)  # (2, B, H), in input order
-        return self.output_net(torch.cat([last[0], last[1]], dim=-1))
-
-
-class TextEncoderBiGRUCo(nn.Module):
-    """Word vectors ``(B, L, 300)`` + POS one-hots ``(B, L, 15)`` with lengths ``(B,)`` → text co-embedding
-    ``(B, 512)``.
-
-    pos_emb Linear(15→300) added to the word vectors, Linear(300→512), bidirectional GRU(512) from the learned state
-    ``hidden (2, 1, 512)``, final states concatenated (1024) → Linear(1024→512), LayerNorm, LeakyReLU(0.2),
-    Linear(512→512).
-    """
-
-    def __init__(self, word_size: int = 300, pos_size: int = 15, hidden_size: int = 512,
-                 output_size: int = 512) -> None:
-        super().__init__()
-        self.pos_emb = nn.Linear(pos_size, word_size)
-        self.input_emb = nn.Linear(word_size, hidden_size)
-        self.gru = nn.GRU(hidden_size, hidden_size, batch_first=True, bidirectional=True)
-        self.output_net = nn.Sequential(nn.Linear(hidden_size * 2, hidden_size), nn.LayerNorm(hidden_size),
-                                        nn.LeakyReLU(0.2), nn.Linear(hidden_size, output_size))
-        self.hidden = nn.Parameter(torch.randn(2, 1, hidden_size))
-
-    def forward(self, word_embs: Tensor, pos_onehot: Tensor, lengths: Tensor) -> Tensor:
-        embedded = self.input_emb(word_embs + self.pos_emb(pos_onehot))  # (B, L, H)
-        hidden = self.hidden.repeat(1, word_embs.shape[0], 1)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, last = self.gru(packed, hidden)
-        return self.output_net(torch.cat([last[0], last[1]], dim=-1))
-
-
-class GuoEvaluator:
-    """The HumanML3D text–motion matching evaluator (Guo et al. 2022) with its feature statistics.
-
-    Motion pipeline (as the published evaluation's ground-truth loader): HumanML3D features ``(T, 263)`` → the first
-    ``T`` rounded down to a multiple of ``unit_length`` (4) frames, at most ``max_frames`` → normalize with
-    ``mean``/``std`` → zero-pad to ``max_frames`` (196; the convolutions see the padding at the end of each motion,
-    so the padded length is part of the definition) → drop the 4 foot-contact channels (259) →
-    :class:`MovementConvEncoder` → :class:`MotionEncoderBiGRUCo` over ``T // 4`` steps → ``(512,)``. Unlike the
-    original wrapper, results come back in input order (it returned them sorted by length).
-
-    Attributes:
-        mean, std: ``(263,)`` feature statistics the evaluator's inputs are normalized with.
-    """
-
-    unit_length = 4
-
-    def __init__(self, movement: MovementConvEncoder, motion: MotionEncoderBiGRUCo, text: TextEncoderBiGRUCo,
-                 mean: Tensor, std: Tensor, device: str | torch.device = "cpu", max_frames: int = 196) -> None:
-        self.device = _resolve_device(device)
-        self.movement_encoder = movement.to(self.device).eval()
-        self.motion_encoder = motion.to(self.device).eval()
-        self.text_encoder = text.to(self.device).eval()
-        self.mean, self.std = mean.float().to(self.device), std.float().to(self.device)
-        self.max_frames = max_frames
-
-    @property
-    def feature_dim(self) -> int:
-        return int(self.mean.shape[0])
-
-    def embed_features(self, features: Sequence[Tensor | np.ndarray], *, batch_size: int = 256) -> np.ndarray:
-        """HumanML3D features, a list of ``(T_i, 263)`` (unnormalized), each ≥ 4 frames → ``(N, 512)`` float32."""
-        items = []
-        for f in features:
-            f = torch.as_tensor(np.asarray(f), dtype=torch.float32)
-            if f.ndim != 2 or f.shape[1] != self.feature_dim:
-                raise ValueError(f"expected features (T, {self.feature_dim}), got {tuple(f.shape)}")
-            length = min(f.shape[0], self.max_frames) // self.unit_length * self.unit_length
-            if length < self.unit_length:
-                raise ValueError(f"a motion needs at least {self.unit_length} frames, got {f.shape[0]}")
-            items.append(f[:length])
-        out = np.zeros((len(items), 512), dtype=np.float32)
-        with torch.no_grad():
-            for start in range(0, len(items), batch_size):
-                part = items[start:start + batch_size]
-                lengths = torch.tensor([p.shape[0] for p in part])
-                x = torch.zeros(len(part), self.max_frames, self.feature_dim, device=self.device)
-                for i, p in enumerate(part):
-                    x[i, :p.shape[0]] = (p.to(self.device) - self.mean) / self.std
-                movements = self.movement_encoder(x[..., :-4])  # (B, T/4, 512)
-                z = self.motion_encoder(movements, lengths // self.unit_length)
-                out[start:start + len(part)] = z.cpu().numpy()
-        return out
-
-    def embed_joints(self, joints: Any, fps: float, *, skeleton: str = "smpl22", batch_size: int = 256) -> np.ndarray:
-        """World joints (``(N, T, 22, 3)`` or a list of ``(T_i, 22, 3)``, metres) → ``(N, 512)``.
-
-        Resampled to 20 fps and encoded with :func:`videomdm.representation.encode` (HumanML3D's features up to the
-        documented deviations of that module: same within float rounding except frame 0's facing and the last frame),
-        so the numbers are close to, not identical with, features from HumanML3D's own script.
-        """
-        sk = get_skeleton(skeleton)
-        motions = [resample(m, float(fps), 20.0).astype(np.float32) for m in _as_motion_list(joints)]
-        features = _encode_many(motions, sk, contact_threshold=0.002, facing_sigma=20.0)  # HumanML3D's settings
-        return self.embed_features(features, batch_size=batch_size)
-
-    def embed_texts(self, word_embs: Tensor | np.ndarray, pos_onehot: Tensor | np.ndarray,
-                    lengths: Tensor | np.ndarray | Sequence[int]) -> np.ndarray:
-        """Text co-embeddings from PRE-COMPUTED inputs: ``word_embs (N, L, 300)`` GloVe vectors, ``pos_onehot
-        (N, L, 15)`` part-of-speech one-hots (HumanML3D's ``POS_enumerator`` order) and ``lengths (N,)`` (tokens
-        including the sos/eos tokens, as HumanML3D's loader makes them) → ``(N, 512)`` float32.
-
-        This project does not tokenize, tag or look up GloVe vectors: prepare those inputs with HumanML3D's own
-        ``WordVectorizer`` (``glove/our_vab_*``) tools.
-        """
-        words = torch.as_tensor(np.asarray(word_embs), dtype=torch.float32, device=self.device)
-        pos = torch.as_tensor(np.asarray(pos_onehot), dtype=torch.float32, device=self.device)
-        lengths = torch.as_tensor(np.asarray(lengths), dtype=torch.long)
-        if words.ndim != 3 or pos.shape[:2] != words.shape[:2] or lengths.shape != words.shape[:1]:
-            raise ValueError(f"expected word_embs (N, L, 300), pos_onehot (N, L, 15), lengths (N,), got "
-                             f"{tuple(words.shape)}, {tuple(pos.shape)}, {tuple(lengths.shape)}")
-        with torch.no_grad():
-            return self.text_encoder(words, pos, lengths).cpu().numpy()
-
-
-def _find_guo_checkpoint(checkpoint_dir: Path) -> Path:
-    for candidate in (checkpoint_dir, checkpoint_dir / "text_mot_match" / "model" / "finest.tar",
-                      checkpoint_dir / "model" / "finest.tar", checkpoint_dir / "finest.tar"):
-        if candidate.is_file():
-            return candidate
-    raise EvaluatorError(f"{checkpoint_dir}: no text_mot_match/model/finest.tar (the HumanML3D evaluator "
-                         f"checkpoint) found; pass the folder that holds text_mot_match/ or the finest.tar file")
-
-
-def _load_stat(value: Any, name: str, default: Path) -> Tensor:
-    if value is None:
-        if not default.is_file():
-            raise EvaluatorError(f"{default}: not found; pass {name}= (the HumanML3D feature {name} the evaluator's "
-                                 f"inputs are normalized with: t2m_{name}.npy in published evaluations) as a path "
-                                 f"or an array")
-        value = default
-    if isinstance(value, (str, Path)):
-        try:
-            value = np.load(Path(value), allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise EvaluatorError(f"{value}: cannot read {name} ({err})") from None
-    return torch.as_tensor(np.asarray(value, dtype=np.float32))
-
-
-def load_guo_evaluator(checkpoint_dir: str | Path, *, mean: Any = None, std: Any = None,
-                       device: str | torch.device = "auto", max_frames: int = 196) -> GuoEvaluator:
-    """Load the HumanML3D standard evaluator from the user's files.
-
-    Args:
-        checkpoint_dir: the folder holding ``text_mot_match/model/finest.tar`` (HumanML3D's ``checkpoints/t2m``),
-            or the ``text_mot_match`` folder, or the ``finest.tar`` file itself. Loaded with
-            ``torch.load(weights_only=True)``; it must hold the state dicts ``movement_encoder``, ``motion_encoder``
-            and ``text_encoder``.
-        mean, std: ``(263,)`` feature statistics (arrays or ``.npy`` paths) the evaluator's inputs are normalized
-            with. Published evaluations use ``t2m_mean.npy`` / ``t2m_std.npy``. Default: ``mean.npy`` / ``std.npy`` in
-            ``text_mot_match/meta`` next to the model folder.
-        device: ``"auto"``, ``"cpu"``, ``"cuda:0"``, ...
-        max_frames: longer motions are cropped to their first ``max_frames`` frames (the evaluator saw ≤ 196).
-
-    Raises:
-        EvaluatorError: a missing/unreadable file, a missing state dict, missing keys or wrong shapes (the message
-            names the file and the keys).
-    """
-    checkpoint_dir = Path(checkpoint_dir)
-    path = _find_guo_checkpoint(checkpoint_dir)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt or non-weights files
-        raise EvaluatorError(f"{path}: not a readable weights-only torch checkpoint ({type(err).__name__}: {err})") \
-            from None
-    if not isinstance(checkpoint, dict):
-        raise EvaluatorError(f"{path}: expected a dict of state dicts, got {type(checkpoint).__name__}")
-    missing = [k for k in ("movement_encoder", "motion_encoder", "text_encoder") if k not in checkpoint]
-    if missing:
-        raise EvaluatorError(f"{path}: missing {missing}; found keys {sorted(map(str, checkpoint))}")
-    movement_state = checkpoint["movement_encoder"]
-    try:
-        input_size = int(movement_state["main.0.weight"].shape[1])  # 259 for HumanML3D (263 − 4 contacts)
-    except (KeyError, TypeError, AttributeError, IndexError):
-        raise EvaluatorError(f"{path}: movement_encoder lacks main.0.weight (the first Conv1d)") from None
-    modules = {"movement_encoder": MovementConvEncoder(input_size), "motion_encoder": MotionEncoderBiGRUCo(),
-               "text_encoder": TextEncoderBiGRUCo()}
-    for name, module in modules.items():
-        state = checkpoint[name]
-        if not isinstance(state, dict):
-            raise EvaluatorError(f"{path}: {name} is not a state dict")
-        _load_state(module, state, f"{path} ({name})")
-    meta_dir = path.parent.parent / "meta"
-    mean_t = _load_stat(mean, "mean", meta_dir / "mean.npy")
-    std_t = _load_stat(std, "std", meta_dir / "std.npy")
-    if mean_t.shape != (input_size + 4,) or std_t.shape != (input_size + 4,):
-        raise EvaluatorError(f"{path}: the evaluator reads {input_size} + 4 features, but mean/std have shapes "
-                             f"{tuple(mean_t.shape)}, {tuple(std_t.shape)}")
-    if not bool((std_t > 0).all()):
-        raise EvaluatorError("std must be positive everywhere")
-    movement, motion, text = modules["movement_encoder"], modules["motion_encoder"], modules["text_encoder"]
-    return GuoEvaluator(movement, motion, text, mean_t, std_t, device, max_frames)  # type: ignore[arg-type]

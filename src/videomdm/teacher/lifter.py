@@ -1,21 +1,10 @@
-"""The noisy teacher: a built-in temporal 2D→3D lifter, world grounding, a parametric error model, imported files.
+"""The built-in lifter: :class:`TemporalLifter`, a VideoPose3D-style stack of dilated temporal convolutions trained
+here on mocap rendered through random virtual cameras and a simulated 2D detector (:func:`train_lifter`).
 
-A clip's ``teacher_3d`` (DESIGN.md, clip record) comes from one of three sources, picked by ``--teacher``:
+It lifts the keypoints to root-relative camera-frame joints; :func:`lift_clip` places them in the world with
+:func:`videomdm.teacher.grounding.ground_to_world`. It reads only the 2D keypoints, their confidences and the
+camera, never ``gt_3d``. Frames and equations: :mod:`videomdm.teacher.arrays`.
 
-- ``lifter``: :class:`TemporalLifter`, a VideoPose3D-style stack of dilated temporal convolutions trained here on
-  mocap rendered through random virtual cameras and a simulated 2D detector (:func:`train_lifter`). It lifts the
-  keypoints to root-relative camera-frame joints; :func:`ground_to_world` places them in the world by solving, per
-  frame, the root translation that best reprojects onto the keypoints and undoing the extrinsics. It reads only the
-  2D keypoints, their confidences and the camera, never ``gt_3d``.
-- ``corrupt``: :func:`corrupt_teacher`, the ground truth damaged by a documented model of lifter errors with one
-  severity knob (for controlled experiments on mocap benchmarks).
-- ``file``: :func:`load_teacher_file`, an ``.npz`` of per-clip arrays made by any external lifter.
-
-:func:`make_teacher` turns each into a function ``Clip → teacher_3d (T, J, 3)`` (world frame, metres, SMPL-22).
-
-Frames and equations used below (``camera.py``): world y up; camera OpenCV (x right, y down, z forward);
-``X_c = R X_w + t`` (eq. 1); normalized image coordinates ``(x, y) = (X_c / Z_c, Y_c / Z_c) = K⁻¹ (u, v, 1)``
-(eq. 3).
 
 Lifter input normalization (:func:`normalize_keypoints`), in three steps, each removing a nuisance the network
 should not have to learn:
@@ -30,11 +19,9 @@ should not have to learn:
    mid-shoulder when the neck is missing). A subject twice as far away, or seen through a lens of twice the focal
    length, gives the same input. Depth and size are therefore not observable from the input: the network outputs
    metres from the body-size prior it learned from mocap, which is exactly the monocular scale ambiguity; absolute
-   depth is recovered afterwards from the reprojection (:func:`solve_root_translation`).
+   depth is recovered afterwards from the reprojection (:func:`~videomdm.teacher.grounding.solve_root_translation`).
 
 Each joint's input is ``(x̃, ỹ, c)``: the normalized aligned coordinates (0 when missing) and the confidence (0 when
-missing). Joints that the lifter's keypoint skeleton (``LifterConfig.keypoint_skeleton``) does not provide are
-always zeroed, in training and at inference alike.
 """
 
 from __future__ import annotations
@@ -43,26 +30,28 @@ import json
 import math
 import time
 import warnings
-import zlib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .camera import camera_to_world, normalized_to_pixels, pixels_to_normalized, project_normalized, \
-    world_to_camera
-from .checkpoint import CheckpointError, atomic_write_text, load_tensors, read_description, save_tensors
-from .representation import floor_from_feet
-from .skeleton import SMPL_22, Skeleton, blazepose_to_smpl22, get_skeleton, joint_map
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .data.clip import Clip
+from ..camera import pixels_to_normalized, world_to_camera
+from ..checkpoint import CheckpointError, atomic_write_text, load_tensors, read_description, save_tensors
+from ..data.clip import load_clip, read_dataset_index
+from ..data.errors import DataError
+from ..data.virtual import DetectorNoise, camera_for_clip, simulate_detections
+from ..metrics import mpjpe
+from ..skeleton import SMPL_22, Skeleton, get_skeleton, joint_map
+from .arrays import camera_to_pixels, fill_gaps, on_arrays, per_frame_extrinsics
+from .grounding import ground_to_world
 
 __all__ = [
+    "LIFTER_WEIGHTS",
+    "LIFTER_INFO",
     "LifterConfig",
     "TemporalLifter",
     "Lifter",
@@ -73,95 +62,12 @@ __all__ = [
     "load_lifter",
     "lift_clip",
     "evaluate_lifter",
-    "solve_root_translation",
-    "ground_to_world",
-    "detector_teacher",
-    "CorruptionParams",
-    "corrupt_teacher",
-    "TeacherFile",
-    "load_teacher_file",
-    "make_teacher",
-    "TEACHER_KINDS",
-    "mpjpe",
 ]
 
 LIFTER_WEIGHTS = "lifter.safetensors"
 LIFTER_INFO = "lifter.json"
 _FORMAT = "videomdm-lifter"
 _FORMAT_VERSION = 1
-
-
-# ====================================================================================================================
-# Small shared helpers
-# ====================================================================================================================
-
-
-def mpjpe(pred: np.ndarray | Tensor, target: np.ndarray | Tensor) -> float:
-    """Mean per-joint position error (protocol #1 of Human3.6M, no alignment): mean Euclidean distance, metres.
-
-    ``pred``, ``target``: ``(..., J, 3)`` metres, same shape. Root-relative MPJPE is this applied to root-relative
-    joints.
-    """
-    pred_t, target_t = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(target, dtype=torch.float64)
-    if pred_t.shape != target_t.shape:
-        raise ValueError(f"pred {tuple(pred_t.shape)} and target {tuple(target_t.shape)} must have the same shape")
-    return float((pred_t - target_t).norm(dim=-1).mean())
-
-
-def _per_frame_extrinsics(R: np.ndarray, t: np.ndarray, num_frames: int, where: str = "") -> tuple[np.ndarray,
-                                                                                                    np.ndarray]:
-    """Broadcast per-clip ``R (3, 3)``, ``t (3,)`` or per-frame ``R (T, 3, 3)``, ``t (T, 3)`` to per-frame arrays."""
-    R = np.asarray(R, dtype=np.float64)
-    t = np.asarray(t, dtype=np.float64)
-    prefix = f"{where}: " if where else ""
-    if R.shape == (3, 3) and t.shape == (3,):
-        return np.broadcast_to(R, (num_frames, 3, 3)), np.broadcast_to(t, (num_frames, 3))
-    if R.shape == (num_frames, 3, 3) and t.shape == (num_frames, 3):
-        return R, t
-    raise ValueError(f"{prefix}extrinsics must be per clip R (3, 3), t (3,) or per frame R ({num_frames}, 3, 3), "
-                     f"t ({num_frames}, 3); got R {R.shape}, t {t.shape}")
-
-
-def _on_arrays(function: Callable[..., Tensor], *arrays: Any) -> np.ndarray:
-    """``function`` (from :mod:`videomdm.camera`) applied to numpy arrays, in float64. With per-frame cameras
-    (``R (T, 3, 3)``, ``t (T, 3)``) and points ``(T, J, 3)`` the frames are :mod:`~videomdm.camera`'s batch."""
-    return function(*(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in arrays)).numpy()
-
-
-def _project_to_pixels(points_cam: Tensor, K: Tensor) -> Tensor:
-    """Eqs. 3–4: camera-frame ``(..., 3)`` → pixels ``(..., 2)`` (depth clamped as :func:`camera.project_normalized`)."""
-    return normalized_to_pixels(project_normalized(points_cam), K)
-
-
-def _fill_gaps(values: Tensor, valid: Tensor) -> Tensor:
-    """Fill invalid frames by linear interpolation between the nearest valid frames (nearest value at the ends).
-
-    Args:
-        values: ``(B, T, C)``. valid: ``(B, T)`` bool.
-    Returns:
-        ``(B, T, C)``; items without any valid frame are returned as zeros.
-    """
-    b, num_frames = valid.shape
-    frames = torch.arange(num_frames, device=values.device).expand(b, num_frames)  # (B, T)
-    prev = torch.where(valid, frames, torch.full_like(frames, -1)).cummax(dim=1).values  # last valid index ≤ t
-    nxt = torch.where(valid, frames, torch.full_like(frames, num_frames))
-    nxt = nxt.flip(1).cummin(dim=1).values.flip(1)  # first valid index ≥ t
-    has_prev, has_next = prev >= 0, nxt < num_frames
-    prev_c, next_c = prev.clamp(0, num_frames - 1), nxt.clamp(0, num_frames - 1)
-    span = (next_c - prev_c).clamp_min(1).to(values.dtype)
-    w = ((frames - prev_c).to(values.dtype) / span).unsqueeze(-1)  # (B, T, 1) weight of the next valid frame
-    w = torch.where(has_prev.unsqueeze(-1), w, torch.ones_like(w))
-    w = torch.where(has_next.unsqueeze(-1), w, torch.zeros_like(w))
-    gather = lambda idx: values.gather(1, idx.unsqueeze(-1).expand(-1, -1, values.shape[-1]))  # noqa: E731
-    filled = (1 - w) * gather(prev_c) + w * gather(next_c)
-    any_valid = valid.any(dim=1)[:, None, None]
-    return torch.where(any_valid, filled, torch.zeros_like(filled))
-
-
-# ====================================================================================================================
-# 1. The learned lifter
-# ====================================================================================================================
-
 
 @dataclass
 class LifterConfig:
@@ -314,7 +220,7 @@ def normalize_keypoints(keypoints: Tensor, confidence: Tensor, skeleton: Skeleto
         mid_hip, mid_hip_ok = pick((left_hip, right_hip))
         root = torch.where(root_ok.unsqueeze(-1), root, mid_hip)
         root_ok = root_ok | mid_hip_ok
-    root = _fill_gaps(root, root_ok)  # (B, T, 2)
+    root = fill_gaps(root, root_ok)  # (B, T, 2)
 
     # Step 2: rotate every keypoint ray (x, y, 1) by Q_t, the rotation taking the root ray to the optical axis.
     root_ray = F.normalize(torch.cat([root, torch.ones_like(root[..., :1])], dim=-1), dim=-1)  # (B, T, 3)
@@ -463,8 +369,6 @@ class Lifter:
 def _detector_noise(severity: float):
     """The simulated detector (``data.virtual.DetectorNoise``) at ``severity``: 0 = clean keypoints, 1 = the
     default detector, other values scale its jitter, drop and swap rates."""
-    from .data.virtual import DetectorNoise
-
     if severity <= 0:
         return DetectorNoise.clean()
     return replace(DetectorNoise(), severity=float(severity))
@@ -479,9 +383,6 @@ class _Motions:
 
 
 def _load_motions(data_dir: Path, split: str, skeleton: Skeleton, val_fraction: float) -> tuple[_Motions, Any]:
-    from .data.clip import load_clip, read_dataset_index
-    from .data.errors import DataError
-
     index = read_dataset_index(Path(data_dir))
     paths = list(index.clip_paths(split))
     if not paths:
@@ -516,17 +417,15 @@ def _render_window(window: np.ndarray, config: LifterConfig, noise, rng: np.rand
     Returns normalized noisy keypoints ``(T, J, 2)``, confidence ``(T, J)`` and the root-relative camera-frame
     target ``(T, J, 3)``, all float32.
     """
-    from .data.virtual import camera_for_clip, simulate_detections
-
     stride = max(1, math.ceil(len(window) / 16))  # the camera is chosen to fit every 'stride'-th frame: 4× cheaper
     K, R, t = camera_for_clip(window[::stride], rng, distance=config.distance, elevation_deg=config.elevation_deg,
                               azimuth_deg=config.azimuth_deg, focal_px=config.focal_px,
                               image_size=config.image_size)
-    R_f, t_f = _per_frame_extrinsics(R, t, len(window))
-    cam = _on_arrays(world_to_camera, window, R_f, t_f)  # (T, J, 3)
-    uv = _on_arrays(_project_to_pixels, cam, K)
+    R_f, t_f = per_frame_extrinsics(R, t, len(window))
+    cam = on_arrays(world_to_camera, window, R_f, t_f)  # (T, J, 3)
+    uv = on_arrays(camera_to_pixels, cam, K)
     uv_noisy, conf = simulate_detections(uv.astype(np.float32), skeleton, noise, rng)
-    xy = _on_arrays(pixels_to_normalized, uv_noisy, K)
+    xy = on_arrays(pixels_to_normalized, uv_noisy, K)
     conf = np.asarray(conf, dtype=np.float64)
     xy = np.where(conf[..., None] > 0, xy, 0.0)  # missing detections may carry any value
     return xy.astype(np.float32), conf.astype(np.float32), (cam - cam[:, :1]).astype(np.float32)
@@ -720,7 +619,8 @@ def lift_clip(lifter: Lifter, keypoints_2d: np.ndarray, confidence: np.ndarray, 
             are ignored.
         confidence: ``(T, J)``.
         K: ``(3, 3)`` intrinsics. R, t: per-clip ``(3, 3)``, ``(3,)`` or per-frame ``(T, 3, 3)``, ``(T, 3)``.
-        level_floor: shift the result so that :func:`floor_from_feet` is at y = 0 (for estimated extrinsics).
+        level_floor: shift the result so that :func:`videomdm.representation.floor_from_feet` is at y = 0 (for
+            estimated extrinsics).
 
     Returns:
         ``(T, J, 3)`` float32 world metres: root-relative prediction (one batched pass), grounded with
@@ -733,7 +633,7 @@ def lift_clip(lifter: Lifter, keypoints_2d: np.ndarray, confidence: np.ndarray, 
         raise ValueError(f"keypoints_2d must be (T, {J}, 2) and confidence (T, {J}), got {keypoints_2d.shape}, "
                          f"{confidence.shape}")
     confidence = np.where(np.isfinite(keypoints_2d).all(-1), confidence, 0.0)
-    xy = np.where(confidence[..., None] > 0, _on_arrays(pixels_to_normalized, np.nan_to_num(keypoints_2d), K), 0.0)
+    xy = np.where(confidence[..., None] > 0, on_arrays(pixels_to_normalized, np.nan_to_num(keypoints_2d), K), 0.0)
     rel_cam = lifter.predict(xy, confidence)
     world = ground_to_world(rel_cam, xy, confidence, R, t, lifter.skeleton, level_floor=level_floor)
     return world.astype(np.float32)
@@ -744,8 +644,6 @@ def evaluate_lifter(lifter: Lifter, motions: list[np.ndarray], *, views: int = 2
                     noise_severity: float | None = None) -> dict[str, float]:
     """Root-relative and grounded world MPJPE (metres) of a lifter on world motions ``(T, J, 3)`` (SMPL-22),
     each seen through ``views`` seeded virtual cameras (the lifter's camera ranges) and the simulated detector."""
-    from .data.virtual import camera_for_clip, simulate_detections
-
     config = lifter.config
     noise = _detector_noise(config.noise_severity if noise_severity is None else noise_severity)
     rel_total, world_total, frames = 0.0, 0.0, 0
@@ -755,441 +653,14 @@ def evaluate_lifter(lifter: Lifter, motions: list[np.ndarray], *, views: int = 2
             K, R, t = camera_for_clip(motion, rng, distance=config.distance, elevation_deg=config.elevation_deg,
                                       azimuth_deg=config.azimuth_deg, focal_px=config.focal_px,
                                       image_size=config.image_size)
-            R_f, t_f = _per_frame_extrinsics(R, t, len(motion))
-            cam = _on_arrays(world_to_camera, motion, R_f, t_f)
-            uv, conf = simulate_detections(_on_arrays(_project_to_pixels, cam, K).astype(np.float32), lifter.skeleton, noise,
-                                           rng)
-            xy = np.where(np.asarray(conf)[..., None] > 0, _on_arrays(pixels_to_normalized, uv, K), 0.0)
+            R_f, t_f = per_frame_extrinsics(R, t, len(motion))
+            cam = on_arrays(world_to_camera, motion, R_f, t_f)
+            uv = on_arrays(camera_to_pixels, cam, K).astype(np.float32)
+            uv, conf = simulate_detections(uv, lifter.skeleton, noise, rng)
+            xy = np.where(np.asarray(conf)[..., None] > 0, on_arrays(pixels_to_normalized, uv, K), 0.0)
             rel = lifter.predict(xy, conf)
             world = ground_to_world(rel, xy, conf, R, t, lifter.skeleton)
-            rel_total += mpjpe(rel, cam - cam[:, :1]) * len(motion)
-            world_total += mpjpe(world, motion) * len(motion)
+            rel_total += mpjpe(rel, cam - cam[:, :1]) / 1000.0 * len(motion)  # metres: mpjpe gives millimetres
+            world_total += mpjpe(world, motion) / 1000.0 * len(motion)
             frames += len(motion)
     return {"mpjpe_m": rel_total / frames, "world_mpjpe_m": world_total / frames, "frames": frames}
-
-
-# ====================================================================================================================
-# 2. World grounding
-# ====================================================================================================================
-
-
-def solve_root_translation(rel_cam: np.ndarray, keypoints_norm: np.ndarray, confidence: np.ndarray, *,
-                           min_joints: int = 2, min_depth: float = 0.1) -> np.ndarray:
-    """Per frame, the camera-frame translation ``T`` that puts ``rel_cam + T`` on the keypoint rays.
-
-    Reprojection ``x_j = (X_j + T_x) / (Z_j + T_z)`` (eq. 3) is linearized by multiplying out the depth::
-
-        T_x − x_j T_z = x_j Z_j − X_j,      T_y − y_j T_z = y_j Z_j − Y_j                       (eq. G1)
-
-    and solved by confidence-weighted linear least squares, ``min_T Σ_j c_j ‖A_j T − b_j‖²`` (each joint gives the
-    two rows of G1), through the 3×3 normal equations ``(Σ_j c_j A_jᵀ A_j) T = Σ_j c_j A_jᵀ b_j`` (eq. G2). The
-    residual of G1 is the reprojection error times the joint's depth, i.e. metres in the image plane at the joint.
-    With exact keypoints of ``rel_cam + T*`` the solution is exactly ``T*``.
-
-    Frames with fewer than ``min_joints`` joints of positive confidence, an ill-conditioned G2, or a solution that
-    puts any joint closer than ``min_depth`` are filled by linear interpolation of ``T`` from the nearest solved
-    frames (nearest value at the ends).
-
-    Args:
-        rel_cam: ``(T, J, 3)`` root-relative (or any) camera-frame joints, metres.
-        keypoints_norm: ``(T, J, 2)`` normalized image coordinates.
-        confidence: ``(T, J)`` weights ≥ 0 (0 = ignored, whatever its keypoint).
-
-    Returns:
-        ``(T, 3)`` float64 translation, metres. ``ValueError`` if no frame can be solved.
-    """
-    P = np.asarray(rel_cam, dtype=np.float64)
-    xy = np.asarray(keypoints_norm, dtype=np.float64)
-    w = np.clip(np.asarray(confidence, dtype=np.float64), 0.0, None)
-    if P.ndim != 3 or P.shape[-1] != 3 or xy.shape != P.shape[:-1] + (2,) or w.shape != P.shape[:-1]:
-        raise ValueError(f"need rel_cam (T, J, 3), keypoints (T, J, 2), confidence (T, J); got {P.shape}, "
-                         f"{xy.shape}, {w.shape}")
-    w = np.where(np.isfinite(xy).all(-1) & np.isfinite(P).all(-1), w, 0.0)
-    xy = np.where(w[..., None] > 0, xy, 0.0)
-    P = np.where(w[..., None] > 0, P, 0.0)
-    x, y = xy[..., 0], xy[..., 1]
-    X, Y, Z = P[..., 0], P[..., 1], P[..., 2]
-    bx, by = x * Z - X, y * Z - Y  # (T, J) right-hand sides of G1
-    sw, swx, swy = w.sum(1), (w * x).sum(1), (w * y).sum(1)
-    swr = (w * (x * x + y * y)).sum(1)
-    zeros = np.zeros_like(sw)
-    M = np.stack([  # (T, 3, 3) Σ c_j A_jᵀ A_j with rows (1, 0, −x_j) and (0, 1, −y_j)
-        np.stack([sw, zeros, -swx], -1),
-        np.stack([zeros, sw, -swy], -1),
-        np.stack([-swx, -swy, swr], -1),
-    ], axis=-2)
-    rhs = np.stack([(w * bx).sum(1), (w * by).sum(1), -(w * (x * bx + y * by)).sum(1)], -1)  # (T, 3)
-    enough = (w > 0).sum(1) >= max(min_joints, 2)
-    # Conditioning: the smallest eigenvalue relative to the largest (M is symmetric positive semi-definite).
-    eig = np.linalg.eigvalsh(np.where(enough[:, None, None], M, np.eye(3)))
-    ok = enough & (eig[:, 0] > 1e-9 * np.maximum(eig[:, -1], 1e-12))
-    solution = np.zeros((len(P), 3))
-    if ok.any():
-        solution[ok] = np.linalg.solve(M[ok], rhs[ok][..., None])[..., 0]
-    in_front = (Z + solution[:, 2:3] > min_depth) | (w == 0)  # (T, J)
-    ok &= in_front.all(1)
-    if not ok.any():
-        raise ValueError("no frame has enough confident joints to solve the root translation")
-    filled = _fill_gaps(torch.from_numpy(solution)[None], torch.from_numpy(ok)[None])[0]
-    return filled.numpy()
-
-
-def ground_to_world(rel_cam: np.ndarray, keypoints_norm: np.ndarray, confidence: np.ndarray, R: np.ndarray,
-                    t: np.ndarray, skeleton: Skeleton = SMPL_22, *, level_floor: bool = False) -> np.ndarray:
-    """Root-relative camera-frame joints → world joints.
-
-    ``X_c = rel_cam + T`` with ``T`` from :func:`solve_root_translation`, then ``X_w = Rᵀ (X_c − t)`` (inverse of
-    eq. 1) with per-clip ``R (3, 3)``, ``t (3,)`` or per-frame ``R (T, 3, 3)``, ``t (T, 3)``. With
-    ``level_floor`` the result is shifted vertically so that :func:`floor_from_feet` is 0; use it when the
-    extrinsics are estimated (their floor is then a guess), not when they are calibrated.
-
-    Returns ``(T, J, 3)`` float64 world metres.
-    """
-    rel_cam = np.asarray(rel_cam, dtype=np.float64)
-    translation = solve_root_translation(rel_cam, keypoints_norm, confidence)
-    cam = rel_cam + translation[:, None, :]
-    R_f, t_f = _per_frame_extrinsics(R, t, len(cam))
-    world = _on_arrays(camera_to_world, cam, R_f, t_f)
-    if level_floor:
-        world[..., 1] -= floor_from_feet(world, skeleton)
-    return world
-
-
-def detector_teacher(clip: "Clip", detector_3d: np.ndarray | None) -> np.ndarray:
-    """The teacher from a detector's own root-relative 3D (BlazePose's ``pose_world_landmarks``): ``(T, 22, 3)`` world.
-
-    Frames without a detection (short gaps inside a clip) get the detector's 3D interpolated from their neighbours
-    (:func:`_fill_gaps`); :func:`ground_to_world` then puts the 33 joints on their own keypoint rays
-    (confidence-weighted least squares) in the world of the clip's camera, and they are mapped to SMPL-22
-    (:func:`videomdm.skeleton.blazepose_to_smpl22`; an affine combination, so mapping after grounding equals mapping
-    before).
-
-    Args:
-        clip: its ``keypoints_2d (T, 33, 2)`` pixels (BlazePose-33), ``confidence (T, 33)``, ``K``, ``R``, ``t``.
-        detector_3d: ``(T, 33, 3)`` root-relative metres, camera axes; NaN in frames without a detection.
-    """
-    from .data.errors import DataError
-
-    derivation = blazepose_to_smpl22()
-    if detector_3d is None or clip.keypoint_skeleton != derivation.source.name:
-        raise DataError(f"clip {clip.name}: the detector teacher needs BlazePose-33 3D from the detector")
-    rel_cam = np.asarray(detector_3d, dtype=np.float64)
-    valid = np.isfinite(rel_cam).all(axis=(1, 2)) & (clip.confidence.sum(axis=1) > 0)  # (T,)
-    if not valid.any():
-        raise DataError(f"clip {clip.name}: no frame with the detector's 3D")
-    flat = torch.from_numpy(rel_cam.reshape(1, len(rel_cam), -1))  # (1, T, 33·3)
-    rel_cam = _fill_gaps(flat, torch.from_numpy(valid)[None])[0].numpy().reshape(rel_cam.shape)
-    xy = _on_arrays(pixels_to_normalized, clip.keypoints_2d, clip.K)  # (T, 33, 2)
-    world = ground_to_world(rel_cam, xy, clip.confidence, clip.R, clip.t, derivation.source)  # (T, 33, 3)
-    return derivation.apply(world)
-
-
-# ====================================================================================================================
-# 3. The ``corrupt`` teacher: a parametric model of lifter errors
-# ====================================================================================================================
-
-
-@dataclass(frozen=True)
-class CorruptionParams:
-    """Magnitudes of the lifter-error model of :func:`corrupt_teacher` at severity 1 (all scale linearly).
-
-    Defaults give ≈ 7 cm root-relative MPJPE (≈ 15–25 cm world MPJPE, dominated by the depth error) on walking
-    motion seen from 3–8 m, in the range of published monocular lifters (VideoPose3D 4.7 cm on Human3.6M with
-    ground-truth 2D, 5–9 cm with detected 2D and in the wild), with visible jitter:
-
-    - ``scale_sigma`` 0.05: per-clip log-std of the scale about the camera centre (5% depth and size error; 25 cm
-      of depth at 5 m; ≈ 1.5 cm root-relative).
-    - ``depth_sigma`` 0.05 m, ``depth_time`` 0.4 s: per-frame displacement of the whole pose along the camera ray
-      through the root, Gaussian-smoothed white noise with this correlation time (depth wobble).
-    - ``bone_sigma`` 0.04: per-clip relative error of each bone length (≈ 1–2 cm at the extremities).
-    - ``pose_sigma`` 0.03 m, ``pose_time`` 0.3 s: slowly varying per-joint offsets (systematic pose errors, the
-      largest part of a real lifter's MPJPE). Not a separate item of the brief; documented here.
-    - ``jitter_sigma`` 0.008 m: white per-joint per-frame Gaussian noise (frame-to-frame jitter).
-    - ``flip_rate`` 0.05 per second, ``flip_seconds`` (0.15, 0.5): segments where every left/right pair of joints
-      is swapped (a label flip), starting as a Poisson process.
-    """
-
-    scale_sigma: float = 0.05
-    depth_sigma: float = 0.05
-    depth_time: float = 0.4
-    bone_sigma: float = 0.04
-    pose_sigma: float = 0.03
-    pose_time: float = 0.3
-    jitter_sigma: float = 0.008
-    flip_rate: float = 0.05
-    flip_seconds: tuple[float, float] = (0.15, 0.5)
-
-    def only(self, *names: str) -> "CorruptionParams":
-        """These params with every magnitude except ``names`` set to 0 (to study one component)."""
-        magnitudes = ("scale_sigma", "depth_sigma", "bone_sigma", "pose_sigma", "jitter_sigma", "flip_rate")
-        unknown = set(names) - set(magnitudes)
-        if unknown:
-            raise ValueError(f"unknown components {sorted(unknown)}; known: {magnitudes}")
-        return replace(self, **{m: 0.0 for m in magnitudes if m not in names})
-
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float, frames: float) -> np.ndarray:
-    """Stationary Gaussian noise ``shape = (T, ...)`` with std ``sigma`` and a Gaussian autocorrelation of width
-    ``frames`` along axis 0: white noise filtered by a Gaussian kernel normalized to unit energy (Σ g² = 1)."""
-    num_frames = shape[0]
-    if frames <= 0.5:
-        return sigma * rng.standard_normal(shape)
-    radius = int(math.ceil(3 * frames))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / frames) ** 2)
-    taps /= np.sqrt((taps ** 2).sum())
-    white = rng.standard_normal((num_frames + 2 * radius,) + tuple(shape[1:]))
-    flat = white.reshape(len(white), -1)
-    out = np.stack([np.convolve(flat[:, k], taps, mode="valid") for k in range(flat.shape[1])], axis=1)
-    return sigma * out.reshape(shape)
-
-
-def _rescale_bones(joints: np.ndarray, skeleton: Skeleton, factors: np.ndarray) -> np.ndarray:
-    """Scale every bone ``parent → j`` by ``factors[j]`` keeping its direction, root fixed (forward along the tree).
-
-    ``joints (T, J, 3)``, ``factors (J,)`` → ``(T, J, 3)``.
-    """
-    out = joints.copy()
-    for j, p in enumerate(skeleton.parents):
-        if p >= 0:
-            out[:, j] = out[:, p] + factors[j] * (joints[:, j] - joints[:, p])
-    return out
-
-
-def corrupt_teacher(gt_3d: np.ndarray, K: np.ndarray | None, R: np.ndarray, t: np.ndarray,
-                    skeleton: Skeleton = SMPL_22, *, severity: float = 1.0, rng: np.random.Generator,
-                    fps: float = 20.0, params: CorruptionParams = CorruptionParams()) -> np.ndarray:
-    """The ground truth damaged like a monocular lifter's output (:class:`CorruptionParams` gives the magnitudes,
-    each multiplied by ``severity``; severity 0 returns ``gt_3d`` exactly).
-
-    Applied in this order (C_t = −R_tᵀ t_t the camera centre, ``X`` world joints):
-
-    1. bone lengths: each bone scaled by ``1 + bone_sigma·n_j``, ``n_j ~ N(0, 1)`` per clip (:func:`_rescale_bones`);
-    2. pose error + jitter: ``X_tj += e_tj + ε_tj``, ``e`` smooth (``pose_sigma``, ``pose_time``), ``ε`` white
-       (``jitter_sigma``);
-    3. left/right flips: over short segments the positions of mirrored joints are swapped;
-    4. depth jitter: ``X_t += δ_t u_t`` with ``u_t`` the unit ray from ``C_t`` through the root and ``δ_t`` smooth
-       (``depth_sigma``, ``depth_time``): the root still projects where it did, the pose moves in depth;
-    5. depth/scale: ``X ← C + s (X − C)``, ``s = exp(scale_sigma·n)`` per clip; in the camera frame ``X_c ← s X_c``,
-       so every projection is unchanged while depth and size are wrong by ``s`` (the monocular ambiguity).
-
-    Args:
-        gt_3d: ``(T, J, 3)`` world metres. K: unused (kept for a uniform camera signature; may be None).
-        R, t: per-clip ``(3, 3)``, ``(3,)`` or per-frame ``(T, 3, 3)``, ``(T, 3)``.
-        rng: the only source of randomness (same seed, same output).
-        fps: frame rate, to turn the correlation times and flip rate into frames.
-
-    Returns:
-        ``(T, J, 3)`` float32 world metres.
-    """
-    del K
-    gt = np.asarray(gt_3d, dtype=np.float64)
-    if gt.ndim != 3 or gt.shape[1:] != (skeleton.num_joints, 3):
-        raise ValueError(f"gt_3d must be (T, {skeleton.num_joints}, 3), got {gt.shape}")
-    if severity < 0:
-        raise ValueError(f"severity must be ≥ 0, got {severity}")
-    if severity == 0:
-        return np.asarray(gt_3d, dtype=np.float32).copy()
-    num_frames, num_joints, _ = gt.shape
-    R_f, t_f = _per_frame_extrinsics(R, t, num_frames)
-    p = params
-    # Every draw is made whatever the magnitudes, so one component's noise does not depend on another's setting.
-    bone_n = rng.standard_normal(num_joints)
-    pose_e = _smooth_noise(rng, (num_frames, num_joints, 3), 1.0, p.pose_time * fps)
-    jitter = rng.standard_normal((num_frames, num_joints, 3))
-    depth_d = _smooth_noise(rng, (num_frames,), 1.0, p.depth_time * fps)
-    scale_n = rng.standard_normal()
-    flips = np.zeros(num_frames, dtype=bool)
-    frame = 0.0
-    rate = p.flip_rate * severity / fps  # flips per frame
-    while rate > 0:
-        frame += rng.exponential(1.0 / rate)
-        if frame >= num_frames:
-            break
-        length = int(round(rng.uniform(*p.flip_seconds) * fps))
-        flips[int(frame):int(frame) + max(length, 1)] = True
-
-    out = _rescale_bones(gt, skeleton, np.clip(1.0 + severity * p.bone_sigma * bone_n, 0.5, 1.5))
-    out = out + severity * (p.pose_sigma * pose_e + p.jitter_sigma * jitter)
-    out[flips] = out[flips][:, skeleton.mirror_permutation]
-    centre = -np.einsum("tji,tj->ti", R_f, t_f)  # (T, 3) C = −Rᵀ t
-    ray = gt[:, 0] - centre
-    ray /= np.linalg.norm(ray, axis=-1, keepdims=True).clip(1e-9)
-    out = out + (severity * p.depth_sigma * depth_d)[:, None, None] * ray[:, None, :]
-    s = math.exp(severity * p.scale_sigma * scale_n)
-    out = centre[:, None, :] + s * (out - centre[:, None, :])
-    return out.astype(np.float32)
-
-
-# ====================================================================================================================
-# 4. The ``file`` teacher
-# ====================================================================================================================
-
-
-class TeacherFile:
-    """Per-clip 3D arrays from an external lifter, stored in one ``.npz``.
-
-    The file holds one array per clip name, ``(T, J_s, 3)`` metres, and optionally ``__frame__`` (``"world"``,
-    the default, or ``"camera"``: OpenCV camera frame of the clip's camera) and ``__skeleton__`` (the arrays'
-    skeleton name, default ``smpl22``; mapped to SMPL-22 with :func:`videomdm.skeleton.joint_map`, which must
-    provide every SMPL-22 joint). Use :func:`load_teacher_file`.
-    """
-
-    def __init__(self, path: Path, arrays: dict[str, np.ndarray], frame: str, skeleton: Skeleton,
-                 target: Skeleton = SMPL_22) -> None:
-        self.path, self.arrays, self.frame, self.skeleton, self.target = Path(path), arrays, frame, skeleton, target
-        self._map = joint_map(skeleton, target)
-
-    @property
-    def names(self) -> list[str]:
-        return sorted(self.arrays)
-
-    def for_clip(self, clip: "Clip") -> np.ndarray:
-        """The clip's teacher, ``(T, J, 3)`` float32 world metres in SMPL-22 order; ``DataError`` naming the file
-        and the clip for a missing name, a wrong shape or joint count, non-finite values, a frame-count mismatch
-        with the clip's keypoints (or ``gt_3d``), or camera-frame data for a clip without ``R, t``."""
-        from .data.errors import DataError
-
-        where = f"{self.path}: clip {clip.name}"
-        if clip.name not in self.arrays:
-            raise DataError(f"{where}: not in the teacher file")
-        data = np.asarray(self.arrays[clip.name])
-        if data.ndim != 3 or data.shape[-1] != 3 or data.shape[1] != self.skeleton.num_joints:
-            raise DataError(f"{where}: expected (T, {self.skeleton.num_joints}, 3) joints of {self.skeleton.name}, "
-                            f"got shape {data.shape}")
-        if not np.issubdtype(data.dtype, np.number) or not np.isfinite(data).all():
-            raise DataError(f"{where}: teacher has NaN or non-finite values")
-        reference = clip.keypoints_2d if clip.keypoints_2d is not None else clip.gt_3d
-        if reference is not None and len(reference) != len(data):
-            raise DataError(f"{where}: teacher has {len(data)} frames but the clip has {len(reference)}")
-        joints, _ = self._map.apply(data.astype(np.float64))  # (T, J, 3) SMPL-22
-        if self.frame == "camera":
-            if clip.R is None or clip.t is None:
-                raise DataError(f"{where}: camera-frame teacher but the clip has no extrinsics R, t")
-            try:
-                R_f, t_f = _per_frame_extrinsics(clip.R, clip.t, len(joints))
-            except ValueError as err:
-                raise DataError(f"{where}: {err}") from None
-            joints = _on_arrays(camera_to_world, joints, R_f, t_f)
-        return joints.astype(np.float32)
-
-
-def load_teacher_file(path: Path) -> TeacherFile:
-    """Open a teacher ``.npz`` (see :class:`TeacherFile`); an unreadable file, an unknown ``__frame__`` or
-    ``__skeleton__``, or a skeleton whose map to SMPL-22 misses joints raises ``DataError`` naming the file."""
-    from .data.errors import DataError
-
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except FileNotFoundError:
-        raise DataError(f"{path}: teacher file not found") from None
-    except (OSError, ValueError, zlib.error) as err:
-        raise DataError(f"{path}: not a readable .npz teacher file ({err})") from None
-    frame = str(arrays.pop("__frame__", np.array("world")))
-    skeleton_name = str(arrays.pop("__skeleton__", np.array(SMPL_22.name)))
-    if frame not in ("world", "camera"):
-        raise DataError(f"{path}: __frame__ must be 'world' or 'camera', got {frame!r}")
-    try:
-        skeleton = get_skeleton(skeleton_name)
-        mapping = joint_map(skeleton, SMPL_22)
-    except KeyError as err:
-        raise DataError(f"{path}: {err.args[0]}") from None
-    if not mapping.present.all():
-        missing = [SMPL_22.joint_names[j] for j in np.flatnonzero(~mapping.present)]
-        raise DataError(f"{path}: skeleton {skeleton_name} cannot provide SMPL-22 joints {missing}")
-    return TeacherFile(path, arrays, frame, skeleton)
-
-
-# ====================================================================================================================
-# 5. One entry point
-# ====================================================================================================================
-
-TEACHER_KINDS = ("lifter", "corrupt", "file")
-
-
-def make_teacher(kind: str, **options: Any) -> Callable[["Clip"], np.ndarray]:
-    """A function ``clip → teacher_3d (T, 22, 3)`` float32 world metres (SMPL-22).
-
-    Kinds and options:
-
-    - ``lifter``: ``lifter`` (a :class:`Lifter`) or ``lifter_dir`` (a folder for :func:`load_lifter`);
-      ``level_floor`` (default False). Reads ONLY ``keypoints_2d``, ``confidence``, ``keypoint_skeleton``, ``K``,
-      ``R``, ``t`` (and ``name``, ``fps`` for messages), never ``gt_3d``.
-    - ``corrupt``: ``severity`` (1.0), ``seed`` (0), ``params`` (:class:`CorruptionParams`). Reads ``gt_3d``,
-      ``R``, ``t``, ``fps``; each clip's randomness is seeded by ``(seed, crc32(clip.name))``.
-    - ``file``: ``path`` (a teacher ``.npz``, :func:`load_teacher_file`).
-
-    Missing inputs raise ``DataError`` naming the clip.
-    """
-    from .data.errors import DataError
-
-    def take(name: str, default: Any) -> Any:
-        return options.pop(name, default)
-
-    if kind == "lifter":
-        lifter = take("lifter", None)
-        lifter_dir = take("lifter_dir", None)
-        level_floor = bool(take("level_floor", False))
-        if lifter is None:
-            if lifter_dir is None:
-                raise ValueError("make_teacher('lifter') needs lifter= or lifter_dir=")
-            lifter = load_lifter(Path(lifter_dir))
-        _reject_unknown(kind, options)
-        warned: set[str] = set()  # warn once per teacher about a keypoint-skeleton mismatch
-        from .data.dataset import observed_keypoints
-
-        def lifter_teacher(clip: "Clip") -> np.ndarray:
-            if clip.keypoints_2d is None or clip.confidence is None or clip.K is None or clip.R is None \
-                    or clip.t is None:
-                raise DataError(f"clip {clip.name}: the lifter teacher needs keypoints_2d, confidence, K, R and t")
-            if abs(float(clip.fps) - lifter.config.fps) > 1e-6:
-                warnings.warn(f"clip {clip.name} is at {clip.fps} fps, the lifter was trained at "
-                              f"{lifter.config.fps} fps", stacklevel=2)
-            expected = lifter.config.keypoint_skeleton
-            if (clip.keypoint_skeleton or lifter.skeleton.name) != expected and expected not in warned:
-                warned.add(expected)
-                warnings.warn(f"clip {clip.name} has {clip.keypoint_skeleton} keypoints but the lifter was trained "
-                              f"for {expected} keypoints; joints the clip lacks are treated as always missing "
-                              f"(train with LifterConfig(keypoint_skeleton={clip.keypoint_skeleton!r}))",
-                              stacklevel=2)
-            uv, conf = observed_keypoints(clip, lifter.skeleton)
-            try:
-                return lift_clip(lifter, uv, conf, clip.K, clip.R, clip.t, level_floor=level_floor)
-            except ValueError as err:
-                raise DataError(f"clip {clip.name}: {err}") from None
-
-        return lifter_teacher
-
-    if kind == "corrupt":
-        severity = float(take("severity", 1.0))
-        seed = int(take("seed", 0))
-        params = take("params", CorruptionParams())
-        _reject_unknown(kind, options)
-
-        def corrupt(clip: "Clip") -> np.ndarray:
-            if clip.gt_3d is None or clip.R is None or clip.t is None:
-                raise DataError(f"clip {clip.name}: the corrupt teacher needs gt_3d, R and t")
-            rng = np.random.default_rng([seed, zlib.crc32(clip.name.encode())])
-            skeleton = get_skeleton(clip.skeleton)
-            try:
-                return corrupt_teacher(clip.gt_3d, clip.K, clip.R, clip.t, skeleton, severity=severity, rng=rng,
-                                       fps=float(clip.fps), params=params)
-            except ValueError as err:
-                raise DataError(f"clip {clip.name}: {err}") from None
-
-        return corrupt
-
-    if kind == "file":
-        path = take("path", None)
-        if path is None:
-            raise ValueError("make_teacher('file') needs path=")
-        _reject_unknown(kind, options)
-        return load_teacher_file(Path(path)).for_clip
-
-    raise ValueError(f"unknown teacher kind {kind!r}; known: {list(TEACHER_KINDS)}")
-
-
-def _reject_unknown(kind: str, options: dict[str, Any]) -> None:
-    if options:
-        raise ValueError(f"make_teacher({kind!r}) got unknown options {sorted(options)}")
