@@ -340,7 +340,7 @@ def cmd_experiment_recovery(args: argparse.Namespace) -> None:
 
     report = run_recovery(Path(args.out), cache=Path(args.cache), mocap=Path(args.mocap) if args.mocap else None,
                           config=args.config, steps=args.budget, overrides=args.set or [], seed=args.seed,
-                          cameras=args.cameras,
+                          cameras=args.cameras, lifter=Path(args.lifter) if args.lifter else None,
                           num_samples=args.num, device=args.device, progress=not args.quiet)
     print((Path(args.out) / "results.md").read_text())
     print(f"finished in {report['wall_minutes']:.1f} min; results in {args.out}/results.{{json,md,png}}")
@@ -650,6 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, help="training steps per model (default: the config's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for all three runs")
     p.add_argument("--cameras", type=int, default=2)
+    p.add_argument("--lifter", metavar="DIR", help="a lifter trained on another dataset (videomdm lifter train) as "
+                   "the teacher, instead of one trained on the first quarter of the same takes")
     p.add_argument("--num", type=int, default=64, help="motions generated per model (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")

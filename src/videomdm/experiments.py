@@ -223,6 +223,7 @@ def _plot(path: Path, results: dict[str, dict[str, float]]) -> None:
 
 def run_recovery(out: Path, *, cache: Path, mocap: Path | None = None, config: str = "small", steps: int | None = None,
                  overrides: Sequence[str] = (), seed: int = 0, cameras: int = 2, lifter_steps: int | None = None,
+                 lifter: Path | None = None,
                  evaluator_config: EvaluatorConfig | None = None, num_samples: int = 64, device: str = "auto",
                  progress: bool = False, log: Callable[[str], None] = print) -> dict:
     """The recovery experiment (module docstring). Every stage is reused when its output exists; a run that stopped
@@ -231,6 +232,8 @@ def run_recovery(out: Path, *, cache: Path, mocap: Path | None = None, config: s
     Args:
         config, overrides, steps: the model/training config of all three runs (``steps`` = the budget).
         lifter_steps, evaluator_config: budgets of the lifter and the evaluator network (defaults: theirs).
+        lifter: a lifter trained on another dataset (cross-domain teacher) instead of one trained on the first
+            ``lifter_fraction`` of the same takes (in-domain, see :func:`~videomdm.pipeline.prepare_benchmark`).
     """
     from .checkpoint import latest_checkpoint, list_checkpoints
     from .config import load_config
@@ -240,7 +243,8 @@ def run_recovery(out: Path, *, cache: Path, mocap: Path | None = None, config: s
 
     out = Path(out)
     started = time.perf_counter()
-    data = prepare_benchmark(out / "data", cache=cache, mocap=mocap, lifter_steps=lifter_steps, cameras=cameras,
+    data = prepare_benchmark(out / "data", cache=cache, mocap=mocap, lifter_steps=lifter_steps, lifter=lifter,
+                             cameras=cameras,
                              seed=seed, progress=progress, log=log)
     evaluator_dir = out / "evaluator"
     if not (evaluator_dir / META_NAME).exists():
@@ -269,6 +273,7 @@ def run_recovery(out: Path, *, cache: Path, mocap: Path | None = None, config: s
     report = {
         "config": config, "overrides": list(overrides), "steps": run_config.train.steps,
         "seed": seed, "cameras": cameras, "mocap": str(mocap) if mocap else "LAFAN1 sample (bvhtools==1.6.0)",
+        "lifter": str(data.lifter), "teacher_domain": "in-domain" if lifter is None else "cross-domain",
         "results": results, "summary": summary, "timings_s": timings,
         "wall_minutes": (time.perf_counter() - started) / 60,
     }

@@ -35,8 +35,9 @@ class BenchmarkData:
 
 
 def prepare_benchmark(root: Path, *, cache: Path, mocap: Path | None = None, lifter_fraction: float = 0.25,
-                      test_fraction: float = 0.2, lifter_steps: int | None = None, cameras: int = 2, seed: int = 0,
-                      progress: bool = True, log: Callable[[str], None] = print) -> BenchmarkData:
+                      test_fraction: float = 0.2, lifter_steps: int | None = None, lifter: Path | None = None,
+                      cameras: int = 2, seed: int = 0, progress: bool = True,
+                      log: Callable[[str], None] = print) -> BenchmarkData:
     """Build (or reuse) ``root/{mocap,lifter,data_2d}``.
 
     Args:
@@ -45,6 +46,9 @@ def prepare_benchmark(root: Path, *, cache: Path, mocap: Path | None = None, lif
         mocap: a folder of ``.bvh`` / joints ``.npy`` files to use instead of the LAFAN1 sample.
         lifter_fraction, test_fraction: time split of every take (module docstring).
         lifter_steps: lifter training steps (default: :class:`~videomdm.teacher.LifterConfig`'s).
+        lifter: a lifter folder trained elsewhere (``videomdm lifter train`` on another dataset) to teach instead
+            of one trained on this mocap's ``lifter`` split: a cross-domain teacher, as the paper's are. A
+            ``data_2d`` already made by another lifter is refused.
         cameras: virtual cameras per clip.
         seed: seed of the cameras and the detector noise.
         log: where progress lines go.
@@ -61,20 +65,27 @@ def prepare_benchmark(root: Path, *, cache: Path, mocap: Path | None = None, lif
         files: Sequence[Path] = find_mocap_files(Path(mocap))
         log(f"mocap dataset: {len(files)} files from {mocap} → {mocap_dir}")
         build_mocap_dataset(files, mocap_dir, name=Path(mocap).name, **split)
-    if (lifter_dir / LIFTER_WEIGHTS).exists():
+    if lifter is not None:
+        lifter_dir = Path(lifter)
+        log(f"lifter: {lifter_dir} (trained elsewhere)")
+    elif (lifter_dir / LIFTER_WEIGHTS).exists():
         log(f"lifter: reusing {lifter_dir}")
     else:
         config = LifterConfig() if lifter_steps is None else replace(LifterConfig(), steps=lifter_steps)
         log(f"lifter: training {config.steps} steps on the 'lifter' split → {lifter_dir}")
         train_lifter(mocap_dir, lifter_dir, split="lifter", config=config, progress=progress)
+    teacher_name = f"lifter:{lifter_dir.resolve()}"
     if (data_2d / INDEX_NAME).exists():
+        made_by = str(read_dataset_index(data_2d).extra.get("teacher"))
+        if lifter is not None and made_by != teacher_name:
+            raise ValueError(f"{data_2d} was lifted by {made_by}, not {teacher_name}: use another output folder")
         log(f"2D dataset: reusing {data_2d}")
     else:
         log(f"2D dataset: {cameras} virtual cameras per clip, lifter teacher → {data_2d}")
         splits = ("train", "test")
         lifts = LiftedData(read_dataset_index(mocap_dir).name, splits, mocap_dir)
         teacher = make_teacher("lifter", lifter=lifter_dir, lifts=lifts)
-        prepare_mocap_2d(mocap_dir, data_2d, teacher=teacher, teacher_name=f"lifter:{lifter_dir}",
+        prepare_mocap_2d(mocap_dir, data_2d, teacher=teacher, teacher_name=teacher_name,
                          num_cameras=cameras, seed=seed, splits=list(splits), progress=progress)
     return BenchmarkData(mocap=mocap_dir, lifter=lifter_dir, data_2d=data_2d,
                          license=LAFAN1_LICENSE if mocap is None else None)
