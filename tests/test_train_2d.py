@@ -217,6 +217,62 @@ def test_guided_lift_lands_on_the_keypoint_rays(motion_dataset, tmp_path):
     assert error[confidence == 0].max() > 1e-2  # the missing joint was not snapped
 
 
+@pytest.mark.parametrize("num_frames", [40, 97])
+def test_lift_places_the_prior_from_the_keypoints_not_at_the_teachers_anchor(motion_dataset, tmp_path, monkeypatch,
+                                                                             num_frames):
+    """A teacher with the right shape in the wrong place (turned 10°, 40 cm off): a prior that returns its clean
+    input, lifted without ray guidance, lands on the truth because every window is placed from the keypoints (and
+    overlapping windows blend without a seam); without keypoints it stays where the teacher is."""
+    from synthetic import walk
+
+    from videomdm.camera import look_at, project_normalized, world_to_camera
+    from videomdm.data.dataset import Observations
+    from videomdm.representation import yaw_matrix
+    from videomdm.sample import lift, load_run
+
+    run_dir = tmp_path / "run"
+    train(motion_dataset, run_dir, tiny_2d_config("train.steps=1", "train.supervision=3d"), progress=False)
+    run = load_run(run_dir)
+    clean = {}
+    original = run.diffusion.q_sample
+
+    def capturing_q_sample(x0, t, noise=None):
+        clean["x0"] = x0
+        return original(x0, t, noise)
+
+    class Oracle(torch.nn.Module):
+        def forward(self, x, t, mask, cond=None, uncond=None):
+            return clean["x0"]
+
+    monkeypatch.setattr(run.diffusion, "q_sample", capturing_q_sample)
+    run.model = Oracle()
+    truth = torch.from_numpy(walk(num_frames, seed=7)).double()  # (T, J, 3)
+    pivot = truth[0, 0] * torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
+    turned = (truth - pivot) @ yaw_matrix(torch.tensor(0.17, dtype=torch.float64)).T + pivot
+    teacher = (turned + torch.tensor([0.4, 0.0, -0.3], dtype=torch.float64)).float().numpy()
+    eye = truth[0, 0] + torch.tensor([3.0, 0.5, 4.0], dtype=torch.float64)
+    R, t = look_at(eye[None], truth[0, 0][None])  # (1, 3, 3), (1, 3)
+    keypoints = project_normalized(world_to_camera(truth[None], R, t))[0]  # (T, J, 2)
+    observations = Observations(keypoints.float().numpy(), np.ones((num_frames, 22), np.float32),
+                                R.expand(num_frames, 3, 3).float().numpy(), t.expand(num_frames, 3).float().numpy())
+    placed = lift(run, teacher, observations, guidance=0.0, stride=15)
+    np.testing.assert_allclose(placed, truth.numpy(), atol=5e-3)
+    unobserved = lift(run, teacher, stride=15)
+    np.testing.assert_allclose(unobserved, teacher, atol=1e-3)
+
+
+def test_blend_windows_hands_over_gradually_and_keeps_agreeing_windows():
+    from videomdm.sample import blend_windows, window_starts
+
+    starts = window_starts(50, 20, 10)
+    assert starts == [0, 10, 20, 30]
+    agreeing = torch.stack([torch.arange(s, s + 20, dtype=torch.float64) for s in starts])  # (W, L)
+    torch.testing.assert_close(blend_windows(agreeing, starts, 50), torch.arange(50, dtype=torch.float64))
+    two = blend_windows(torch.stack([torch.zeros(20), torch.ones(20)]), [0, 10], 30)
+    assert torch.all(two[:10] == 0) and torch.all(two[20:] == 1)
+    assert torch.all(torch.diff(two[10:20]) > 0)  # across the overlap the second window takes over step by step
+
+
 def test_windows_carry_the_camera_into_their_frame(dataset_2d):
     """Decoded window features seen through the window's camera land where the teacher was seen by the real one."""
     from videomdm.camera import project_normalized, world_to_camera

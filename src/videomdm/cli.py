@@ -434,8 +434,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run = load_run(run_dir)
     metrics = lift_split(run, data.data_2d, "test", LiftSettings(), out_dir=lifted)
     print("      test split, against the mocap ground truth (never used in training):")
-    for key, label in (("mpjpe_mm", "MPJPE mm"), ("pa_mpjpe_mm", "PA-MPJPE mm"),
-                       ("accel_error_ms2", "acceleration error m/s²")):
+    for key, label in (("root_mpjpe_mm", "root-aligned MPJPE mm"), ("pa_mpjpe_mm", "PA-MPJPE mm"),
+                       ("accel_error_ms2", "acceleration error m/s²"), ("mpjpe_mm", "world MPJPE mm"),
+                       ("reprojection_px", "reprojection error px")):
         print(f"      {label:<26} lifter {metrics[f'teacher_{key}']:7.1f}   prior {metrics[f'lift_{key}']:7.1f}")
     first = load_clip(read_dataset_index(data.data_2d).clip_paths("test")[0])
     written.append(render_motion(np.load(lifted / f"{first.name}.npy"), run.skeleton, lifted / f"{first.name}.gif",

@@ -17,9 +17,10 @@ frame, rows ``r₁, r₂, r₃`` of R) and the normalized keypoint ``(x, y)``::
 so ``Σ w ‖e‖² = Σ w Z² ‖π − k‖²`` is the ``depth_squared`` reprojection loss of :mod:`videomdm.losses` at the
 placed depths. (P-2) is linear in ``d``: with θ fixed, ``d`` solves the 3×3 normal equations
 ``(Σ w Aᵀ A) d = −Σ w Aᵀ (A Y P + c)`` exactly. θ enters through ``Y(θ)``; Gauss–Newton on (θ, d) linearizes
-``Y(θ + δ) P ≈ Y(θ) P + δ Y'(θ) P`` and solves the 4×4 normal equations, a few iterations from θ = 0. A small ridge
+``Y(θ + δ) P ≈ Y(θ) P + δ Y'(θ) P`` and solves the 4×4 normal equations, a few iterations from θ = 0. A tiny ridge
 (relative to the trace of the normal matrix) keeps a window without usable keypoints at its anchor (θ = 0, d = 0)
-and barely pulls a well-observed one; θ is clamped to ``±max_yaw``, so a near-symmetric pose cannot flip front to
+and barely pulls a well-observed one (it must stay tiny: the depth along the viewing ray is fixed only through the
+body's extent, so its eigenvalue is orders of magnitude below the trace; a ridge of 1e-3 pulled it by 20 cm); θ is clamped to ``±max_yaw``, so a near-symmetric pose cannot flip front to
 back. One view fixes the depth through the body's extent in the image; V views simply add their rows.
 
 Everything here is solved without gradient (callers detach): at the optimum the loss has no first-order gradient
@@ -79,7 +80,7 @@ def _residual_rows(points: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Te
 
 def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Tensor, t: Tensor, *,
                     solve_yaw: bool = True, max_yaw: float = 0.5, iterations: int = 4,
-                    ridge: float = 1e-3) -> Placement:
+                    ridge: float = 1e-6) -> Placement:
     """The placement (P-1) of each window that best fits its keypoints under the depth-weighted residual (P-2).
 
     Args:
