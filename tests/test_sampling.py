@@ -125,7 +125,7 @@ def test_denoising_errors_of_a_model_that_predicts_the_mean_are_the_motions_dist
     from synthetic import walk
 
     from videomdm.representation import decode, encode
-    from videomdm.sample import denoising_errors
+    from videomdm.sample import align_on_ground, denoising_errors
 
     run = tiny_run()
     torch.nn.init.zeros_(run.model.output_proj.weight)
@@ -134,7 +134,8 @@ def test_denoising_errors_of_a_model_that_predicts_the_mean_are_the_motions_dist
     x0 = encode(torch.as_tensor(motions, dtype=torch.float32), run.skeleton,
                 contact_threshold=run.config.data.contact_threshold, facing_sigma=run.config.data.facing_sigma)
     mean_motion = decode(torch.zeros_like(x0), 22)  # the normalizer is the identity here
-    expected_mm = 1000 * float((mean_motion - decode(x0, 22)).norm(dim=-1).mean())
+    reference = decode(x0, 22)
+    expected_mm = 1000 * float((align_on_ground(mean_motion, reference) - reference).norm(dim=-1).mean())
     errors = denoising_errors(run, motions)
     levels = [0, 2, 6, 12, 24, 39]  # the default fractions of the last level (49)
     assert sorted(int(k.removeprefix("denoise_mm_t")) for k in errors if k.startswith("denoise_mm_t")) == levels
@@ -143,6 +144,18 @@ def test_denoising_errors_of_a_model_that_predicts_the_mean_are_the_motions_dist
         assert errors[f"denoise_ratio_t{t}"] == pytest.approx(expected_mm / errors[f"input_mm_t{t}"], rel=1e-6)
     inputs = [errors[f"input_mm_t{t}"] for t in levels]
     assert inputs == sorted(inputs) and inputs[0] > 0  # the input as given gets worse with the level
+
+
+def test_align_on_ground_undoes_a_turn_about_the_vertical_and_a_ground_translation():
+    from videomdm.representation import yaw_matrix
+    from videomdm.sample import align_on_ground
+
+    reference = torch.randn(3, 10, 22, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    turned = torch.einsum("nij,ntkj->ntki", yaw_matrix(torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)), reference)
+    moved = turned + torch.tensor([1.0, 0.0, -2.0], dtype=torch.float64)
+    torch.testing.assert_close(align_on_ground(moved, reference), reference)
+    lifted = moved + torch.tensor([0.0, 0.5, 0.0], dtype=torch.float64)  # a height error is not aligned away
+    assert float((align_on_ground(lifted, reference) - reference)[..., 1].mean()) == pytest.approx(0.5)
 
 
 def test_denoising_errors_of_a_v_model_with_a_zero_head_track_the_input():

@@ -79,7 +79,7 @@ def _residual_rows(points: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Te
 
 
 def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Tensor, t: Tensor, *,
-                    solve_yaw: bool = True, max_yaw: float = 0.5, iterations: int = 4,
+                    solve_yaw: bool = True, solve_height: bool = True, max_yaw: float = 0.5, iterations: int = 4,
                     ridge: float = 1e-6) -> Placement:
     """The placement (P-1) of each window that best fits its keypoints under the depth-weighted residual (P-2).
 
@@ -89,6 +89,8 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
         weight: ``(B, T, J)`` ≥ 0, e.g. confidence × real-frame mask; 0 = not used.
         R, t: per-window ``(B, 3, 3), (B, 3)`` or per-frame ``(B, T, 3, 3), (B, T, 3)`` world→camera.
         solve_yaw: also solve the turn θ (Gauss–Newton); False: translation only (exact in one solve).
+        solve_height: also solve the vertical translation; False: ``d_y = 0``, the window keeps the height above the
+            floor that it decodes with (a prediction free to float would leave its root height untrained).
         max_yaw: bound of |θ|, radians.
         iterations: Gauss–Newton iterations (with ``solve_yaw``).
         ridge: relative Tikhonov weight pulling (θ, d) towards (0, 0).
@@ -101,27 +103,27 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
         raise ValueError(f"expected points (B, T, J, 3), keypoints (B, T, J, 2), weight (B, T, J), got "
                          f"{tuple(points_world.shape)}, {tuple(keypoints_norm.shape)}, {tuple(weight.shape)}")
     A, c, w = _residual_rows(points_world, keypoints_norm, weight, R, t)
+    axes = [0, 1, 2] if solve_height else [0, 2]  # the solved components of d
     batch = points_world.shape[0]
     theta = points_world.new_zeros(batch)
-    unknowns = 4 if solve_yaw else 3
+    unknowns = len(axes) + (1 if solve_yaw else 0)
     eye = torch.eye(unknowns, dtype=points_world.dtype, device=points_world.device)
     translation = points_world.new_zeros(batch, 3)
     for _ in range(iterations if solve_yaw else 1):
         rotation, derivative = _yaw(theta)
         rotated = torch.einsum("bij,btkj->btki", rotation, points_world)  # (B, T, J, 3)
         residual = torch.einsum("btkai,btki->btka", A, rotated) + c  # (B, T, J, 2) at d = 0
-        jacobian = A  # (B, T, J, 2, 3): ∂e/∂d
+        jacobian = A[..., axes]  # (B, T, J, 2, 3 or 2): ∂e/∂d
         if solve_yaw:
             turned = torch.einsum("bij,btkj->btki", derivative, points_world)  # Y'(θ) P
             d_theta = torch.einsum("btkai,btki->btka", A, turned)[..., None]  # (B, T, J, 2, 1): ∂e/∂θ
-            jacobian = torch.cat([d_theta, A], dim=-1)  # (B, T, J, 2, 4)
+            jacobian = torch.cat([d_theta, jacobian], dim=-1)  # (B, T, J, 2, 1 + 3 or 2)
             residual = residual - d_theta[..., 0] * theta[:, None, None, None]  # linearized about θ, not 0
         normal = torch.einsum("btk,btkai,btkaj->bij", w, jacobian, jacobian)  # (B, U, U)
         rhs = -torch.einsum("btk,btkai,btka->bi", w, jacobian, residual)  # (B, U)
         lam = ridge * normal.diagonal(dim1=-2, dim2=-1).sum(-1) / unknowns + 1e-9  # (B,)
         solution = torch.linalg.solve(normal + lam[:, None, None] * eye, rhs)
         if solve_yaw:
-            theta, translation = solution[:, 0].clamp(-max_yaw, max_yaw), solution[:, 1:]
-        else:
-            translation = solution
+            theta, solution = solution[:, 0].clamp(-max_yaw, max_yaw), solution[:, 1:]
+        translation = translation.index_copy(1, torch.tensor(axes, device=solution.device), solution)
     return Placement(theta, translation)

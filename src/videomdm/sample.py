@@ -24,7 +24,7 @@ from .text import TextEncoder, build_text_encoder
 from .train import autocast_dtype, bf16_supported, build_diffusion, build_model, resolve_device
 
 __all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "bf16_supported",
-           "window_starts", "blend_windows", "Observations", "lift", "DENOISING_LEVEL_FRACTIONS", "denoising_errors"]
+           "window_starts", "blend_windows", "align_on_ground", "Observations", "lift", "DENOISING_LEVEL_FRACTIONS", "denoising_errors"]
 
 
 @dataclass
@@ -302,6 +302,26 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     return blend_windows(world, starts, num_frames).float().cpu().numpy()
 
 
+def align_on_ground(points: Tensor, reference: Tensor) -> Tensor:
+    """``points (N, T, J, 3)`` turned about +y and moved in x, z to fit ``reference`` best (least squares over every
+    frame and joint of each motion: the 2D Procrustes problem on the ground plane, closed form)."""
+    xz = [0, 2]
+    p, r = points[..., xz].flatten(1, 2), reference[..., xz].flatten(1, 2)  # (N, T·J, 2)
+    p_mean, r_mean = p.mean(1, keepdim=True), r.mean(1, keepdim=True)
+    pc, rc = p - p_mean, r - r_mean
+    # The turn by θ about +y maps (x, z) to (x cos θ + z sin θ, −x sin θ + z cos θ); the best θ is atan2 of the
+    # summed cross and dot products of the centred point pairs.
+    sin = (pc[..., 1] * rc[..., 0] - pc[..., 0] * rc[..., 1]).sum(1)
+    cos = (pc[..., 0] * rc[..., 0] + pc[..., 1] * rc[..., 1]).sum(1)
+    theta = torch.atan2(sin, cos)[:, None]  # (N, 1)
+    c, s_ = torch.cos(theta), torch.sin(theta)
+    x, z = pc[..., 0], pc[..., 1]
+    turned = torch.stack([x * c + z * s_, -x * s_ + z * c], -1) + r_mean  # (N, T·J, 2)
+    out = points.clone()
+    out[..., xz] = turned.unflatten(1, points.shape[1:3])
+    return out
+
+
 DENOISING_LEVEL_FRACTIONS = (0.0, 0.05, 0.12, 0.25, 0.5, 0.8)  # of the last level: 0, 2, 6, 12, 24, 39 of 50 levels
 
 
@@ -313,8 +333,10 @@ def denoising_errors(run: LoadedRun, motions: np.ndarray, *, levels: Sequence[in
 
     Each motion is canonicalized, encoded and normalized as in training and noised with ``q_sample`` to level t.
     ``denoise_mm`` is the mean per-joint distance between the joints decoded from the prediction x̂0 and those
-    decoded from x0; ``input_mm`` the same for ``x_t / sqrt(abar_t)``, the input without its scale, i.e. what a prior
-    that removes nothing returns. A prior that can help lifting has ``denoise_ratio_t = denoise_mm / input_mm < 1``
+    decoded from x0, after the one turn about +y and ground-plane translation per motion that fit it best
+    (:func:`align_on_ground`: where a window stands and which way it faces is what lifting solves from the keypoints,
+    and what ``2d`` training leaves free); ``input_mm`` the same for ``x_t / sqrt(abar_t)``, the input without its
+    scale, i.e. what a prior that removes nothing returns. A prior that can help lifting has ``denoise_ratio_t = denoise_mm / input_mm < 1``
     at the levels lifting starts from (``two_d.teacher_min_t`` and below). Joints, not features, so that the figure
     means the same for every supervision (``2d`` supervises only what the joints decode from). See the README's
     recovery section.
@@ -346,7 +368,7 @@ def denoising_errors(run: LoadedRun, motions: np.ndarray, *, levels: Sequence[in
         return decode(run.normalizer.denormalize(features), run.skeleton.num_joints)
 
     def mean_distance_mm(features: Tensor) -> float:
-        return 1000.0 * float((to_joints(features) - reference).norm(dim=-1).mean())
+        return 1000.0 * float((align_on_ground(to_joints(features), reference) - reference).norm(dim=-1).mean())
 
     reference = to_joints(x0)
     mask = torch.ones(x0.shape[:2], dtype=torch.bool, device=run.device)
