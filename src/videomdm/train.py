@@ -44,7 +44,7 @@ from .checkpoint import (CheckpointError, atomic_write_text, check_compatible, l
 from .config import Config
 from .data.dataset import MOTION_SOURCES, Batch, MotionWindows, collate
 from .diffusion import GaussianDiffusion
-from .camera import ray_nearest_point
+from .camera import ray_nearest_point, world_to_camera
 from .losses import (foot_contact_loss, joint_position_loss, joint_velocity_loss, masked_mse, reprojection_loss,
                      velocity_2d_loss)
 from .model import MotionDenoiser
@@ -265,7 +265,8 @@ def loss_3d(state: TrainState, batch: Batch, random: ItemRandom) -> tuple[Tensor
     x_t = state.diffusion.q_sample(x0, t, noise)
     cond, uncond = _condition(state, batch.texts)
     pred = _denoise(state, x_t, t, batch.mask, cond, uncond)
-    terms = {"features": masked_mse(pred, x0, batch.mask)}
+    item_weight = state.diffusion.loss_weights(t, w.time_weighting, w.min_snr_gamma)  # (B,)
+    terms = {"features": masked_mse(pred, x0, batch.mask, item_weight)}
     if w.positions or w.velocities or w.foot_contact:
         num_joints = state.layout.num_joints
         pred_joints = decode(state.normalizer.denormalize(pred), num_joints)  # (B, T, J, 3)
@@ -339,17 +340,23 @@ def loss_2d(state: TrainState, batch: Batch, random: ItemRandom) -> tuple[Tensor
     with record_function("videomdm.noised_teacher"):
         x_t = noised_teacher(state, teacher, t, batch.mask, cond, uncond, random)
     pred = _denoise(state, x_t, t, batch.mask, cond, uncond)
+    loss_cfg = state.config.loss
+    item_weight = state.diffusion.loss_weights(t, loss_cfg.time_weighting, loss_cfg.min_snr_gamma)  # (B,)
     joints = decode(state.normalizer.denormalize(pred), state.layout.num_joints)  # (B, T, J, 3) canonical frame
     # The prediction decodes at the teacher window's anchor (root x, z = 0, facing +z); its placement is solved from
     # the keypoints instead (detached: at the optimum the loss has no gradient along a translation anyway).
     with torch.no_grad():
         placement = solve_placement(joints, batch.keypoints, batch.confidence * batch.mask[..., None], batch.R,
                                     batch.t, solve_yaw=cfg.solve_yaw)
+        # Depth weights from the teacher, which is where it is: the placed prediction must not set its own.
+        teacher_depth = world_to_camera(decode(batch.features, state.layout.num_joints), batch.R, batch.t)[..., 2]
     joints = placement.apply(joints)
     observed = (batch.keypoints, batch.confidence, batch.mask, batch.R, batch.t)
+    weighting = {"weighting": cfg.depth_weighting, "min_depth": cfg.min_depth, "depth": teacher_depth,
+                 "item_weight": item_weight}
     terms = {
-        "reprojection": reprojection_loss(joints, *observed, weighting=cfg.depth_weighting, min_depth=cfg.min_depth),
-        "velocity_2d": velocity_2d_loss(joints, *observed, weighting=cfg.depth_weighting, min_depth=cfg.min_depth),
+        "reprojection": reprojection_loss(joints, *observed, **weighting),
+        "velocity_2d": velocity_2d_loss(joints, *observed, **weighting),
     }
     if cfg.alignment:
         terms["alignment"] = alignment_loss(state, pred, joints, batch)
