@@ -41,8 +41,9 @@ from torch import Tensor, nn
 
 from videomdm.config import load_config
 from videomdm.diffusion import classifier_free_guidance
+from videomdm.factory import bf16_supported
 from videomdm.model import MotionDenoiser
-from videomdm.sample import bf16_supported, inference_precision
+from videomdm.sample import inference_precision
 
 FEATURE_DIM = 263  # HumanML3D features, 22 joints
 OUR_COND_DIM = 384  # MiniLM text embeddings

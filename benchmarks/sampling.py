@@ -40,11 +40,11 @@ import numpy as np
 import torch
 
 from videomdm.config import load_config
+from videomdm.factory import build_denoiser, build_diffusion, build_model
 from videomdm.representation import Normalizer
 from videomdm.sample import LoadedRun, generate
 from videomdm.skeleton import get_skeleton
 from videomdm.text import build_text_encoder
-from videomdm.train import build_diffusion, build_model
 
 FEATURE_DIM = 263
 
@@ -77,7 +77,7 @@ def random_run(preset: str, device: torch.device, max_steps: int, frames_per_tok
                                   f"model.frames_per_token={frames_per_token}"])
     encoder = build_text_encoder("minilm", device=str(device))
     torch.manual_seed(0)
-    model = build_model(config, FEATURE_DIM, encoder.dim).to(device).eval()
+    model = build_denoiser(config, build_model(config, FEATURE_DIM, encoder.dim)).to(device).eval()
     normalizer = Normalizer(torch.zeros(FEATURE_DIM), torch.ones(FEATURE_DIM)).to(device)
     return LoadedRun(config=config, model=model, diffusion=build_diffusion(config).to(device), normalizer=normalizer,
                      text_encoder=encoder, skeleton=get_skeleton(config.data.skeleton), device=device, step=0,

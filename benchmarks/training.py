@@ -36,8 +36,9 @@ from conftest import make_motion_dataset  # noqa: E402
 
 from videomdm.config import load_config  # noqa: E402
 from videomdm.data.prepare import prepare_mocap_2d  # noqa: E402
+from videomdm.factory import resolve_device  # noqa: E402
 from videomdm.teacher import make_teacher  # noqa: E402
-from videomdm.train import resolve_device, train  # noqa: E402
+from videomdm.train import train  # noqa: E402
 
 PROFILE_RANGES = ("videomdm.batch", "videomdm.noised_teacher", "videomdm.loss", "videomdm.backward",
                   "videomdm.optimizer")

@@ -24,7 +24,8 @@ from test_train import TINY, read_metrics
 
 from videomdm.checkpoint import load_tensors
 from videomdm.config import load_config
-from videomdm.train import ItemRandom, Processes, autocast_dtype, micro_batch_positions, processes_from_env, train
+from videomdm.factory import autocast_dtype
+from videomdm.train import ItemRandom, Processes, micro_batch_positions, processes_from_env, train
 
 EXACT = TINY + ["model.dropout=0", "train.save_every=1", "train.keep_checkpoints=5"]
 

@@ -179,23 +179,6 @@ def test_positional_table_is_not_saved():
     assert model.positional.shape == (65, 32)  # max_frames + 1 (condition token) positions
 
 
-def test_v_prediction_returns_x0_from_the_v_output():
-    """x0 = sqrt(abar_t) x_t − sqrt(1 − abar_t) v: with a zero v head the model returns sqrt(abar_t) x_t."""
-    from videomdm.diffusion import GaussianDiffusion
-
-    diffusion = GaussianDiffusion(50)
-    model = MotionDenoiser(feature_dim=7, width=16, layers=1, heads=2, ff_size=32, dropout=0.0,
-                           v_schedule=diffusion.alphas_cumprod).eval()
-    torch.nn.init.zeros_(model.output_proj.weight)
-    torch.nn.init.zeros_(model.output_proj.bias)
-    x = torch.randn(3, 5, 7)
-    t = torch.tensor([0, 25, 49])
-    mask = torch.ones(3, 5, dtype=torch.bool)
-    expected = diffusion.alphas_cumprod[t].sqrt()[:, None, None] * x
-    torch.testing.assert_close(model(x, t, mask), expected)
-    assert "v_schedule" not in model.state_dict()  # rebuilt from the config, never saved
-
-
 @pytest.mark.parametrize("frames_per_token", [2, 3])
 @pytest.mark.parametrize("frames", [1, 5, 20, 21, 64])
 def test_patched_model_shapes_for_any_length(frames_per_token, frames):
@@ -245,17 +228,3 @@ def test_frames_per_token_one_is_the_per_frame_model():
         assert torch.equal(default.eval()(x, t, mask, cond), explicit.eval()(x, t, mask, cond))
     with pytest.raises(ValueError, match="frames_per_token"):
         small_model(frames_per_token=0)
-
-
-def test_patched_v_prediction_is_per_frame():
-    """x0 = sqrt(abar_t) x_t − sqrt(1 − abar_t) v holds frame by frame with k = 2 (zero v head → sqrt(abar_t) x_t)."""
-    from videomdm.diffusion import GaussianDiffusion
-
-    diffusion = GaussianDiffusion(50)
-    model = small_model(0, frames_per_token=2, v_schedule=diffusion.alphas_cumprod).eval()
-    torch.nn.init.zeros_(model.output_proj.weight)
-    torch.nn.init.zeros_(model.output_proj.bias)
-    x, t, mask, _ = inputs(frames=7)
-    mask[2, 4:] = False
-    expected = (diffusion.alphas_cumprod[t].sqrt()[:, None, None] * x).masked_fill(~mask[..., None], 0.0)
-    torch.testing.assert_close(model(x, t, mask), expected)

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from videomdm.config import load_config
+from videomdm.factory import build_denoiser, build_diffusion, build_model
 from videomdm.representation import Normalizer
 from videomdm.sample import LoadedRun, generate
 from videomdm.skeleton import get_skeleton
-from videomdm.train import build_diffusion, build_model
 
 FEATURES = 263
 
@@ -36,7 +36,7 @@ def tiny_run(*overrides: str) -> LoadedRun:
                                    "data.min_frames=10", "data.text_encoder=minilm", *overrides])
     torch.manual_seed(0)
     encoder = CountingTextEncoder()
-    model = build_model(config, FEATURES, encoder.dim).eval()
+    model = build_denoiser(config, build_model(config, FEATURES, encoder.dim)).eval()
     normalizer = Normalizer(torch.zeros(FEATURES), torch.ones(FEATURES))
     return LoadedRun(config=config, model=model, diffusion=build_diffusion(config), normalizer=normalizer,
                      text_encoder=encoder, skeleton=get_skeleton("smpl22"), device=torch.device("cpu"), step=0,
@@ -128,8 +128,8 @@ def test_denoising_errors_of_a_model_that_predicts_the_mean_are_the_motions_dist
     from videomdm.sample import align_on_ground, denoising_errors
 
     run = tiny_run()
-    torch.nn.init.zeros_(run.model.output_proj.weight)
-    torch.nn.init.zeros_(run.model.output_proj.bias)
+    torch.nn.init.zeros_(run.model.net.output_proj.weight)
+    torch.nn.init.zeros_(run.model.net.output_proj.bias)
     motions = np.stack([walk(24, seed=s) for s in range(3)])  # (3, 24, 22, 3)
     x0 = encode(torch.as_tensor(motions, dtype=torch.float32), run.skeleton,
                 contact_threshold=run.config.data.contact_threshold, facing_sigma=run.config.data.facing_sigma)
@@ -166,8 +166,8 @@ def test_denoising_errors_of_a_v_model_with_a_zero_head_track_the_input():
     from videomdm.sample import denoising_errors
 
     run = tiny_run("model.prediction=v")
-    torch.nn.init.zeros_(run.model.output_proj.weight)
-    torch.nn.init.zeros_(run.model.output_proj.bias)
+    torch.nn.init.zeros_(run.model.net.output_proj.weight)
+    torch.nn.init.zeros_(run.model.net.output_proj.bias)
     errors = denoising_errors(run, np.stack([walk(24, seed=s) for s in range(4)]), levels=[0, 6, 12])
     assert errors["denoise_mm_t0"] < errors["denoise_mm_t6"] < errors["denoise_mm_t12"]
     assert errors["denoise_ratio_t0"] == pytest.approx(1.0, abs=0.05)

@@ -112,14 +112,20 @@ def test_losses_reach_the_host_once_per_log_interval_and_a_non_finite_one_is_nev
                                                                                          monkeypatch):
     import videomdm.train as training
 
-    original, calls = training.loss_3d, []
+    build, calls = training.build_objective, []
 
-    def poisoned(state, batch, random):  # one micro-batch per step: call k is step k
-        loss, terms = original(state, batch, random)
-        calls.append(len(calls))
-        return (loss * float("nan") if len(calls) == 2 else loss), terms
+    def build_poisoned(*args):
+        objective = build(*args)
 
-    monkeypatch.setattr(training, "loss_3d", poisoned)
+        def poisoned(*inputs):  # one micro-batch per step: call k is step k
+            loss, terms = objective(*inputs)
+            calls.append(len(calls))
+            return (loss * float("nan") if len(calls) == 2 else loss), terms
+
+        poisoned.with_keypoints = objective.with_keypoints
+        return poisoned
+
+    monkeypatch.setattr(training, "build_objective", build_poisoned)
     run = tmp_path / "run"
     with pytest.raises(FloatingPointError, match="non-finite loss at step 1"):
         train(motion_dataset, run, tiny_config("train.steps=8", "train.log_every=4", "train.save_every=4"),
@@ -157,7 +163,7 @@ def test_patched_model_trains_and_samples(motion_dataset, tmp_path):
     train(motion_dataset, run, tiny_config("train.steps=2", "model.frames_per_token=2"), progress=False)
     assert all(np.isfinite(m["loss"]) and m["loss"] > 0 for m in read_metrics(run))
     loaded = load_run(run, device="cpu")
-    assert loaded.model.frames_per_token == 2
+    assert loaded.model.net.frames_per_token == 2
     joints = generate(loaded, 2, num_frames=23, steps=3, seed=1)
     assert joints.shape == (2, 23, 22, 3) and np.isfinite(joints).all()
 

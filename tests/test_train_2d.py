@@ -2,7 +2,6 @@
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +13,8 @@ from videomdm.cli import main
 from videomdm.config import load_config
 from videomdm.data.errors import DataError
 from videomdm.diffusion import GaussianDiffusion
-from videomdm.train import ItemRandom, noised_teacher, train
+from videomdm.objectives import ReprojectionObjective, build_objective
+from videomdm.train import ItemRandom, train
 
 
 def tiny_2d_config(*extra: str):
@@ -87,10 +87,11 @@ class _RecordingDenoiser(torch.nn.Module):
 def test_teacher_is_never_noised_below_t_star(monkeypatch):
     steps, t_star, chain = 50, 12, 4
     config = load_config("small", [f"diffusion.steps={steps}", f"two_d.teacher_min_t={t_star}",
-                                   f"two_d.chain_steps={chain}"])
+                                   f"two_d.chain_steps={chain}", "train.supervision=2d"])
+    objective = build_objective(config, None, torch.device("cpu"))
+    assert isinstance(objective, ReprojectionObjective)
     diffusion = GaussianDiffusion(steps)
     model = _RecordingDenoiser(value=7.0)
-    state = SimpleNamespace(config=config, diffusion=diffusion, model=model, device=torch.device("cpu"), autocast=None)
     teacher = torch.randn(4, 10, 263)
     levels = torch.tensor([0, 5, 12, 40])
     calls = []
@@ -102,7 +103,8 @@ def test_teacher_is_never_noised_below_t_star(monkeypatch):
 
     monkeypatch.setattr(diffusion, "q_sample", recording_q_sample)
     mask = torch.ones(4, 10, dtype=torch.bool)
-    x = noised_teacher(state, teacher, levels, mask, None, None, ItemRandom(0, 0, range(4), max_frames=10))
+    x = objective.noised_teacher(model, diffusion, teacher, levels, mask, None, None,
+                                 ItemRandom(0, 0, range(4), max_frames=10))
 
     teacher_levels = torch.cat([t for is_teacher, t, _ in calls if is_teacher])
     assert teacher_levels.min() >= t_star
@@ -115,9 +117,8 @@ def test_teacher_is_never_noised_below_t_star(monkeypatch):
     assert torch.all(last_x0 == 7.0)  # the last step starts from the model's own prediction
     # Each chain step is deterministic DDIM: the next level keeps the noise that x and the prediction imply. Replaying
     # the chain of item 0 (levels 12 → 9 → 6 → 3 → 0) from its start gives its result exactly.
-    start = original(teacher[:1], torch.tensor([t_star]), ItemRandom(0, 0, range(4), max_frames=10).noise(10, 263,
-                                                                                                        torch.device("cpu"))[:1])
-    replay = start
+    first_noise = ItemRandom(0, 0, range(4), max_frames=10).noise(10, 263, torch.device("cpu"))[:1]
+    replay = original(teacher[:1], torch.tensor([t_star]), first_noise)
     for current, nxt in ((12, 9), (9, 6), (6, 3), (3, 0)):
         prediction = torch.full_like(replay, 7.0)
         implied = diffusion.predict_noise_from_x0(replay, torch.tensor([current]), prediction)

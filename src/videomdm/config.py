@@ -54,7 +54,7 @@ class ModelConfig:
     dropout: float = 0.1
     activation: str = "gelu"
     cond_dropout: float = 0.1  # probability of dropping the condition in training (classifier-free guidance)
-    prediction: str = "x0"  # x0 (MDM) | v: the network predicts v, the model still returns x0 (see model.py)
+    prediction: str = "x0"  # x0 (MDM) | v: the network predicts v, the model still returns x0 (parameterization.py)
     frames_per_token: int = 1  # k consecutive frames per transformer token (temporal patching, see model.py); 1 = MDM
 
 

@@ -468,7 +468,7 @@ def classifier_free_guidance(model: Callable[..., Tensor], scale: float, *, mask
 
     Args:
         model: a denoiser called as ``model(x (2B, T, D), t (2B,), mask (2B, T), cond=(2B, C), uncond=(2B,))``,
-            e.g. :class:`videomdm.model.MotionDenoiser` in eval mode.
+            e.g. :class:`videomdm.parameterization.Parameterized` in eval mode.
         scale: guidance scale (the default lives in the config).
         mask: (B, T) bool, True = real frame.
         cond: (B, C) condition vectors.

@@ -7,7 +7,8 @@ Design (Tevet et al. 2023, "Human Motion Diffusion Model", Sec. 3 and Fig. 2), e
     h = TransformerEncoder(tokens, key padding mask)                                (B, 1 + T, width)
     x0_hat = W_out h[:, 1:]                                                         (B, T, features)
 
-The model predicts x0 (not the noise), as MDM does, so that geometric losses can act on its output.
+The model predicts x0 (not the noise), as MDM does, so that geometric losses can act on its output. Other
+parameterizations (v) wrap the network and turn its output into x0 (``parameterization.py``).
 
 Differences from the reference implementation, on purpose:
 
@@ -157,7 +158,8 @@ class TimestepEmbedder(nn.Module):
 
 
 class MotionDenoiser(nn.Module):
-    """MDM-style transformer denoiser predicting x0 from x_t, the timestep and an optional condition vector.
+    """MDM-style transformer denoiser predicting x0 (or v, wrapped in :class:`~videomdm.parameterization.Parameterized`)
+    from x_t, the timestep and an optional condition vector.
 
     Args:
         feature_dim: D, per-frame motion feature size (263 for HumanML3D's 22-joint representation).
@@ -172,12 +174,6 @@ class MotionDenoiser(nn.Module):
             (classifier-free guidance training, Ho & Salimans 2022).
         max_frames: longest sequence accepted, in frames (the positional table has ``ceil(max_frames / k)`` token
             positions, plus one for the condition token).
-        v_schedule: ``(N,)`` cumulative alpha-bar of the diffusion, or None. None: the network output is x0 itself.
-            Given: the network predicts ``v`` (Salimans & Ho 2022, eq. 8) and the model returns
-            ``x0 = sqrt(abar_t) x_t − sqrt(1 − abar_t) v``, so at low noise the prediction starts from its input
-            (with unit-variance data this is EDM's ``c_skip``/``c_out`` preconditioning, Karras et al. 2022, eq. 7).
-            Under 2D supervision, where a single view leaves depth unconstrained, this keeps what the views cannot
-            see close to the (noised) input instead of arbitrary.
         frames_per_token: k, consecutive frames per transformer token (temporal patching, module docstring); 1 =
             one token per frame (MDM).
     """
@@ -194,7 +190,6 @@ class MotionDenoiser(nn.Module):
         activation: str = "gelu",
         cond_dropout: float = 0.1,
         max_frames: int = 1024,
-        v_schedule: Tensor | None = None,
         frames_per_token: int = 1,
     ) -> None:
         super().__init__()
@@ -219,8 +214,6 @@ class MotionDenoiser(nn.Module):
         # Position 0 is the condition token, positions 1..N the frame tokens. Deterministic, so not saved.
         positions = torch.arange(math.ceil(max_frames / frames_per_token) + 1)
         self.register_buffer("positional", sinusoidal_embedding(positions, width), persistent=False)
-        # Derived from the config's diffusion settings, so not saved either.
-        self.register_buffer("v_schedule", None if v_schedule is None else v_schedule.float(), persistent=False)
 
     def condition_token(self, t: Tensor, cond: Tensor | None, uncond: Tensor | None) -> Tensor:
         """The token prepended to the frames: timestep embedding + projected condition vector.
@@ -263,7 +256,7 @@ class MotionDenoiser(nn.Module):
         cond: Tensor | None = None,
         uncond: Tensor | None = None,
     ) -> Tensor:
-        """Predict the clean motion x0 from the noised motion x_t.
+        """Predict the clean motion x0 (or v, see the class docstring) from the noised motion x_t.
 
         Args:
             x: (B, T, D) noised features x_t. Values on padded frames are ignored (they may be anything,
@@ -275,7 +268,7 @@ class MotionDenoiser(nn.Module):
             uncond: (B,) bool, True = force the unconditional branch for that sample (in any mode).
 
         Returns:
-            (B, T, D) x0 prediction; exactly 0 on padded frames.
+            (B, T, D) prediction; exactly 0 on padded frames.
         """
         batch, frames, features = x.shape
         if features != self.feature_dim:
@@ -308,7 +301,4 @@ class MotionDenoiser(nn.Module):
 
         out = self.output_proj(self.ln_final(tokens[:, 1:]))  # (B, N, k·D): drop the condition token
         out = out.reshape(batch, num_tokens * k, features)[:, :frames]  # (B, T, D): back to frames
-        if self.v_schedule is not None:
-            abar = self.v_schedule[t].to(out.dtype)[:, None, None]  # (B, 1, 1)
-            out = abar.sqrt() * x - (1.0 - abar).sqrt() * out  # x0 from the v prediction
         return out.masked_fill(~mask[..., None], 0.0)

@@ -14,26 +14,27 @@ from .checkpoint import CheckpointError, check_compatible, latest_checkpoint, lo
     load_tensors
 from .config import Config
 from .diffusion import GaussianDiffusion, classifier_free_guidance
-from .model import MotionDenoiser
+from .factory import autocast_dtype, build_denoiser, build_diffusion, build_model, resolve_device
+from .parameterization import Parameterized
 from .camera import ray_nearest_point, transform_camera
 from .data.dataset import Observations
 from .placement import solve_placement
 from .representation import Normalizer, RigidTransform, canonicalize, decode, encode, encode_with_frames
 from .skeleton import Skeleton, get_skeleton
 from .text import TextEncoder, build_text_encoder
-from .train import autocast_dtype, bf16_supported, build_diffusion, build_model, resolve_device
 
-__all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "bf16_supported",
-           "window_starts", "blend_windows", "align_on_ground", "Observations", "lift", "DENOISING_LEVEL_FRACTIONS", "denoising_errors"]
+__all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "window_starts", "blend_windows",
+           "align_on_ground", "Observations", "lift", "DENOISING_LEVEL_FRACTIONS", "denoising_errors"]
 
 
 @dataclass
 class LoadedRun:
-    """A trained run ready to sample: the EMA denoiser (eval mode) and everything needed around it (``compiled``:
-    the denoiser through ``torch.compile``, made on first use by :func:`generate`)."""
+    """A trained run ready to sample: the EMA denoiser (``model``: the x0 denoiser, the network under its
+    parameterization, eval mode) and everything needed around it (``compiled``: the denoiser through
+    ``torch.compile``, made on first use by :func:`generate`)."""
 
     config: Config
-    model: MotionDenoiser
+    model: Parameterized
     diffusion: GaussianDiffusion
     normalizer: Normalizer
     text_encoder: TextEncoder | None
@@ -60,13 +61,13 @@ def load_run(run_dir: Path, *, checkpoint: Path | None = None, device: str = "au
     text_encoder = build_text_encoder(config.data.text_encoder, device=str(dev))
     normalizer = Normalizer.from_state_dict(load_tensors(run_dir / "normalizer.safetensors")).to(dev)
     feature_dim = int(normalizer.mean.shape[-1])
-    model = build_model(config, feature_dim, text_encoder.dim if text_encoder is not None else 0)
+    network = build_model(config, feature_dim, text_encoder.dim if text_encoder is not None else 0)
     weights = ckpt.ema if use_ema else ckpt.model
     try:
-        model.load_state_dict(weights)
+        network.load_state_dict(weights)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the model of {run_dir / 'config.json'} ({err})") from None
-    model.to(dev).eval()
+    model = build_denoiser(config, network).to(dev).eval()
     return LoadedRun(config=config, model=model, diffusion=build_diffusion(config).to(dev), normalizer=normalizer,
                      text_encoder=text_encoder, skeleton=get_skeleton(config.data.skeleton), device=dev,
                      step=ckpt.step, checkpoint=path)
@@ -74,7 +75,7 @@ def load_run(run_dir: Path, *, checkpoint: Path | None = None, device: str = "au
 
 def inference_precision(model: Callable[..., Tensor], device: torch.device, precision: str) -> Callable[..., Tensor]:
     """``model`` run under the autocast of ``precision`` (``"fp32"``: as is; ``"bf16"``: bf16 autocast where the
-    device computes bf16 natively, else fp32 with a warning: :func:`~videomdm.train.autocast_dtype`); outputs are
+    device computes bf16 natively, else fp32 with a warning: :func:`~videomdm.factory.autocast_dtype`); outputs are
     always float32, so the sampler's arithmetic stays in full precision."""
     if autocast_dtype(precision, device, use="sampling") is None:
         return model

@@ -1,0 +1,274 @@
+"""Training objectives: one per supervision mode (DESIGN.md, "Supervision modes").
+
+An objective is called as ``objective(model, diffusion, normalizer, batch, random) → (loss, terms)``:
+
+* ``model``: the x0 denoiser ``(x_t (B, T, D), t (B,), mask (B, T), cond=, uncond=) → x0_hat (B, T, D)``
+  (:func:`videomdm.factory.build_denoiser`, or the DDP wrapper around it);
+* ``diffusion``: the :class:`~videomdm.diffusion.GaussianDiffusion` on the batch's device;
+* ``normalizer``: the run's feature :class:`~videomdm.representation.Normalizer`;
+* ``batch``: one micro-batch (:class:`~videomdm.data.dataset.Batch`) on the device;
+* ``random``: the items' random streams (:class:`ItemNoise`), so every timestep and noise draw is reproducible;
+* ``loss``: the weighted total (0-d, with gradient); ``terms``: each unweighted term by name (0-d, detached, on the
+  device: reading them is left to the caller, so no step waits for the device).
+
+Everything else an objective needs (its config sections, skeleton, text encoder, device, autocast) is bound when it
+is built (:func:`build_objective`). Its ``with_keypoints`` says whether its batches must carry keypoints and
+cameras. A new supervision mode is a new entry of :data:`OBJECTIVES`; the training loop does not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+from torch.profiler import record_function
+
+from .camera import ray_nearest_point, world_to_camera
+from .config import Config
+from .data.dataset import Batch
+from .diffusion import GaussianDiffusion
+from .losses import (foot_contact_loss, joint_position_loss, joint_velocity_loss, masked_mse, reprojection_loss,
+                     velocity_2d_loss)
+from .placement import solve_placement
+from .representation import FeatureLayout, Normalizer, decode, encode
+from .skeleton import get_skeleton
+from .text import TextEncoder
+
+__all__ = ["Objective", "ItemNoise", "Denoise", "FeatureObjective", "ReprojectionObjective", "OBJECTIVES",
+           "build_objective"]
+
+Terms = dict[str, Tensor]
+
+
+class ItemNoise(Protocol):
+    """The random draws of one micro-batch's items (``videomdm.train.ItemRandom``: one stream per item)."""
+
+    def timesteps(self, num_steps: int, device: torch.device) -> Tensor:
+        """(B,) int64 diffusion levels, uniform in ``[0, num_steps)``."""
+
+    def noise(self, frames: int, dim: int, device: torch.device, items: list[int] | None = None) -> Tensor:
+        """(B', frames, dim) standard normal noise for ``items`` (default all) of the micro-batch."""
+
+
+class Objective(Protocol):
+    """A training objective (module docstring)."""
+
+    with_keypoints: bool
+
+    def __call__(self, model: torch.nn.Module, diffusion: GaussianDiffusion, normalizer: Normalizer, batch: Batch,
+                 random: ItemNoise) -> tuple[Tensor, Terms]: ...
+
+
+@dataclass(frozen=True)
+class Denoise:
+    """How objectives call the denoiser: captions to condition tensors, the forward pass under the run's autocast
+    (``autocast`` None: fp32), the prediction back in float32 (losses, decoding and projection always run in float32).
+    """
+
+    text_encoder: TextEncoder | None
+    device: torch.device
+    autocast: torch.dtype | None = None
+
+    def condition(self, texts: list[str]) -> tuple[Tensor | None, Tensor | None]:
+        """Text embeddings ``(B, C)`` and ``uncond (B,)`` flags for items without a caption; None without a text
+        encoder."""
+        if self.text_encoder is None:
+            return None, None
+        uncond = torch.tensor([not t for t in texts], device=self.device)
+        emb = self.text_encoder.encode([t or " " for t in texts]).to(self.device)
+        return emb, uncond
+
+    def __call__(self, model: torch.nn.Module, x: Tensor, t: Tensor, mask: Tensor, cond: Tensor | None,
+                 uncond: Tensor | None) -> Tensor:
+        """The x0 prediction ``(B, T, D)`` float32 for x_t ``(B, T, D)`` at levels ``t`` ``(B,)``."""
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+            pred = model(x, t, mask, cond=cond, uncond=uncond)
+        return pred.float()
+
+
+class FeatureObjective:
+    """MDM (Tevet et al. 2023): x0-prediction loss on the normalized features (eq. 2) plus the optional geometric
+    terms (eqs. 3–5: joint positions, velocities, foot contact), weighted by ``config.loss``.
+
+    Used by the ``3d`` and ``teacher`` supervision modes; they differ only in which motion fills ``batch.features``.
+    """
+
+    with_keypoints = False
+
+    def __init__(self, config: Config, denoise: Denoise) -> None:
+        self.weights = config.loss
+        skeleton = get_skeleton(config.data.skeleton)
+        self.layout = FeatureLayout(skeleton.num_joints)
+        left, right = skeleton.foot_indices
+        self.foot_joints = left + right
+        self.denoise = denoise
+
+    def __call__(self, model: torch.nn.Module, diffusion: GaussianDiffusion, normalizer: Normalizer, batch: Batch,
+                 random: ItemNoise) -> tuple[Tensor, Terms]:
+        w, device = self.weights, self.denoise.device
+        x0 = normalizer.normalize(batch.features)  # (B, T, D)
+        t = random.timesteps(diffusion.num_steps, device)
+        noise = random.noise(x0.shape[1], x0.shape[2], device)
+        x_t = diffusion.q_sample(x0, t, noise)
+        cond, uncond = self.denoise.condition(batch.texts)
+        pred = self.denoise(model, x_t, t, batch.mask, cond, uncond)
+        item_weight = diffusion.loss_weights(t, w.time_weighting, w.min_snr_gamma)  # (B,) per level
+        terms = {"features": masked_mse(pred, x0, batch.mask, item_weight)}
+        if w.positions or w.velocities or w.foot_contact:
+            num_joints = self.layout.num_joints
+            pred_joints = decode(normalizer.denormalize(pred), num_joints)  # (B, T, J, 3)
+            target_joints = decode(batch.features, num_joints)
+            if w.positions:
+                terms["positions"] = joint_position_loss(pred_joints, target_joints, batch.mask)
+            if w.velocities:
+                terms["velocities"] = joint_velocity_loss(pred_joints, target_joints, batch.mask)
+            if w.foot_contact:
+                contacts = batch.features[..., self.layout.foot_contacts]  # (B, T, 4)
+                terms["foot_contact"] = foot_contact_loss(pred_joints, contacts, self.foot_joints, batch.mask)
+        total = sum(getattr(w, name) * value for name, value in terms.items())
+        return total, {name: value.detach() for name, value in terms.items()}
+
+
+class ReprojectionObjective:
+    """VideoMDM (DESIGN.md, supervision ``2d``): the noised teacher in, 3D out, supervised by reprojection.
+
+    Terms, weighted by ``config.two_d``: depth-weighted reprojection of the decoded prediction against the keypoints,
+    2D velocity consistency, and (optionally) alignment of the prediction's rotation/velocity/contact slices with the
+    re-encoded prediction moved onto the keypoint rays. ``batch.features`` hold the teacher; no ground truth is read.
+    """
+
+    with_keypoints = True
+
+    def __init__(self, config: Config, denoise: Denoise) -> None:
+        self.two_d = config.two_d
+        self.loss = config.loss
+        self.skeleton = get_skeleton(config.data.skeleton)
+        self.layout = FeatureLayout(self.skeleton.num_joints)
+        self.contact_threshold = config.data.contact_threshold
+        self.facing_sigma = config.data.facing_sigma
+        self.denoise = denoise
+
+    def __call__(self, model: torch.nn.Module, diffusion: GaussianDiffusion, normalizer: Normalizer, batch: Batch,
+                 random: ItemNoise) -> tuple[Tensor, Terms]:
+        cfg = self.two_d
+        teacher = normalizer.normalize(batch.features)  # (B, T, D)
+        t = random.timesteps(diffusion.num_steps, self.denoise.device)
+        cond, uncond = self.denoise.condition(batch.texts)
+        with record_function("videomdm.noised_teacher"):
+            x_t = self.noised_teacher(model, diffusion, teacher, t, batch.mask, cond, uncond, random)
+        pred = self.denoise(model, x_t, t, batch.mask, cond, uncond)
+        item_weight = diffusion.loss_weights(t, self.loss.time_weighting, self.loss.min_snr_gamma)  # (B,) per level
+        joints = decode(normalizer.denormalize(pred), self.layout.num_joints)  # (B, T, J, 3) canonical frame
+        # The prediction decodes at the teacher window's anchor (root x, z = 0, facing +z); where it stands and which
+        # way it faces are solved from the keypoints instead (placement.py; detached: at the optimum the loss has no
+        # gradient along a turn or a translation). The depth weights come from the teacher, which stays where it is:
+        # a placed prediction setting its own weights could lower its loss by shrinking towards the camera.
+        with torch.no_grad():
+            placement = solve_placement(joints, batch.keypoints, batch.confidence * batch.mask[..., None], batch.R,
+                                        batch.t, solve_yaw=cfg.solve_yaw)
+            teacher_depth = world_to_camera(decode(batch.features, self.layout.num_joints), batch.R, batch.t)[..., 2]
+        joints = placement.apply(joints)
+        observed = (batch.keypoints, batch.confidence, batch.mask, batch.R, batch.t)
+        weighting = {"weighting": cfg.depth_weighting, "min_depth": cfg.min_depth, "depth": teacher_depth,
+                     "item_weight": item_weight}
+        terms = {
+            "reprojection": reprojection_loss(joints, *observed, **weighting),
+            "velocity_2d": velocity_2d_loss(joints, *observed, **weighting),
+        }
+        if cfg.alignment:
+            terms["alignment"] = self.alignment_loss(normalizer, pred, joints, batch)
+        weights = {"reprojection": cfg.reprojection, "velocity_2d": cfg.velocity, "alignment": cfg.alignment}
+        total = sum(weights[name] * value for name, value in terms.items())
+        return total, {name: value.detach() for name, value in terms.items()}
+
+    def noised_teacher(self, model: torch.nn.Module, diffusion: GaussianDiffusion, teacher: Tensor, t: Tensor,
+                       mask: Tensor, cond: Tensor | None, uncond: Tensor | None, random: ItemNoise) -> Tensor:
+        """The model input at level ``t``; the teacher is only ever noised to levels ≥ t* (``two_d.teacher_min_t``).
+
+        Items with ``t ≥ t*`` get ``q_sample(teacher, t)``. Items with ``t < t*`` start from ``q_sample(teacher, t*)``
+        and walk down to ``t`` in ``two_d.chain_steps`` evenly spaced deterministic DDIM steps (eval mode, no
+        gradient, low-noise items only): the next level keeps the noise that the input and the model's prediction
+        imply, as sampling and lifting do. At low noise the model therefore sees its own denoised motion, never the
+        lifter's artifacts, which would otherwise be reproduced almost unchanged.
+
+        Args:
+            teacher: (B, T, D) normalized teacher features. t: (B,) target levels. mask: (B, T) bool.
+        Returns:
+            (B, T, D) the noised input at level ``t`` (no gradient).
+        """
+        t_star, chain = self.two_d.teacher_min_t, self.two_d.chain_steps
+        device = self.denoise.device
+        frames, dim = teacher.shape[1:]
+        noise = random.noise(frames, dim, device)
+        x = diffusion.q_sample(teacher, t.clamp_min(t_star), noise)
+        low = torch.nonzero(t < t_star).squeeze(-1)  # (B_low,) items that walk a chain below t*
+        if low.numel() == 0:
+            return x
+        target = t[low]
+        x_low, mask_low = x[low], mask[low]
+        cond_low = None if cond is None else cond[low]
+        uncond_low = None if uncond is None else uncond[low]
+        was_training = model.training
+        model.eval()  # the chain's predictions are inputs, not training outputs: no dropout
+        with torch.no_grad():
+            for k in range(1, chain + 1):
+                # Levels t* → t in ``chain`` steps: level_k = round(t* + (t − t*)·k/chain).
+                current = torch.round(t_star + (target - t_star) * (k - 1) / chain).long().clamp_min(target)
+                nxt = torch.round(t_star + (target - t_star) * k / chain).long().clamp_min(target)
+                x0_hat = self.denoise(model, x_low, current, mask_low, cond_low, uncond_low)
+                x_low = diffusion.q_sample(x0_hat, nxt, diffusion.predict_noise_from_x0(x_low, current, x0_hat))
+        model.train(was_training)
+        x = x.clone()
+        x[low] = x_low
+        return x
+
+    def alignment_loss(self, normalizer: Normalizer, pred: Tensor, joints: Tensor, batch: Batch) -> Tensor:
+        """Representation alignment: pull the predicted rotation, local-velocity and foot-contact slices toward the
+        features of the predicted joints moved onto their keypoint rays (re-encoded without gradient).
+
+        Joints without a keypoint (confidence 0) stay where they are. Each item is re-encoded over its real frames
+        only.
+
+        Args:
+            pred: (B, T, D) normalized prediction. joints: (B, T, J, 3) its decoded joints (metres).
+        Returns:
+            0-d masked mean squared error over the aligned slices (normalized units).
+        """
+        layout = self.layout
+        with torch.no_grad():
+            eye = torch.eye(3, device=joints.device, dtype=joints.dtype)  # keypoints are normalized coordinates: K = I
+            moved = ray_nearest_point(joints, batch.keypoints, eye, batch.R, batch.t, min_depth=self.two_d.min_depth)
+            moved = torch.where(batch.confidence[..., None] > 0, moved, joints)
+            target = torch.zeros_like(pred)
+            for i, length in enumerate(batch.mask.sum(1).tolist()):
+                features = encode(moved[i, :length], self.skeleton, contact_threshold=self.contact_threshold,
+                                  facing_sigma=self.facing_sigma)
+                target[i, :length] = normalizer.normalize(features)
+        slots = torch.zeros(layout.dim, dtype=torch.bool, device=pred.device)
+        for part in (layout.rot6d, layout.local_velocity, layout.foot_contacts):
+            slots[part] = True
+        return masked_mse(pred[..., slots], target[..., slots], batch.mask)
+
+
+OBJECTIVES: dict[str, type[FeatureObjective] | type[ReprojectionObjective]] = {
+    "3d": FeatureObjective,
+    "teacher": FeatureObjective,
+    "2d": ReprojectionObjective,
+}
+"""The objective class of each supervision mode (``train.supervision``)."""
+
+
+def build_objective(config: Config, text_encoder: TextEncoder | None, device: torch.device,
+                    autocast: torch.dtype | None = None) -> Objective:
+    """The objective of ``config.train.supervision``, bound to its config sections, the text encoder, the device and
+    the autocast dtype of the forward passes (None: fp32).
+
+    Raises:
+        ValueError: no objective for that supervision mode.
+    """
+    mode = config.train.supervision
+    if mode not in OBJECTIVES:
+        raise ValueError(f"no objective for supervision {mode!r}; expected one of {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[mode](config, Denoise(text_encoder, device, autocast))

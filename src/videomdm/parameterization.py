@@ -1,0 +1,58 @@
+"""Parameterizations: what the network's raw output means, and the x0 prediction made from it.
+
+A parameterization wraps the network instead of living inside it (EDM's ``EDMPrecond``, Karras et al. 2022,
+Sec. 5). The network maps ``(x_t, t, mask, cond, uncond)`` to a raw output ``F`` of the shape of ``x_t``;
+:class:`Parameterized` returns the x0 prediction that losses and samplers use:
+
+    x0:  x0_hat = F                                          (MDM: the network predicts x0)
+    v:   x0_hat = sqrt(abar_t) x_t − sqrt(1 − abar_t) F      (the network predicts v, Salimans & Ho 2022, eq. 8)
+
+With v, the prediction starts from its input at low noise (with unit-variance data this is EDM's ``c_skip``/``c_out``
+preconditioning, eq. 7). Under 2D supervision, where a single view leaves depth unconstrained, this keeps what the
+views cannot see close to the (noised) input instead of arbitrary.
+
+The wrapper has no parameters and its schedule is a buffer that is not saved (it is derived from the config): what
+a run saves is the network's own state dict, the same as when the conversion lived inside the network.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+__all__ = ["Parameterized", "PREDICTIONS"]
+
+PREDICTIONS = ("x0", "v")
+
+
+class Parameterized(nn.Module):
+    """The x0 denoiser ``(x_t, t, mask, cond, uncond) → x0_hat``: ``net`` read under the ``prediction``
+    parameterization (module docstring).
+
+    Args:
+        net: the network; called as ``net(x (B, T, D), t (B,), mask (B, T), cond=, uncond=) → (B, T, D)``, exactly 0
+            on padded frames.
+        prediction: what ``net`` predicts, one of :data:`PREDICTIONS`.
+        alphas_cumprod: ``(N,)`` cumulative alpha-bar of the diffusion; required for ``v``.
+    """
+
+    def __init__(self, net: nn.Module, prediction: str, alphas_cumprod: Tensor | None = None) -> None:
+        super().__init__()
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+        if prediction == "v" and alphas_cumprod is None:
+            raise ValueError("v prediction needs the diffusion's alphas_cumprod")
+        self.net = net
+        self.prediction = prediction
+        schedule = None if alphas_cumprod is None else alphas_cumprod.float()
+        self.register_buffer("alphas_cumprod", schedule, persistent=False)
+
+    def forward(self, x: Tensor, t: Tensor, mask: Tensor, cond: Tensor | None = None,
+                uncond: Tensor | None = None) -> Tensor:
+        """x0 prediction ``(B, T, D)`` from x_t ``(B, T, D)`` at levels ``t`` ``(B,)``; exactly 0 on padded frames
+        (``mask`` ``(B, T)`` bool, True = real frame; values of ``x`` there may be anything, NaN included)."""
+        out = self.net(x, t, mask, cond=cond, uncond=uncond)  # (B, T, D)
+        if self.prediction == "x0":
+            return out
+        abar = self.alphas_cumprod[t].to(out.dtype)[:, None, None]  # (B, 1, 1)
+        x0 = abar.sqrt() * x - (1.0 - abar).sqrt() * out
+        return x0.masked_fill(~mask[..., None], 0.0)
