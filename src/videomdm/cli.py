@@ -293,7 +293,8 @@ def cmd_render(args: argparse.Namespace) -> None:
 def _lift_settings(args: argparse.Namespace):
     from .experiments import LiftSettings
 
-    return LiftSettings(init=args.init, guidance=args.guidance, guidance_min_t=args.guidance_min_t, seed=args.seed)
+    return LiftSettings(init=args.init, t_start=args.t_start, guidance=args.guidance,
+                        guidance_min_t=args.guidance_min_t, seed=args.seed)
 
 
 def cmd_lift(args: argparse.Namespace) -> None:
@@ -603,6 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start from the teacher noised to t* or from pure noise (default: %(default)s)")
         p.add_argument("--guidance", type=float, default=1.0,
                        help="pull towards the keypoint rays, 0 = none, 1 = onto the rays (default: %(default)s)")
+        p.add_argument("--t-start", type=int, help="noise level the teacher is lifted from (default: the run's "
+                       "two_d.teacher_min_t, t*); lower trusts the teacher more")
         p.add_argument("--guidance-min-t", type=int, default=1,
                        help="no guidance below this noise level (default: %(default)s)")
         p.add_argument("--seed", type=int, default=0)

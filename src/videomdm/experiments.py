@@ -40,9 +40,11 @@ LIFT_KEYS = ("mpjpe_mm", "root_mpjpe_mm", "pa_mpjpe_mm", "pck100", "accel_error_
 
 @dataclass(frozen=True)
 class LiftSettings:
-    """How :func:`lift_split` lifts: see :func:`videomdm.sample.lift`. ``guidance = 0`` denoises the teacher only."""
+    """How :func:`lift_split` lifts: see :func:`videomdm.sample.lift`. ``guidance = 0``: no ray guidance (the windows
+    are still placed from the keypoints); ``t_start`` None: the run's ``two_d.teacher_min_t``."""
 
     init: str = "teacher"
+    t_start: int | None = None
     guidance: float = 1.0
     guidance_min_t: int = 1
     seed: int = 0
@@ -71,8 +73,9 @@ def lift_split(run: LoadedRun, data_dir: Path, split: str, settings: LiftSetting
         if clip.teacher_3d is None:
             raise ValueError(f"{path}: clip {clip.name} has no teacher_3d to lift from")
         observations = clip_observations(clip, run.skeleton, path) if clip.keypoints_2d is not None else None
-        joints = lift(run, clip.teacher_3d, observations if settings.guidance > 0 else None, init=settings.init,
-                      guidance=settings.guidance, guidance_min_t=settings.guidance_min_t, seed=settings.seed)
+        joints = lift(run, clip.teacher_3d, observations, init=settings.init,
+                      t_start=settings.t_start, guidance=settings.guidance, guidance_min_t=settings.guidance_min_t,
+                      seed=settings.seed)
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             np.save(Path(out_dir) / f"{clip.name}.npy", joints)
