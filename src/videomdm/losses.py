@@ -157,7 +157,7 @@ def _weighted_mean(values: Tensor, weight: Tensor, item_weight: Tensor | None = 
 
 def reprojection_loss(pred_world: Tensor, keypoints_norm: Tensor, confidence: Tensor, mask: Tensor, R: Tensor,
                       t: Tensor, *, weighting: str = "depth_squared", min_depth: float = DEFAULT_MIN_DEPTH,
-                      item_weight: Tensor | None = None, depth: Tensor | None = None) -> Tensor:
+                      item_weight: Tensor | None = None) -> Tensor:
     """Depth-weighted reprojection loss (VideoMDM's 2D supervision)::
 
         L = Σ c · w(Z) · ‖π(R X + t) − k‖² / Σ c
@@ -180,9 +180,6 @@ def reprojection_loss(pred_world: Tensor, keypoints_norm: Tensor, confidence: Te
         weighting: ``"none"`` (rad²), ``"mean_depth"`` (m·rad²) or ``"depth_squared"`` (m²).
         min_depth: metres.
         item_weight: optional ``(B,)`` factor of each item's terms (e.g. a diffusion level's loss weight).
-        depth: optional ``(B, T, J)`` camera-frame depths (metres) that set the depth weights instead of the
-            prediction's own. A prediction whose placement is solved from the keypoints must not set its own
-            weights: with ``depth_squared`` it would lower its loss by shrinking and moving towards the camera.
 
     Returns:
         Scalar.
@@ -194,13 +191,13 @@ def reprojection_loss(pred_world: Tensor, keypoints_norm: Tensor, confidence: Te
     weight = torch.where(valid, confidence, torch.zeros_like(confidence))
     target = torch.where(valid[..., None], keypoints_norm, proj.detach())  # invalid entries: error exactly 0
     error = (proj - target).square().sum(-1)  # (B, T, J)
-    z = points_cam[..., 2] if depth is None else depth
-    return _weighted_mean(error * depth_weights(z, weighting, mask, min_depth=min_depth), weight, item_weight)
+    return _weighted_mean(error * depth_weights(points_cam[..., 2], weighting, mask, min_depth=min_depth), weight,
+                          item_weight)
 
 
 def velocity_2d_loss(pred_world: Tensor, keypoints_norm: Tensor, confidence: Tensor, mask: Tensor, R: Tensor,
                      t: Tensor, *, weighting: str = "depth_squared", min_depth: float = DEFAULT_MIN_DEPTH,
-                     item_weight: Tensor | None = None, depth: Tensor | None = None) -> Tensor:
+                     item_weight: Tensor | None = None) -> Tensor:
     """2D velocity loss: :func:`reprojection_loss` on frame-to-frame differences (per frame, not per second)::
 
         L = Σ c_i · w(Z_{i+1}) · ‖(π_{i+1} − π_i) − (k_{i+1} − k_i)‖² / Σ c_i,    c_i = min(c_{i+1}, c_i)
@@ -224,8 +221,7 @@ def velocity_2d_loss(pred_world: Tensor, keypoints_norm: Tensor, confidence: Ten
     proj_vel = proj[:, 1:] - proj[:, :-1]  # (B, T-1, J, 2)
     target_vel = torch.where(valid[..., None], keypoints[:, 1:] - keypoints[:, :-1], proj_vel.detach())
     error = (proj_vel - target_vel).square().sum(-1)  # (B, T-1, J)
-    z = points_cam[..., 2] if depth is None else depth
-    depth_w = depth_weights(z, weighting, mask, min_depth=min_depth)[:, 1:]  # later frame
+    depth_w = depth_weights(points_cam[..., 2], weighting, mask, min_depth=min_depth)[:, 1:]  # later frame
     return _weighted_mean(error * depth_w, weight, item_weight)
 
 

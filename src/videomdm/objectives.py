@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.profiler import record_function
 
-from .camera import ray_nearest_point, world_to_camera
+from .camera import ray_nearest_point
 from .config import Config
 from .data.dataset import Batch
 from .diffusion import GaussianDiffusion
@@ -163,16 +163,13 @@ class ReprojectionObjective:
         joints = decode(normalizer.denormalize(pred), self.layout.num_joints)  # (B, T, J, 3) canonical frame
         # The prediction decodes at the teacher window's anchor (root x, z = 0, facing +z); where it stands and which
         # way it faces are solved from the keypoints instead (placement.py; detached: at the optimum the loss has no
-        # gradient along a turn or a translation). The depth weights come from the teacher, which stays where it is:
-        # a placed prediction setting its own weights could lower its loss by shrinking towards the camera.
+        # gradient along a turn or a translation).
         with torch.no_grad():
             placement = solve_placement(joints, batch.keypoints, batch.confidence * batch.mask[..., None], batch.R,
                                         batch.t, solve_yaw=cfg.solve_yaw)
-            teacher_depth = world_to_camera(decode(batch.features, self.layout.num_joints), batch.R, batch.t)[..., 2]
         joints = placement.apply(joints)
         observed = (batch.keypoints, batch.confidence, batch.mask, batch.R, batch.t)
-        weighting = {"weighting": cfg.depth_weighting, "min_depth": cfg.min_depth, "depth": teacher_depth,
-                     "item_weight": item_weight}
+        weighting = {"weighting": cfg.depth_weighting, "min_depth": cfg.min_depth, "item_weight": item_weight}
         terms = {
             "reprojection": reprojection_loss(joints, *observed, **weighting),
             "velocity_2d": velocity_2d_loss(joints, *observed, **weighting),
