@@ -120,3 +120,27 @@ def test_short_clips_are_skipped_from_the_headers(motion_dataset):
     assert len(windows) == 6 and windows.skipped == 0 and windows.lengths == [50] * 6
     with pytest.raises(DataError, match="no clip with at least 51"):
         MotionWindows(motion_dataset, "train", motion_field="gt_3d", num_frames=30, min_frames=51)
+
+
+def test_normalizer_statistics_of_smoothed_motion_are_not_inflated_by_jitter(tmp_path):
+    from conftest import make_motion_dataset
+
+    from videomdm.data.clip import load_clip, read_dataset_index, save_clip
+    from videomdm.representation import FeatureLayout
+
+    root = make_motion_dataset(tmp_path / "data")
+    rng = np.random.default_rng(0)
+    for path in read_dataset_index(root).clip_paths("train"):  # a lifter's per-frame jitter on the teacher
+        clip = load_clip(path)
+        clip.teacher_3d = clip.gt_3d + rng.normal(scale=0.03, size=clip.gt_3d.shape).astype(np.float32)
+        save_clip(path, clip)
+    layout = FeatureLayout(22)
+
+    def root_velocity_std(field: str, smoothing: float) -> float:
+        windows = MotionWindows(root, "train", motion_field=field, num_frames=40, min_frames=20)
+        return float(windows.normalizer(smoothing=smoothing).std[layout.root_linear_velocity].mean())
+
+    clean, jittery = root_velocity_std("gt_3d", 0.0), root_velocity_std("teacher_3d", 0.0)
+    smoothed = root_velocity_std("teacher_3d", 2.0)
+    assert jittery > 2 * clean
+    assert abs(smoothed - clean) < 0.5 * (jittery - clean)

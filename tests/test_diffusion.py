@@ -351,3 +351,22 @@ def test_cfg_drives_a_sampler():
         )  # fmt: skip
     assert out.shape == SHAPE and torch.isfinite(out).all()
     assert counting.batch_sizes == [2 * SHAPE[0]] * 10
+
+
+def test_loss_weights_per_level():
+    diffusion = GaussianDiffusion(50)
+    t = torch.tensor([0, 12, 49])
+    abar = diffusion.alphas_cumprod[t]
+    snr = abar / (1 - abar)
+    torch.testing.assert_close(diffusion.loss_weights(t, "x0"), torch.ones(3))
+    torch.testing.assert_close(diffusion.loss_weights(t, "v"), 1 / (1 - abar))
+    torch.testing.assert_close(diffusion.loss_weights(t, "min_snr", gamma=5.0), snr.clamp_max(5.0))
+    # The v weighting is the v-space loss: (SNR + 1)·‖x̂0 − x0‖² = ‖v̂ − v‖² for x̂0 = √ᾱ x_t − √(1 − ᾱ) v̂.
+    x0, noise, v_hat = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
+    x_t = diffusion.q_sample(x0, t, noise)
+    v = abar.sqrt()[:, None] * noise - (1 - abar).sqrt()[:, None] * x0
+    x0_hat = abar.sqrt()[:, None] * x_t - (1 - abar).sqrt()[:, None] * v_hat
+    weighted = diffusion.loss_weights(t, "v")[:, None] * (x0_hat - x0).square()
+    torch.testing.assert_close(weighted, (v_hat - v).square(), rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="weighting"):
+        diffusion.loss_weights(t, "eps")

@@ -442,3 +442,38 @@ def test_windows_of_clip_features_decode_in_their_canonical_frames(start):
     assert all(torch.equal(a, b) for a, b in [(once.yaw, frames.yaw), (once.root, frames.root),
                                               (once.to_canonical.rotation, frames.to_canonical.rotation),
                                               (once.to_canonical.translation, frames.to_canonical.translation)])
+
+
+def test_grouped_normalizer_has_one_std_per_group_and_emphasizes_the_root():
+    from videomdm.representation import FeatureLayout
+
+    layout = FeatureLayout(22)
+    std = torch.rand(263) + 0.1
+    grouped = Normalizer(torch.zeros(263), std).grouped(layout, root_emphasis=5.0)
+    for name, part in layout.slices().items():
+        expected = std[part].mean() / (5.0 if name.startswith("root") else 1.0)
+        torch.testing.assert_close(grouped.std[part], expected.expand(part.stop - part.start))
+    with pytest.raises(ValueError, match="layout"):
+        Normalizer(torch.zeros(10), torch.ones(10)).grouped(layout)
+
+
+def test_a_window_encoded_with_its_clips_floor_equals_the_slice_of_the_clip_encoding():
+    from synthetic import walk
+
+    from videomdm.representation import FeatureLayout, encode
+    from videomdm.skeleton import SMPL_22
+
+    clip = torch.from_numpy(walk(50, seed=2)).double()
+    clip[:, :, 1] += 0.3  # the floor is not at y = 0
+    clip[:10, :, 1] -= 0.05  # and the clip reaches lower than the window does
+    left, right = SMPL_22.foot_indices
+    floor = float(clip[:, left + right, 1].min())
+    whole = encode(clip, SMPL_22)
+    window = encode(clip[20:45], SMPL_22, floor=floor)
+    layout = FeatureLayout(22)
+    # Heights (the root's and every joint's y in ric) depend on the floor only; the rest also on the facing, which
+    # is smoothed over the window instead of the clip.
+    heights = [layout.root_height.start] + list(range(layout.ric.start + 1, layout.ric.stop, 3))
+    torch.testing.assert_close(window[:, heights], whole[20:45, heights])
+    own_floor = encode(clip[20:45], SMPL_22)
+    assert float((whole[20:45, heights] - own_floor[:, heights]).min()) > 0.04  # its own lowest foot is higher

@@ -207,3 +207,38 @@ def test_cli_train_sample_render(motion_dataset, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["train", str(motion_dataset), "--out", str(tmp_path / "r2"), "--set", "train.lr=fast"]) == 2
     assert "train.lr" in capsys.readouterr().err
+
+
+def test_init_from_starts_from_another_runs_weights_and_normalizer(motion_dataset, tmp_path):
+    from videomdm.checkpoint import load_checkpoint, load_tensors
+
+    source = tmp_path / "teacher"
+    train(motion_dataset, source, tiny_config("train.steps=3", "train.supervision=teacher"), progress=False)
+    warm = tmp_path / "warm"
+    train(motion_dataset, warm, tiny_config("train.steps=1", "train.lr=1e-12", "train.warmup_steps=0"),
+          progress=False, init_from=source)
+    start, done = load_checkpoint(latest_checkpoint(source)), load_checkpoint(latest_checkpoint(warm))
+    for name, value in start.ema.items():  # one step at a vanishing learning rate: the source's EMA weights
+        torch.testing.assert_close(done.model[name], value, atol=1e-6, rtol=0)
+    assert load_tensors(warm / "normalizer.safetensors")["std"].equal(
+        load_tensors(source / "normalizer.safetensors")["std"])
+    assert json.loads((warm / "run.json").read_text())["init_from"] == str(source.resolve())
+    with pytest.raises(CheckpointError, match="other model settings"):
+        train(motion_dataset, tmp_path / "other", tiny_config("train.steps=1", "model.width=16"), progress=False,
+              init_from=source)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        train(motion_dataset, tmp_path / "none", tiny_config("train.steps=1"), progress=False,
+              init_from=tmp_path / "missing")
+
+
+def test_learning_rate_warms_up_then_decays_on_a_cosine():
+    from videomdm.train import _learning_rate
+
+    config = tiny_config("train.steps=110", "train.warmup_steps=10", "train.lr=1.0", "train.lr_schedule=cosine",
+                         "train.lr_final=0.1")
+    assert _learning_rate(config, 0) == pytest.approx(0.1) and _learning_rate(config, 9) == pytest.approx(1.0)
+    assert _learning_rate(config, 10) == pytest.approx(1.0)
+    assert _learning_rate(config, 60) == pytest.approx(0.55)
+    assert _learning_rate(config, 110) == pytest.approx(0.1)
+    constant = tiny_config("train.warmup_steps=0", "train.lr=1.0", "train.lr_schedule=constant")
+    assert _learning_rate(constant, 500) == 1.0
