@@ -97,8 +97,8 @@ class LossConfig:
     positions: float = 0.0  # MDM geometric loss: joint positions after decoding (m²)
     velocities: float = 0.0  # MDM geometric loss: joint velocities after decoding (m² per frame²)
     foot_contact: float = 0.0  # MDM geometric loss: foot velocity where the target foot is in contact
-    time_weighting: str = "x0"  # per-level weight of every term: x0 (1) | v (SNR + 1, the v-space loss) | min_snr
-    min_snr_gamma: float = 5.0  # γ of time_weighting=min_snr
+    time_weighting: str = "x0"  # per-level weight of the terms: x0 (1) | v (SNR + 1, the v-space loss) | min_snr
+    min_snr_gamma: float = 5.0  # γ of time_weighting=min_snr (also for two_d.time_weighting)
 
 
 @dataclass
@@ -113,6 +113,7 @@ class TwoDConfig:
     chain_steps: int = 4  # below t*, inputs come from chains of this many detached self-predictions
     min_depth: float = 0.1  # metres; points nearer the camera are clamped in the projection
     solve_yaw: bool = True  # placement solved from the keypoints: turn about +y and translation (False: translation)
+    time_weighting: str = "x0"  # per-level weight of the 2d terms, as loss.time_weighting (v-space weights diverge)
 
 
 @dataclass
@@ -154,11 +155,13 @@ MODEL_DEFINING_SECTIONS = ("model", "diffusion.steps", "diffusion.schedule", "da
 
 
 def _small() -> Config:
-    """A model and budget that train in a few minutes on 2 CPU cores (the demo). v-prediction: at this budget an x0
-    model trained from 2D collapses to a static mean pose (README, "Does the prior clean its teacher?")."""
+    """A model and budget that train in a few minutes on 2 CPU cores (the demo). v-prediction (at this budget an x0
+    model trained from 2D collapses to a static mean pose) with the v-space loss for the feature objective (it gets
+    gradient at low noise); README, "Does the prior clean its teacher?"."""
     return Config(
         model=ModelConfig(width=128, layers=4, heads=4, ff_size=256, dropout=0.1, prediction="v"),
         data=DataConfig(num_frames=60, min_frames=40),
+        loss=LossConfig(time_weighting="v"),
         train=TrainConfig(steps=1200, batch_size=32, lr=3e-4, warmup_steps=100, lr_schedule="cosine",
                           ema_decay=0.995, log_every=25, save_every=400),
     )
@@ -293,6 +296,7 @@ def _validate(config: Config) -> Config:
         "train.lr_schedule": (config.train.lr_schedule, ("constant", "cosine")),
         "data.normalization": (config.data.normalization, ("group", "dimension")),
         "loss.time_weighting": (config.loss.time_weighting, ("x0", "v", "min_snr")),
+        "two_d.time_weighting": (config.two_d.time_weighting, ("x0", "v", "min_snr")),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

@@ -159,7 +159,7 @@ class ReprojectionObjective:
         with record_function("videomdm.noised_teacher"):
             x_t = self.noised_teacher(model, diffusion, teacher, t, batch.mask, cond, uncond, random)
         pred = self.denoise(model, x_t, t, batch.mask, cond, uncond)
-        item_weight = diffusion.loss_weights(t, self.loss.time_weighting, self.loss.min_snr_gamma)  # (B,) per level
+        item_weight = diffusion.loss_weights(t, cfg.time_weighting, self.loss.min_snr_gamma)  # (B,) per level
         joints = decode(normalizer.denormalize(pred), self.layout.num_joints)  # (B, T, J, 3) canonical frame
         # The prediction decodes at the teacher window's anchor (root x, z = 0, facing +z); where it stands and which
         # way it faces are solved from the keypoints instead (placement.py; detached: at the optimum the loss has no
