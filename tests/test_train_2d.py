@@ -152,11 +152,9 @@ def test_cli_lifter_prepare_and_2d_training(tmp_path, capsys):
     assert main(args + sum((["--set", s] for s in TINY), [])) == 0
 
 
-@pytest.mark.parametrize("num_frames", [15, 40, 97])
-def test_lift_windows_and_frames(motion_dataset, tmp_path, monkeypatch, num_frames):
-    """With an oracle denoiser (it returns the clean input), denoising gives back the teacher in the world frame:
-    windowing, canonicalization, decoding and the way back are exact."""
-    from videomdm.sample import lift, load_run, window_starts
+def _oracle_run(motion_dataset, tmp_path, monkeypatch):
+    """A tiny run whose denoiser returns the clean input that lifting noised (an oracle prior)."""
+    from videomdm.sample import load_run
 
     run_dir = tmp_path / "run"
     train(motion_dataset, run_dir, tiny_2d_config("train.steps=1", "train.supervision=3d"), progress=False)
@@ -174,6 +172,16 @@ def test_lift_windows_and_frames(motion_dataset, tmp_path, monkeypatch, num_fram
 
     monkeypatch.setattr(run.diffusion, "q_sample", capturing_q_sample)
     run.model = Oracle()
+    return run
+
+
+@pytest.mark.parametrize("num_frames", [15, 40, 97])
+def test_lift_windows_and_frames(motion_dataset, tmp_path, monkeypatch, num_frames):
+    """With an oracle denoiser (it returns the clean input), denoising gives back the teacher in the world frame:
+    windowing, canonicalization, decoding and the way back are exact."""
+    from videomdm.sample import lift, window_starts
+
+    run = _oracle_run(motion_dataset, tmp_path, monkeypatch)
     from synthetic import walk
 
     teacher = walk(num_frames, seed=3)
@@ -229,24 +237,9 @@ def test_lift_places_the_prior_from_the_keypoints_not_at_the_teachers_anchor(mot
     from videomdm.camera import look_at, project_normalized, world_to_camera
     from videomdm.data.dataset import Observations
     from videomdm.representation import yaw_matrix
-    from videomdm.sample import lift, load_run
+    from videomdm.sample import lift
 
-    run_dir = tmp_path / "run"
-    train(motion_dataset, run_dir, tiny_2d_config("train.steps=1", "train.supervision=3d"), progress=False)
-    run = load_run(run_dir)
-    clean = {}
-    original = run.diffusion.q_sample
-
-    def capturing_q_sample(x0, t, noise=None):
-        clean["x0"] = x0
-        return original(x0, t, noise)
-
-    class Oracle(torch.nn.Module):
-        def forward(self, x, t, mask, cond=None, uncond=None):
-            return clean["x0"]
-
-    monkeypatch.setattr(run.diffusion, "q_sample", capturing_q_sample)
-    run.model = Oracle()
+    run = _oracle_run(motion_dataset, tmp_path, monkeypatch)
     truth = torch.from_numpy(walk(num_frames, seed=7)).double()  # (T, J, 3)
     pivot = truth[0, 0] * torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
     turned = (truth - pivot) @ yaw_matrix(torch.tensor(0.17, dtype=torch.float64)).T + pivot
