@@ -11,8 +11,11 @@ from videomdm.diffusion import (
     GaussianDiffusion,
     classifier_free_guidance,
     cosine_beta_schedule,
+    level_sequence,
     linear_beta_schedule,
     make_beta_schedule,
+    sample_ddim,
+    sample_ddpm,
 )
 from videomdm.model import MotionDenoiser
 
@@ -33,6 +36,10 @@ def gaussian_data_denoiser(diffusion: GaussianDiffusion, data_std: float):
 def smooth_model_fn(x_t, t):
     """A cheap non-linear x0 predictor that depends on x_t and t."""
     return torch.tanh(x_t) * (1.0 + t.view(-1, 1, 1).float() / 100.0)
+
+
+def start_noise(seed: int, shape=SHAPE):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
 def noises(num_updates: int, shape=SHAPE, seed: int = 0):
@@ -152,11 +159,12 @@ def test_predict_noise_inverts_q_sample():
 def test_ddim_eta1_all_steps_equals_ddpm(num_steps, schedule):
     diffusion = GaussianDiffusion(num_steps, schedule)
     noise, step_noises = noises(num_steps)
-    ddpm = diffusion.ddpm_sample(smooth_model_fn, SHAPE, noise=noise, step_noises=step_noises)
-    ddim = diffusion.ddim_sample(smooth_model_fn, SHAPE, eta=1.0, noise=noise, step_noises=step_noises)
+    levels = level_sequence(num_steps - 1)
+    ddpm, _ = sample_ddpm(diffusion, smooth_model_fn, noise, levels, step_noises=step_noises)
+    ddim, _ = sample_ddim(diffusion, smooth_model_fn, noise, levels, eta=1.0, step_noises=step_noises)
     assert torch.allclose(ddpm, ddim, atol=1e-5)
     # Not trivially equal: the noise matters.
-    other = diffusion.ddpm_sample(smooth_model_fn, SHAPE, noise=noise, step_noises=noises(num_steps, seed=1)[1])
+    other, _ = sample_ddpm(diffusion, smooth_model_fn, noise, levels, step_noises=noises(num_steps, seed=1)[1])
     assert not torch.allclose(ddpm, other, atol=1e-3)
 
 
@@ -171,8 +179,11 @@ def test_ddim_eta1_equals_ddpm_with_real_denoiser_and_generators():
 
     diffusion = GaussianDiffusion(50)
     with torch.no_grad():
-        ddpm = diffusion.ddpm_sample(model_fn, SHAPE, generator=torch.Generator().manual_seed(3))
-        ddim = diffusion.ddim_sample(model_fn, SHAPE, eta=1.0, generator=torch.Generator().manual_seed(3))
+        g_ddpm, g_ddim = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        levels = level_sequence(49)
+        ddpm, _ = sample_ddpm(diffusion, model_fn, torch.randn(SHAPE, generator=g_ddpm), levels, generator=g_ddpm)
+        ddim, _ = sample_ddim(diffusion, model_fn, torch.randn(SHAPE, generator=g_ddim), levels, eta=1.0,
+                              generator=g_ddim)
     assert torch.allclose(ddpm, ddim, atol=1e-5)
 
 
@@ -187,34 +198,42 @@ def test_ddim_lands_on_fixed_point(steps, eta):
         return target.expand_as(x_t)
 
     diffusion = GaussianDiffusion(50)
-    out = diffusion.ddim_sample(constant_fn, SHAPE, steps=steps, eta=eta, generator=torch.Generator().manual_seed(0))
+    levels = steps if isinstance(steps, list) else level_sequence(49, steps)
+    g = torch.Generator().manual_seed(0)
+    out, _ = sample_ddim(diffusion, constant_fn, torch.randn(SHAPE, generator=g), levels, eta=eta, generator=g)
     assert torch.allclose(out, target, atol=1e-5)
-    expected = diffusion.ddim_timesteps(steps)
-    assert [c[0].item() for c in calls] == expected
+    assert [c[0].item() for c in calls] == levels
     assert all(c.shape == (SHAPE[0],) and c.dtype == torch.long for c in calls)
 
 
-def test_ddim_timesteps():
+def test_level_sequence():
     diffusion = GaussianDiffusion(50)
     for n in (1, 2, 10, 20, 50):
-        ts = diffusion.ddim_timesteps(n)
+        ts = level_sequence(49, n)
         assert len(ts) == n and ts[0] == 49
         assert n == 1 or ts[-1] == 0
         assert all(a > b for a, b in zip(ts, ts[1:]))
-    assert diffusion.ddim_timesteps(None) == list(range(49, -1, -1))
-    assert diffusion.ddim_timesteps(5, first=20) == [20, 15, 10, 5, 0]
-    big = GaussianDiffusion(1000).ddim_timesteps(50)
+    assert level_sequence(49) == list(range(49, -1, -1))
+    assert level_sequence(20, 5) == [20, 15, 10, 5, 0]
+    assert level_sequence(20, 21) == level_sequence(20)
+    big = level_sequence(999, 50)
     assert len(big) == 50 and big[0] == 999 and big[-1] == 0 and len(set(big)) == 50
-    for bad in (0, 51, [10, 10, 0], [0, 10], [60, 0]):
+    for bad in (0, 51):
         with pytest.raises(ValueError):
-            diffusion.ddim_timesteps(bad)
+            level_sequence(49, bad)
+    for bad in ([10, 10, 0], [0, 10], [60, 0], []):
+        with pytest.raises(ValueError):
+            sample_ddim(diffusion, smooth_model_fn, torch.zeros(SHAPE), bad)
+    with pytest.raises(ValueError):  # DDPM steps one level at a time
+        sample_ddpm(diffusion, smooth_model_fn, torch.zeros(SHAPE), [20, 10, 0])
 
 
 def test_ddim_eta0_is_deterministic_given_noise():
     diffusion = GaussianDiffusion(50)
     noise, _ = noises(1)
-    a = diffusion.ddim_sample(smooth_model_fn, SHAPE, steps=10, noise=noise, generator=torch.Generator().manual_seed(1))
-    b = diffusion.ddim_sample(smooth_model_fn, SHAPE, steps=10, noise=noise, generator=torch.Generator().manual_seed(2))
+    levels = level_sequence(49, 10)
+    a, _ = sample_ddim(diffusion, smooth_model_fn, noise, levels, generator=torch.Generator().manual_seed(1))
+    b, _ = sample_ddim(diffusion, smooth_model_fn, noise, levels, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b)
 
 
@@ -223,11 +242,15 @@ def test_samplers_recover_gaussian_data_distribution():
     data_std = 0.5
     shape = (4000, 1, 8)
     small = GaussianDiffusion(50)
-    out = small.ddim_sample(gaussian_data_denoiser(small, data_std), shape, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    out, _ = sample_ddim(small, gaussian_data_denoiser(small, data_std), torch.randn(shape, generator=g),
+                         level_sequence(49), generator=g)
     assert out.std().item() == pytest.approx(data_std, rel=0.05)
     assert abs(out.mean().item()) < 0.02
     big = GaussianDiffusion(1000)
-    out = big.ddpm_sample(gaussian_data_denoiser(big, data_std), shape, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    out, _ = sample_ddpm(big, gaussian_data_denoiser(big, data_std), torch.randn(shape, generator=g),
+                         level_sequence(999), generator=g)
     assert out.std().item() == pytest.approx(data_std, rel=0.02)
 
 
@@ -244,47 +267,77 @@ def test_start_from_noised_x_init(sampler):
     t_start = 20
     x_init = diffusion.q_sample(x0, torch.full((SHAPE[0],), t_start), torch.randn(SHAPE))
     if sampler == "ddpm":
-        out = diffusion.ddpm_sample(model_fn, SHAPE, x_init=x_init, t_start=t_start)
+        out, _ = sample_ddpm(diffusion, model_fn, x_init, level_sequence(t_start))
         assert seen == list(range(20, -1, -1))
     else:
-        out = diffusion.ddim_sample(model_fn, SHAPE, steps=5, x_init=x_init, t_start=t_start)
+        out, _ = sample_ddim(diffusion, model_fn, x_init, level_sequence(t_start, 5))
         assert seen == [20, 15, 10, 5, 0]
     assert out.shape == SHAPE and torch.isfinite(out).all()
-    with pytest.raises(ValueError):
-        diffusion.ddpm_sample(model_fn, SHAPE, x_init=x_init)  # x_init without t_start
-    with pytest.raises(ValueError):
-        diffusion.ddim_sample(model_fn, SHAPE, steps=[30, 0], x_init=x_init, t_start=t_start)
 
 
 def test_x_init_at_t_start_one_deterministic_step_returns_prediction():
     diffusion = GaussianDiffusion(50)
     x_init = torch.randn(SHAPE)
-    out = diffusion.ddim_sample(smooth_model_fn, SHAPE, steps=1, x_init=x_init, t_start=0)
+    out, _ = sample_ddim(diffusion, smooth_model_fn, x_init, level_sequence(0, 1))
     assert torch.allclose(out, smooth_model_fn(x_init, torch.zeros(SHAPE[0], dtype=torch.long)), atol=1e-6)
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
-def test_x0_transform_is_applied(sampler):
+def test_callback_replaces_x0_and_threads_its_state(sampler):
+    """The callback's x0 is what the sampler steps with, it sees every level in order, and the state it returns at
+    one step is the state it gets at the next; the last one comes back."""
     diffusion = GaussianDiffusion(50)
     target = torch.full(SHAPE, 0.25)
-    seen_t = []
 
-    def transform(x0_hat, t):
-        seen_t.append(t[0].item())
-        return target
+    def counting(x0_hat, level, seen):
+        assert isinstance(level, int)
+        return target, seen + (level,)
 
-    sample = getattr(diffusion, f"{sampler}_sample")
-    out = sample(smooth_model_fn, SHAPE, x0_transform=transform, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(out, target, atol=1e-5)  # the last step returns the (transformed) x0
-    assert seen_t == list(range(49, -1, -1))
+    sample = {"ddpm": sample_ddpm, "ddim": sample_ddim}[sampler]
+    g = torch.Generator().manual_seed(0)
+    out, seen = sample(diffusion, smooth_model_fn, torch.randn(SHAPE, generator=g), level_sequence(49),
+                       generator=g, callback=counting, state=())
+    assert torch.allclose(out, target, atol=1e-5)  # the last step returns the (replaced) x0
+    assert seen == tuple(range(49, -1, -1))
+    _, untouched = sample(diffusion, smooth_model_fn, torch.zeros(SHAPE), [0], state="kept")
+    assert untouched == "kept"  # no callback: the state comes back as given
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_starting_mid_chain_is_slicing_the_levels(eta):
+    """From the x a whole run holds at ``levels[k]``, the run over ``levels[k:]`` (with the same later noises) ends
+    where the whole run ends."""
+    diffusion = GaussianDiffusion(50)
+    levels = level_sequence(49, 12)
+    noise, step_noises = noises(len(levels))
+    k = 5
+    inputs = {}
+
+    def recording_fn(x_t, t):
+        inputs[int(t[0])] = x_t
+        return smooth_model_fn(x_t, t)
+
+    whole, _ = sample_ddim(diffusion, recording_fn, noise, levels, eta=eta, step_noises=step_noises)
+    tail, _ = sample_ddim(diffusion, smooth_model_fn, inputs[levels[k]], levels[k:], eta=eta,
+                          step_noises=step_noises[k:])
+    assert torch.allclose(tail, whole, atol=1e-6)
+
+
+def test_ddim_eta0_with_the_true_x0_returns_it_from_mid_chain():
+    diffusion = GaussianDiffusion(50)
+    x0 = start_noise(0)
+    levels = level_sequence(49, 10)[4:]
+    x_t = diffusion.q_sample(x0, torch.full((SHAPE[0],), levels[0]), start_noise(1))
+    out, _ = sample_ddim(diffusion, lambda x, t: x0, x_t, levels)
+    assert torch.allclose(out, x0, atol=1e-5)
 
 
 def test_step_noises_length_is_checked():
     diffusion = GaussianDiffusion(50)
     noise, step_noises = noises(10)
     with pytest.raises(ValueError):
-        diffusion.ddpm_sample(smooth_model_fn, SHAPE, noise=noise, step_noises=step_noises)
-    out = diffusion.ddim_sample(smooth_model_fn, SHAPE, steps=10, eta=1.0, noise=noise, step_noises=step_noises)
+        sample_ddpm(diffusion, smooth_model_fn, noise, level_sequence(49), step_noises=step_noises)
+    out, _ = sample_ddim(diffusion, smooth_model_fn, noise, level_sequence(49, 10), eta=1.0, step_noises=step_noises)
     assert out.shape == SHAPE
 
 
@@ -345,10 +398,8 @@ def test_cfg_drives_a_sampler():
     counting = CountingModel(model)
     diffusion = GaussianDiffusion(50)
     with torch.no_grad():
-        out = diffusion.ddim_sample(
-            classifier_free_guidance(counting, 2.5, mask=mask, cond=cond), SHAPE, steps=10,
-            generator=torch.Generator().manual_seed(0),
-        )  # fmt: skip
+        out, _ = sample_ddim(diffusion, classifier_free_guidance(counting, 2.5, mask=mask, cond=cond),
+                             start_noise(0), level_sequence(49, 10))
     assert out.shape == SHAPE and torch.isfinite(out).all()
     assert counting.batch_sizes == [2 * SHAPE[0]] * 10
 

@@ -12,12 +12,13 @@ Timesteps are 0-based: x_t for t = N-1 is (almost) pure noise, and one step from
 
 Model-function contract (k-diffusion style): ``model_fn(x_t: (B, T, D), t: LongTensor (B,)) -> x0_hat (B, T, D)``.
 The diffusion never sees masks or conditions; callers bind them in a closure (see
-:func:`classifier_free_guidance`). Samplers accept ``x0_transform(x0_hat, t) -> x0_hat``, applied to every x0
-prediction before the update (a hook for guidance, e.g. 2D-guided lifting).
+:func:`classifier_free_guidance`).
 
-Noise conventions, shared by both samplers so that they can be compared step for step: ``noise`` is x at the
-first timestep; ``step_noises[i]`` is the fresh Gaussian noise z added at the i-th update (index over the updates
-taken, in order). The last update (to the clean sample) adds no noise, so its entry is never read.
+:class:`GaussianDiffusion` holds the schedule (forward process, posterior). The samplers are plain functions of
+an explicit decreasing level sequence, ``sampler(diffusion, model_fn, x, levels, ...) -> (x0, state)``
+(:func:`sample_ddpm`, :func:`sample_ddim`; :func:`level_sequence` builds the usual sequences); starting mid-chain is
+slicing the sequence. Guidance is a step callback with explicit state,
+``callback(x0_hat, level, state) -> (x0_hat, state)``, threaded through the steps and returned.
 
 This module imports nothing about skeletons, cameras or data.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,16 +39,20 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "ModelFn",
-    "X0Transform",
+    "StepCallback",
     "GaussianDiffusion",
     "classifier_free_guidance",
     "cosine_beta_schedule",
+    "level_sequence",
     "linear_beta_schedule",
     "make_beta_schedule",
+    "sample_ddim",
+    "sample_ddpm",
 ]
 
 ModelFn = Callable[[Tensor, Tensor], Tensor]
-X0Transform = Callable[[Tensor, Tensor], Tensor]
+# ``callback(x0_hat (B, T, D), level, state) -> (x0_hat, state)``: guidance as a step with explicit state.
+StepCallback = Callable[[Tensor, int, Any], tuple[Tensor, Any]]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -127,8 +133,7 @@ class GaussianDiffusion:
 
     All schedule tensors are computed in float64 and stored as float32 (B,)-gatherable 1-D tensors on CPU;
     :meth:`to` moves them to a device once, and gathers also work from any device (the tensors follow ``t``).
-    Sampler step coefficients are Python floats computed in float64 (every sample in a batch is at the same
-    timestep during sampling), which keeps DDPM and DDIM(eta=1) numerically identical.
+    The DDIM step coefficients (:func:`sample_ddim`) are Python floats computed in float64 from ``_abar64``.
 
     Args:
         num_steps: N (50 by default; 1000 is supported).
@@ -240,158 +245,145 @@ class GaussianDiffusion:
             self.sqrt_one_minus_alphas_cumprod, t, x_t
         )
 
-    # ----- samplers -------------------------------------------------------------------------------------------
+    def check_levels(self, levels: Sequence[int]) -> list[int]:
+        """``levels`` as a list of ints, checked: not empty, strictly decreasing, within [0, N)."""
+        levels = [int(t) for t in levels]
+        if not levels:
+            raise ValueError("a level sequence must not be empty")
+        if any(a <= b for a, b in zip(levels, levels[1:])):
+            raise ValueError(f"levels must be strictly decreasing, got {levels}")
+        if levels[0] >= self.num_steps or levels[-1] < 0:
+            raise ValueError(f"levels must lie in [0, {self.num_steps}), got {levels}")
+        return levels
 
-    def ddpm_sample(
-        self,
-        model_fn: ModelFn,
-        shape: Sequence[int],
-        *,
-        noise: Tensor | None = None,
-        step_noises: Tensor | Sequence[Tensor] | None = None,
-        generator: torch.Generator | None = None,
-        x_init: Tensor | None = None,
-        t_start: int | None = None,
-        x0_transform: X0Transform | None = None,
-        device: torch.device | str | None = None,
-        progress: bool = False,
-    ) -> Tensor:
-        """Ancestral sampling (DDPM Algorithm 2) with the posterior variance beta~_t and an x0-predicting model.
 
-        For t = t_start, ..., 0:  x0_hat = model_fn(x_t, t);  x_{t-1} = mu~_t(x0_hat, x_t) + sqrt(beta~_t) z_t.
+# ---------------------------------------------------------------------------------------------------------------
+# Sampling: plain functions of a level sequence (k-diffusion style)
+# ---------------------------------------------------------------------------------------------------------------
+#
+# Every sampler is called as ``sampler(diffusion, model_fn, x, levels, ...) -> (x0, state)``: ``x`` (B, T, D) is the
+# state of the chain at ``levels[0]``, the sampler takes one update per entry of ``levels`` (strictly decreasing),
+# and the update from the last entry goes to the clean sample. Starting mid-chain is slicing: ``levels[k:]`` with
+# ``x`` at ``levels[k]`` (e.g. a teacher noised with ``q_sample``) continues the chain from there.
+#
+# Guidance is a step callback with explicit state, ``callback(x0_hat, level, state) -> (x0_hat, state)``, applied to
+# every x0 prediction before the update; the sampler threads ``state`` from one call to the next and returns the
+# last one (``state`` itself when there is no callback).
+#
+# Noise: ``step_noises[i]`` is the fresh Gaussian noise z of the i-th update (one per level; the update to the clean
+# sample adds none, so its entry is never read); noises not given are drawn from ``generator`` on x's device, in
+# update order, so that samplers can be compared step for step.
 
-        Args:
-            model_fn: ``(x_t (B, T, D), t (B,)) -> x0_hat (B, T, D)``.
-            shape: (B, T, D) of the samples.
-            noise: x at the first timestep (pure noise by default); exclusive with ``x_init``.
-            step_noises: (S, B, T, D) tensor or S tensors, z for each update (S = number of updates).
-            generator: RNG for the noises not given.
-            x_init: start from this x_t (e.g. a noised teacher) instead of noise; requires ``t_start``.
-            t_start: first timestep (N - 1 by default).
-            x0_transform: optional ``(x0_hat, t) -> x0_hat`` applied before each update.
-            device: where noise is drawn when neither ``noise`` nor ``x_init`` fixes it (default: the
-                generator's device, else torch's default device).
-            progress: show a tqdm bar.
 
-        Returns:
-            (B, T, D) samples x_{-1} (the clean end of the chain).
-        """
-        first = self.num_steps - 1 if t_start is None else t_start
-        self._check_timestep(first)
-        timesteps = list(range(first, -1, -1))
-        return self._sample(
-            self._ddpm_update, model_fn, shape, timesteps,
-            noise=noise, step_noises=step_noises, generator=generator, x_init=x_init, t_start=t_start,
-            x0_transform=x0_transform, device=device, progress=progress,
-        )  # fmt: skip
+def level_sequence(first: int, n: int | None = None) -> list[int]:
+    """The usual decreasing level sequences starting at ``first``.
 
-    def ddim_sample(
-        self,
-        model_fn: ModelFn,
-        shape: Sequence[int],
-        *,
-        steps: int | Sequence[int] | None = None,
-        eta: float = 0.0,
-        noise: Tensor | None = None,
-        step_noises: Tensor | Sequence[Tensor] | None = None,
-        generator: torch.Generator | None = None,
-        x_init: Tensor | None = None,
-        t_start: int | None = None,
-        x0_transform: X0Transform | None = None,
-        device: torch.device | str | None = None,
-        progress: bool = False,
-    ) -> Tensor:
-        """DDIM sampling (Song et al. 2021, "Denoising Diffusion Implicit Models", eq. 12) over a timestep subset.
+    Args:
+        first: the first level (N - 1 for sampling from pure noise).
+        n: None = every level ``first, first - 1, ..., 0``; an int = n levels evenly spaced from ``first`` to 0, both
+            included (rounded; n = 1 gives ``[first]``, n = first + 1 every level).
 
-        For consecutive timesteps t > s of the subset (s = -1 after the last, abar_{-1} = 1):
+    Returns:
+        list of ints, strictly decreasing.
+    """
+    if first < 0:
+        raise ValueError(f"the first level must be >= 0, got {first}")
+    if n is None:
+        return list(range(first, -1, -1))
+    if not 1 <= n <= first + 1:
+        raise ValueError(f"n must be in [1, {first + 1}] when starting at level {first}, got {n}")
+    if n == 1:
+        return [first]
+    # Spacing >= 1, so rounding keeps the values distinct; the ends are exactly first and 0.
+    return [round(first * (n - 1 - i) / (n - 1)) for i in range(n)]
 
-            eps_hat = (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t)
-            sigma   = eta * sqrt((1 - abar_s) / (1 - abar_t)) * sqrt(1 - abar_t / abar_s)       (eq. 16)
-            x_s     = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps_hat + sigma z
 
-        ``eta = 0`` is deterministic DDIM; ``eta = 1`` over all steps is exactly DDPM ancestral sampling.
+def sample_ddpm(
+    diffusion: GaussianDiffusion,
+    model_fn: ModelFn,
+    x: Tensor,
+    levels: Sequence[int],
+    *,
+    step_noises: Tensor | Sequence[Tensor] | None = None,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+    state: Any = None,
+    progress: bool = False,
+) -> tuple[Tensor, Any]:
+    """Ancestral sampling (DDPM Algorithm 2) with the posterior variance beta~_t and an x0-predicting model.
 
-        Args:
-            model_fn: ``(x_t (B, T, D), t (B,)) -> x0_hat (B, T, D)``.
-            shape: (B, T, D) of the samples.
-            steps: None = every timestep; an int n = n timesteps evenly spaced from the first timestep
-                (N - 1, or ``t_start``) down to 0, both included; a sequence = these timesteps, strictly
-                decreasing, in [0, first] (the initial x is taken to be at its first entry, which must equal
-                ``t_start`` when ``x_init`` is given; after its last entry one step goes to the clean sample).
-            eta: stochasticity, 0 (deterministic) .. 1 (DDPM-like).
-            noise, step_noises, generator, x_init, t_start, x0_transform, device, progress: as in
-                :meth:`ddpm_sample` (``step_noises`` is indexed by update, one per timestep of the subset).
+    For t in ``levels``:  x0_hat = model_fn(x_t, t);  x_{t-1} = mu~_t(x0_hat, x_t) + sqrt(beta~_t) z  (DDPM eq. 7;
+    no noise at t = 0, where beta~_0 = 0). Each update goes one level down, so ``levels`` must be every level from
+    its first down to 0 (``level_sequence(first)`` or a slice of it); for a subset use :func:`sample_ddim` with
+    ``eta=1``.
 
-        Returns:
-            (B, T, D) samples.
-        """
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
-        first = self.num_steps - 1 if t_start is None else t_start
-        timesteps = self.ddim_timesteps(steps, first)
-        if x_init is not None and timesteps[0] != first:
-            raise ValueError(f"x_init is at t_start={first}, but the timestep list starts at {timesteps[0]}")
+    Args:
+        diffusion: the schedule.
+        model_fn: ``(x_t (B, T, D), t (B,)) -> x0_hat (B, T, D)``.
+        x: (B, T, D) x at ``levels[0]``.
+        levels: ``first, first - 1, ..., 0``.
+        step_noises, generator, callback, state, progress: see the section comment above.
 
-        def update(x_t: Tensor, x0_hat: Tensor, t: int, t_next: int, z: Callable[[], Tensor]) -> Tensor:
-            return self._ddim_update(x_t, x0_hat, t, t_next, z, eta)
+    Returns:
+        (B, T, D) clean samples and the callback's last state.
+    """
+    levels = diffusion.check_levels(levels)
+    if levels != list(range(levels[0], -1, -1)):
+        raise ValueError(f"DDPM steps one level at a time down to 0; got {levels} (use sample_ddim with eta=1)")
 
-        return self._sample(
-            update, model_fn, shape, timesteps,
-            noise=noise, step_noises=step_noises, generator=generator, x_init=x_init, t_start=t_start,
-            x0_transform=x0_transform, device=device, progress=progress,
-        )  # fmt: skip
-
-    def ddim_timesteps(self, steps: int | Sequence[int] | None, first: int | None = None) -> list[int]:
-        """The decreasing timestep list a DDIM run visits.
-
-        Args:
-            steps: None (all of ``first .. 0``), an int n (n timesteps evenly spaced from ``first`` to 0, both
-                included; n = 1 gives ``[first]``), or an explicit strictly decreasing sequence within [0, first].
-            first: the first timestep, N - 1 by default.
-
-        Returns:
-            list of ints, strictly decreasing.
-        """
-        first = self.num_steps - 1 if first is None else first
-        self._check_timestep(first)
-        if steps is None:
-            return list(range(first, -1, -1))
-        if isinstance(steps, int):
-            if not 1 <= steps <= first + 1:
-                raise ValueError(f"steps must be in [1, {first + 1}] when starting at t={first}, got {steps}")
-            if steps == 1:
-                return [first]
-            # Spacing >= 1, so rounding keeps the values distinct; the ends are exactly first and 0.
-            return [round(first * (steps - 1 - i) / (steps - 1)) for i in range(steps)]
-        timesteps = [int(s) for s in steps]
-        if not timesteps:
-            raise ValueError("an explicit timestep list must not be empty")
-        if any(a <= b for a, b in zip(timesteps, timesteps[1:])):
-            raise ValueError(f"timesteps must be strictly decreasing, got {timesteps}")
-        if timesteps[0] > first or timesteps[-1] < 0:
-            raise ValueError(f"timesteps must lie in [0, {first}], got {timesteps}")
-        return timesteps
-
-    # ----- sampler internals ----------------------------------------------------------------------------------
-
-    def _check_timestep(self, t: int) -> None:
-        if not 0 <= t < self.num_steps:
-            raise ValueError(f"timestep {t} outside [0, {self.num_steps})")
-
-    def _ddpm_update(self, x_t: Tensor, x0_hat: Tensor, t: int, t_next: int, z: Callable[[], Tensor]) -> Tensor:
-        """One ancestral step x_t -> x_{t-1} (DDPM eqs. 6-7); ``t_next`` is always ``t - 1`` here."""
+    def update(x_t: Tensor, x0_hat: Tensor, t: int, t_next: int, z: Callable[[], Tensor]) -> Tensor:
         t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-        mean, variance = self.posterior_mean_variance(x0_hat, x_t, t_batch)
+        mean, variance = diffusion.posterior_mean_variance(x0_hat, x_t, t_batch)
         if t == 0:
             return mean  # beta~_0 = 0: the last step is the posterior mean, which equals x0_hat
         return mean + variance.sqrt() * z()
 
-    def _ddim_update(
-        self, x_t: Tensor, x0_hat: Tensor, t: int, t_next: int, z: Callable[[], Tensor], eta: float
-    ) -> Tensor:
-        """One DDIM step x_t -> x_{t_next} (Song et al. 2021, eq. 12), t_next = -1 meaning the clean sample."""
-        abar_t = self._abar64[t]
-        abar_next = self._abar64[t_next] if t_next >= 0 else 1.0
+    return _sample_loop(update, model_fn, x, levels, step_noises, generator, callback, state, progress)
+
+
+def sample_ddim(
+    diffusion: GaussianDiffusion,
+    model_fn: ModelFn,
+    x: Tensor,
+    levels: Sequence[int],
+    *,
+    eta: float = 0.0,
+    step_noises: Tensor | Sequence[Tensor] | None = None,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+    state: Any = None,
+    progress: bool = False,
+) -> tuple[Tensor, Any]:
+    """DDIM sampling (Song et al. 2021, "Denoising Diffusion Implicit Models", eq. 12) over any level sequence.
+
+    For consecutive levels t > s of ``levels`` (s = -1 after the last, abar_{-1} = 1):
+
+        eps_hat = (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t)
+        sigma   = eta * sqrt((1 - abar_s) / (1 - abar_t)) * sqrt(1 - abar_t / abar_s)       (eq. 16)
+        x_s     = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps_hat + sigma z          (eq. 12)
+
+    ``eta = 0`` is deterministic DDIM; ``eta = 1`` over every level is DDPM ancestral sampling. Step coefficients
+    are Python floats computed in float64 (every sample of the batch is at the same level).
+
+    Args:
+        diffusion: the schedule.
+        model_fn: ``(x_t (B, T, D), t (B,)) -> x0_hat (B, T, D)``.
+        x: (B, T, D) x at ``levels[0]``.
+        levels: strictly decreasing levels in [0, N), e.g. ``level_sequence(N - 1, n)`` or a slice of it.
+        eta: stochasticity, 0 (deterministic) .. 1 (DDPM-like).
+        step_noises, generator, callback, state, progress: see the section comment above.
+
+    Returns:
+        (B, T, D) clean samples and the callback's last state.
+    """
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    levels = diffusion.check_levels(levels)
+    abar = diffusion._abar64
+
+    def update(x_t: Tensor, x0_hat: Tensor, t: int, t_next: int, z: Callable[[], Tensor]) -> Tensor:
+        abar_t = abar[t]
+        abar_next = abar[t_next] if t_next >= 0 else 1.0
         sigma = eta * math.sqrt((1.0 - abar_next) / (1.0 - abar_t) * (1.0 - abar_t / abar_next))  # eq. 16
         eps_coef = math.sqrt(max(1.0 - abar_next - sigma**2, 0.0)) / math.sqrt(1.0 - abar_t)
         # x_s = sqrt(abar_s) x0 + c (x_t - sqrt(abar_t) x0) + sigma z,
@@ -401,57 +393,41 @@ class GaussianDiffusion:
             x_next = x_next + sigma * z()
         return x_next
 
-    def _sample(
-        self,
-        update: Callable[[Tensor, Tensor, int, int, Callable[[], Tensor]], Tensor],
-        model_fn: ModelFn,
-        shape: Sequence[int],
-        timesteps: list[int],
-        *,
-        noise: Tensor | None,
-        step_noises: Tensor | Sequence[Tensor] | None,
-        generator: torch.Generator | None,
-        x_init: Tensor | None,
-        t_start: int | None,
-        x0_transform: X0Transform | None,
-        device: torch.device | str | None,
-        progress: bool,
-    ) -> Tensor:
-        """The loop shared by both samplers: predict x0 at each timestep, then ``update`` to the next one."""
-        shape = tuple(shape)
-        if x_init is not None and t_start is None:
-            raise ValueError("x_init needs t_start, the timestep it was noised to")
-        if x_init is not None and noise is not None:
-            raise ValueError("give either noise or x_init, not both")
-        if step_noises is not None and len(step_noises) != len(timesteps):
-            raise ValueError(f"step_noises must hold one noise per update ({len(timesteps)}), got {len(step_noises)}")
-        if device is None and generator is not None:
-            device = generator.device
+    return _sample_loop(update, model_fn, x, levels, step_noises, generator, callback, state, progress)
 
-        x = x_init if x_init is not None else noise
-        if x is None:
-            x = torch.randn(shape, generator=generator, device=device)
-        if tuple(x.shape) != shape:
-            raise ValueError(f"initial x has shape {tuple(x.shape)}, expected {shape}")
 
-        iterator = range(len(timesteps))
-        if progress and tqdm is not None:
-            iterator = tqdm(iterator, desc="sampling", leave=False)
-        for i in iterator:
-            t = timesteps[i]
-            t_next = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-            t_batch = torch.full((shape[0],), t, dtype=torch.long, device=x.device)
-            x0_hat = model_fn(x, t_batch)  # (B, T, D)
-            if x0_transform is not None:
-                x0_hat = x0_transform(x0_hat, t_batch)
+def _sample_loop(
+    update: Callable[[Tensor, Tensor, int, int, Callable[[], Tensor]], Tensor],
+    model_fn: ModelFn,
+    x: Tensor,
+    levels: list[int],
+    step_noises: Tensor | Sequence[Tensor] | None,
+    generator: torch.Generator | None,
+    callback: StepCallback | None,
+    state: Any,
+    progress: bool,
+) -> tuple[Tensor, Any]:
+    """The loop both samplers share: predict x0 at each level, let the callback adjust it, ``update`` to the next."""
+    if step_noises is not None and len(step_noises) != len(levels):
+        raise ValueError(f"step_noises must hold one noise per update ({len(levels)}), got {len(step_noises)}")
+    iterator = range(len(levels))
+    if progress and tqdm is not None:
+        iterator = tqdm(iterator, desc="sampling", leave=False)
+    for i in iterator:
+        t = levels[i]
+        t_next = levels[i + 1] if i + 1 < len(levels) else -1
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        x0_hat = model_fn(x, t_batch)  # (B, T, D)
+        if callback is not None:
+            x0_hat, state = callback(x0_hat, t, state)
 
-            def z(i: int = i) -> Tensor:
-                if step_noises is not None:
-                    return step_noises[i].to(x.device, x.dtype)
-                return torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
+        def z(i: int = i, like: Tensor = x) -> Tensor:
+            if step_noises is not None:
+                return step_noises[i].to(like.device, like.dtype)
+            return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
-            x = update(x, x0_hat, t, t_next, z)
-        return x
+        x = update(x, x0_hat, t, t_next, z)
+    return x, state
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from torch import Tensor
 from .checkpoint import CheckpointError, check_compatible, latest_checkpoint, load_checkpoint, load_run_config, \
     load_tensors
 from .config import Config
-from .diffusion import GaussianDiffusion, classifier_free_guidance
+from .diffusion import GaussianDiffusion, classifier_free_guidance, level_sequence, sample_ddim, sample_ddpm
 from .factory import autocast_dtype, build_denoiser, build_diffusion, build_model, resolve_device
 from .parameterization import Parameterized
 from .camera import ray_nearest_point, transform_camera
@@ -149,11 +149,13 @@ def generate(run: LoadedRun, num: int, *, texts: Sequence[str] | None = None, nu
 
     generator = torch.Generator(device=run.device).manual_seed(seed)
     noise = torch.randn(shape, generator=generator, device=run.device)
+    last_level = run.diffusion.num_steps - 1
     if sampler == "ddpm":
-        x0 = run.diffusion.ddpm_sample(model_fn, shape, noise=noise, generator=generator, progress=progress)
+        x0, _ = sample_ddpm(run.diffusion, model_fn, noise, level_sequence(last_level), generator=generator,
+                            progress=progress)
     else:
-        x0 = run.diffusion.ddim_sample(model_fn, shape, steps=steps, eta=cfg.eta if eta is None else eta,
-                                       noise=noise, generator=generator, progress=progress)
+        x0, _ = sample_ddim(run.diffusion, model_fn, noise, level_sequence(last_level, steps),
+                            eta=cfg.eta if eta is None else eta, generator=generator, progress=progress)
     joints = decode(run.normalizer.denormalize(x0), run.skeleton.num_joints)
     return joints.float().cpu().numpy()
 
@@ -187,6 +189,24 @@ def blend_windows(windows: Tensor, starts: Sequence[int], num_frames: int) -> Te
     return total / weight
 
 
+@dataclass(frozen=True)
+class GuidanceState:
+    """What 2D guidance changes while lifting, threaded through the sampler's steps (:func:`lift`).
+
+    Each guided step re-canonicalizes the moved prediction, so the cameras and the world → canonical transform
+    follow it. W windows of L frames.
+
+    Attributes:
+        R: (W, L, 3, 3) world-to-camera rotations expressed in each window's current canonical frame.
+        t: (W, L, 3) the matching translations.
+        to_canonical: world → each window's current canonical frame (rotation (W, 3, 3), translation (W, 3)).
+    """
+
+    R: Tensor
+    t: Tensor
+    to_canonical: RigidTransform
+
+
 def _compose(outer: RigidTransform, inner: RigidTransform) -> RigidTransform:
     """``outer ∘ inner``: ``x ↦ R_o (R_i x + t_i) + t_o``."""
     rotation = outer.rotation @ inner.rotation
@@ -217,7 +237,8 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     keypoints as the prior's shape allows. 2D guidance: at every step whose level is ≥ ``guidance_min_t``, the placed
     prediction's joints are moved towards the nearest points on their keypoint rays by ``guidance × confidence``
     (1 = onto the ray) and re-encoded (the clip's floor kept; the cameras follow the new canonical frame) as the
-    sampler's x0 estimate. Placing before moving keeps the body's size: rays are reached by a pose change, not by
+    sampler's x0 estimate: a step callback of :func:`~videomdm.diffusion.sample_ddim` whose explicit state
+    (:class:`GuidanceState`: the cameras and each window's frame) the sampler threads and returns. Placing before moving keeps the body's size: rays are reached by a pose change, not by
     shrinking the body towards the camera. The last levels are left to the prior to smooth the detector's noise.
     Overlapping windows are blended (:func:`blend_windows`).
 
@@ -259,33 +280,33 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     def to_joints(features: Tensor) -> Tensor:  # (W, L, D) normalized → (W, L, J, 3) in the current frames
         return decode(run.normalizer.denormalize(features), run.skeleton.num_joints)
 
-    guide = None
+    guide, state = None, None
     if observations is not None:
         keypoints, confidence = windows_of(observations.keypoints), windows_of(observations.confidence)
         eye = torch.eye(3, device=run.device)  # keypoints are normalized image coordinates: K = I
-        camera = {"R": None, "t": None, "to_canonical": to_canonical}
-        camera["R"], camera["t"] = transform_camera(windows_of(observations.R), windows_of(observations.t),
-                                                    to_canonical.rotation, to_canonical.translation)
+        R, t = transform_camera(windows_of(observations.R), windows_of(observations.t), to_canonical.rotation,
+                                to_canonical.translation)
+        state = GuidanceState(R, t, to_canonical)
 
-        def placed(predicted: Tensor) -> Tensor:
-            placement = solve_placement(predicted, keypoints, confidence, camera["R"], camera["t"],
+        def placed(predicted: Tensor, cameras: GuidanceState) -> Tensor:
+            placement = solve_placement(predicted, keypoints, confidence, cameras.R, cameras.t,
                                         solve_yaw=config.two_d.solve_yaw)
             return placement.apply(predicted)
 
         if guidance > 0:
             weight = (guidance * confidence).clamp(0.0, 1.0)[..., None]  # (W, L, J, 1)
 
-            def guide(x0_hat: Tensor, level: Tensor) -> Tensor:
-                if int(level[0]) < guidance_min_t:
-                    return x0_hat
-                predicted = placed(to_joints(x0_hat))
-                on_rays = ray_nearest_point(predicted, keypoints, eye, camera["R"], camera["t"],
+            def guide(x0_hat: Tensor, level: int, cameras: GuidanceState) -> tuple[Tensor, GuidanceState]:
+                if level < guidance_min_t:
+                    return x0_hat, cameras
+                predicted = placed(to_joints(x0_hat), cameras)
+                on_rays = ray_nearest_point(predicted, keypoints, eye, cameras.R, cameras.t,
                                             min_depth=config.two_d.min_depth)
                 moved = predicted + weight * (on_rays - predicted)
                 _, step = canonicalize(moved, run.skeleton, facing_sigma=config.data.facing_sigma, floor=0.0)
-                camera["R"], camera["t"] = transform_camera(camera["R"], camera["t"], step.rotation, step.translation)
-                camera["to_canonical"] = _compose(step, camera["to_canonical"])
-                return run.normalizer.normalize(encode(moved, run.skeleton, floor=0.0, **encode_kw))
+                R, t = transform_camera(cameras.R, cameras.t, step.rotation, step.translation)
+                moved_x0 = run.normalizer.normalize(encode(moved, run.skeleton, floor=0.0, **encode_kw))
+                return moved_x0, GuidanceState(R, t, _compose(step, cameras.to_canonical))
 
     generator = torch.Generator(device=run.device).manual_seed(seed)
     noise = torch.randn(x0.shape, generator=generator, device=run.device)
@@ -294,11 +315,11 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
         x_start = run.diffusion.q_sample(x0, level, noise)
     else:
         x_start = noise
-    denoised = run.diffusion.ddim_sample(model_fn, x0.shape, steps=steps or t_start + 1, eta=0.0, x_init=x_start,
-                                         t_start=t_start, x0_transform=guide, device=run.device)
+    denoised, state = sample_ddim(run.diffusion, model_fn, x_start, level_sequence(t_start, steps), eta=0.0,
+                                  callback=guide, state=state)
     canonical = to_joints(denoised)  # (W, L, J, 3)
-    if observations is not None:
-        canonical, to_canonical = placed(canonical), camera["to_canonical"]
+    if state is not None:
+        canonical, to_canonical = placed(canonical, state), state.to_canonical
     world = to_canonical.inverse().apply(canonical)  # (W, L, J, 3)
     return blend_windows(world, starts, num_frames).float().cpu().numpy()
 
