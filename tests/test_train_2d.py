@@ -54,7 +54,9 @@ def test_2d_training_reduces_the_reprojection_loss(dataset_2d, tmp_path):
     train(dataset_2d, tmp_path / "trained", tiny_2d_config("train.steps=80", *settings), progress=False)
     before = _fixed_reprojection_loss(tmp_path / "start", dataset_2d)
     after = _fixed_reprojection_loss(tmp_path / "trained", dataset_2d)
-    assert after < 0.5 * before, (before, after)
+    # A v-predicting prior starts from its input (the teacher), so it starts lower than an x0 one did (0.016 vs 0.047
+    # m² here) and has less to gain in 80 steps: 0.62 of the start on the tests' data.
+    assert after < 0.75 * before, (before, after)
     assert np.isfinite([row["loss_reprojection"] for row in read_metrics(tmp_path / "trained")]).all()
     assert json.loads((tmp_path / "trained" / "config.json").read_text())["train"]["supervision"] == "2d"
 
