@@ -27,6 +27,7 @@ from .checkpoint import atomic_write_text
 from .data.clip import Clip, load_clip, read_dataset_index
 from .data.dataset import clip_observations, observed_keypoints
 from .metrics import diversity, fid, kid, motion_quality, pose_errors, precision_recall, reprojection_error
+from .representation import floor_from_feet
 from .skeleton import get_skeleton
 from .sample import LoadedRun, denoising_errors, generate, lift, load_run, window_starts
 
@@ -113,12 +114,13 @@ def _real_windows(data_dir: Path, split: str, field: str, length: int) -> list[n
     ``floor=0`` they are the features training cuts from whole clips."""
     windows = []
     index = read_dataset_index(data_dir)
-    left, right = get_skeleton(index.skeleton).foot_indices
+    skeleton = get_skeleton(index.skeleton)
     for path in index.clip_paths(split):
         motion = getattr(load_clip(path, skip=() if field == "gt_3d" else ("gt_3d",)), field)
         if motion is None or len(motion) < length:
             continue
-        motion = motion - np.array([0.0, motion[:, left + right, 1].min(), 0.0], dtype=motion.dtype)
+        floor = floor_from_feet(motion, skeleton, percentile=0.0)  # the lowest foot joint, as encoding floors it
+        motion = motion - np.array([0.0, floor, 0.0], dtype=motion.dtype)
         windows += [motion[s:s + length] for s in window_starts(len(motion), length)]
     return windows
 

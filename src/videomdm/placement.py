@@ -29,25 +29,23 @@ along θ or d, so a prediction is trained on its shape and motion, never on its 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .camera import world_to_camera
+from .representation import yaw_matrix
 
 __all__ = ["Placement", "solve_placement"]
 
 
 def _yaw(theta: Tensor) -> tuple[Tensor, Tensor]:
-    """``Y(θ)`` and ``Y'(θ)`` about +y (+z ↦ (sin θ, 0, cos θ), as ``representation.yaw_matrix``): ``(B,) → (B, 3, 3)``."""
-    c, s = torch.cos(theta), torch.sin(theta)
-    zero, one = torch.zeros_like(theta), torch.ones_like(theta)
-    rotation = torch.stack([torch.stack([c, zero, s], -1), torch.stack([zero, one, zero], -1),
-                            torch.stack([-s, zero, c], -1)], -2)
-    derivative = torch.stack([torch.stack([-s, zero, c], -1), torch.stack([zero, zero, zero], -1),
-                              torch.stack([-c, zero, -s], -1)], -2)
-    return rotation, derivative
+    """``Y(θ)`` (:func:`~videomdm.representation.yaw_matrix`) and its derivative ``Y'(θ)``: ``(B,) → (B, 3, 3)``.
+
+    ``Y'(θ)`` is ``Y(θ + π/2)`` with its y row and column zeroed (the turn leaves y alone)."""
+    horizontal = torch.tensor([1.0, 0.0, 1.0], dtype=theta.dtype, device=theta.device)
+    return yaw_matrix(theta), yaw_matrix(theta + math.pi / 2) * horizontal[:, None] * horizontal
 
 
 @dataclass
@@ -70,11 +68,11 @@ def _residual_rows(points: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Te
     """``A (B, T, J, 2, 3)``, ``c (B, T, J, 2)`` of (P-2) and the weights with unusable entries zeroed."""
     w = torch.where(torch.isfinite(keypoints_norm).all(-1), weight.clamp_min(0.0), torch.zeros_like(weight))
     k = torch.where(w[..., None] > 0, keypoints_norm, torch.zeros_like(keypoints_norm))  # NaN-safe where unused
-    origin = world_to_camera(torch.zeros_like(points), R, t)  # (B, T, J, 3): t, broadcast per frame
-    R_full = R if R.ndim == 4 else R[:, None].expand(points.shape[:2] + (3, 3))  # (B, T, 3, 3)
-    R_full = R_full[:, :, None].expand(points.shape[:-1] + (3, 3))  # (B, T, J, 3, 3)
+    frames = points.shape[:2]
+    R_full = (R if R.ndim == 4 else R[:, None].expand(frames + (3, 3)))[:, :, None]  # (B, T, 1, 3, 3)
+    t_full = (t if t.ndim == 3 else t[:, None].expand(frames + (3,)))[:, :, None]  # (B, T, 1, 3)
     A = R_full[..., :2, :] - k[..., :, None] * R_full[..., 2:3, :]  # (B, T, J, 2, 3)
-    c = origin[..., :2] - k * origin[..., 2:3]  # (B, T, J, 2)
+    c = t_full[..., :2] - k * t_full[..., 2:3]  # (B, T, J, 2)
     return A, c, w
 
 

@@ -288,8 +288,8 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
     effective_batch = batch_size * accum * processes.world_size
     normalizer_file = run_dir / "normalizer.safetensors"
     error = None
-    resuming = resume and latest_checkpoint(run_dir) is not None
-    initial = _initial_weights(init_from, config) if init_from is not None and not resuming else None
+    last = latest_checkpoint(run_dir) if resume else None
+    initial = _initial_weights(init_from, config) if init_from is not None and last is None else None
     if processes.is_main:  # rank 0 alone writes the run folder; the others wait for its verdict
         try:
             _prepare_run_dir(run_dir, config, resume)
@@ -309,7 +309,6 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
     ema = copy.deepcopy(network).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     start = 0
-    last = latest_checkpoint(run_dir) if resume else None
     if last is not None:
         ckpt = load_checkpoint(last)
         check_compatible(config, ckpt.config, f"checkpoint {last}")
