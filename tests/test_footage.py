@@ -369,6 +369,11 @@ def test_lift_video_decodes_the_video_once_for_all_overlays(tmp_path, monkeypatc
     assert {name: row["start_frame"] for name, row in metrics["clips"].items()} == {"v_00": 0, "v_01": 37}
     assert len(decodes) == 1
     assert overlays == {"v_00": list(range(0, 22)), "v_01": list(range(37, 60))}  # each clip gets its own frames
+    # The lift here returns the teacher, so both move alike; the video's figure weighs each clip by its frames.
+    rows = metrics["clips"].values()
+    assert all(row["lift_accel_ms2"] == row["teacher_accel_ms2"] > 0 for row in rows)
+    assert metrics["lift_accel_ms2"] == pytest.approx(
+        sum(row["lift_accel_ms2"] * row["frames"] for row in rows) / sum(row["frames"] for row in rows))
 
 
 # --- videos: bad input -----------------------------------------------------------------------------------------------

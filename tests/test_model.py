@@ -69,11 +69,13 @@ def test_bad_shapes_rejected():
         model(long_x, t[:1], torch.ones(1, 65, dtype=torch.bool), cond[:1])  # beyond max_frames
 
 
+@pytest.mark.parametrize("temporal_kernel", [0, 5])
 @pytest.mark.parametrize("frames_per_token", [1, 2, 3])
 @pytest.mark.parametrize("garbage", [1e3, float("nan")])
-def test_real_frames_do_not_depend_on_padding(garbage, frames_per_token):
-    """With k = 3, 20 real frames end inside a token; with k = 2, 20 + 17 frames are padded again inside the model."""
-    model = small_model(frames_per_token=frames_per_token).eval()
+def test_real_frames_do_not_depend_on_padding(garbage, frames_per_token, temporal_kernel):
+    """With k = 3, 20 real frames end inside a token; with k = 2, 20 + 17 frames are padded again inside the model.
+    The temporal convolution sees padded tokens as the zeros of its own boundary padding."""
+    model = small_model(frames_per_token=frames_per_token, temporal_kernel=temporal_kernel).eval()
     x, t, mask, cond = inputs(frames=20)
     pad = 17
     x_padded = torch.cat([x, torch.randn(3, pad, FEATURES) * 1e3], dim=1)  # (B, T + pad, D)
@@ -87,9 +89,10 @@ def test_real_frames_do_not_depend_on_padding(garbage, frames_per_token):
     assert (out_padded[:, 20:] == 0).all()  # padded frames come out as zeros
 
 
+@pytest.mark.parametrize("temporal_kernel", [0, 3])
 @pytest.mark.parametrize("frames_per_token", [1, 2, 3])
-def test_mixed_lengths_in_a_batch_match_single_samples(frames_per_token):
-    model = small_model(frames_per_token=frames_per_token).eval()
+def test_mixed_lengths_in_a_batch_match_single_samples(frames_per_token, temporal_kernel):
+    model = small_model(frames_per_token=frames_per_token, temporal_kernel=temporal_kernel).eval()
     x, t, mask, cond = inputs(batch=2, frames=30)
     lengths = [30, 12]
     mask[1, lengths[1] :] = False
@@ -146,9 +149,9 @@ def test_cond_dropout_zero_in_training_keeps_condition():
         assert torch.allclose(model.train()(x, t, mask, cond), model.eval()(x, t, mask, cond), atol=1e-6)
 
 
-@pytest.mark.parametrize("frames_per_token", [1, 2])
-def test_gradients_flow_to_every_parameter(frames_per_token):
-    model = small_model(frames_per_token=frames_per_token).train()
+@pytest.mark.parametrize(("frames_per_token", "temporal_kernel"), [(1, 0), (2, 0), (1, 5)])
+def test_gradients_flow_to_every_parameter(frames_per_token, temporal_kernel):
+    model = small_model(frames_per_token=frames_per_token, temporal_kernel=temporal_kernel).train()
     x, t, mask, cond = inputs()
     mask[0, 15:] = False
     out = model(x, t, mask, cond, uncond=torch.tensor([False, False, False]))
@@ -228,3 +231,15 @@ def test_frames_per_token_one_is_the_per_frame_model():
         assert torch.equal(default.eval()(x, t, mask, cond), explicit.eval()(x, t, mask, cond))
     with pytest.raises(ValueError, match="frames_per_token"):
         small_model(frames_per_token=0)
+
+
+@pytest.mark.parametrize("kernel", [2, -1])
+def test_temporal_kernel_must_be_odd_and_positive(kernel):
+    with pytest.raises(ValueError, match="temporal kernel"):
+        small_model(temporal_kernel=kernel)
+
+
+def test_temporal_kernel_zero_is_the_transformer_alone():
+    plain, with_zero = small_model(), small_model(temporal_kernel=0)
+    assert plain.state_dict().keys() == with_zero.state_dict().keys()
+    assert not any("conv" in name for name in plain.state_dict())  # checkpoints of earlier models load unchanged

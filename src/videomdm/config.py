@@ -56,6 +56,7 @@ class ModelConfig:
     cond_dropout: float = 0.1  # probability of dropping the condition in training (classifier-free guidance)
     prediction: str = "x0"  # x0 (MDM) | v: the network predicts v, the model still returns x0 (parameterization.py)
     frames_per_token: int = 1  # k consecutive frames per transformer token (temporal patching, see model.py); 1 = MDM
+    temporal_kernel: int = 0  # odd width (tokens) of a depthwise temporal convolution in every block; 0 = none (MDM)
 
 
 @dataclass
@@ -301,6 +302,8 @@ def _validate(config: Config) -> Config:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"config key {key} must be one of {allowed}, got {value!r}")
+    if config.model.temporal_kernel < 0 or (config.model.temporal_kernel > 0 and config.model.temporal_kernel % 2 == 0):
+        raise ConfigError(f"model.temporal_kernel must be 0 or a positive odd number, got {config.model.temporal_kernel}")
     if config.model.frames_per_token < 1:
         raise ConfigError(f"model.frames_per_token must be at least 1, got {config.model.frames_per_token}")
     if config.model.width % config.model.heads:

@@ -32,6 +32,7 @@ from .data.video import detect_video, find_videos, iter_frames, require_mediapip
 from .data.writer import PROGRESS_DIR
 from .experiments import LiftSettings
 from .export import write_bvh, write_joints
+from .metrics import acceleration
 from .render import render_overlay
 from .sample import LoadedRun, lift
 from .skeleton import Skeleton, get_skeleton
@@ -176,8 +177,9 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
                progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Lift one video with a trained prior and write, per clip (a stretch with the person in view):
     ``<clip>.npy`` (T, 22, 3) world metres at the run's fps, ``<clip>_teacher.npy``, ``<clip>.mp4`` (the overlay,
-    :func:`videomdm.render.render_overlay`), and ``metrics.json`` with the reprojection errors in pixels of the
-    teacher and of the lift (over the joints the detector sees) per clip and frame-weighted over the video.
+    :func:`videomdm.render.render_overlay`), and ``metrics.json`` with, for the teacher and for the lift, the
+    reprojection error in pixels (over the joints the detector sees) and the mean joint acceleration in m/s² (no
+    ground truth: how much each moves; jitter shows as acceleration), per clip and frame-weighted over the video.
     """
     video, out = Path(video), Path(out)
     fps = run.config.data.fps
@@ -204,6 +206,8 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
             "start_frame": start, "frames": len(joints), "fps": fps,
             "teacher_reprojection_px": clip_reprojection_px(clip, run.skeleton),
             "lift_reprojection_px": clip_reprojection_px(clip, run.skeleton, joints=joints),
+            "teacher_accel_ms2": acceleration(clip.teacher_3d, fps),
+            "lift_accel_ms2": acceleration(joints, fps),
             "files": [p.name for p in written],
         }
         if render:
@@ -214,13 +218,15 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
             collections.deque(frames, maxlen=0)  # any of the range the renderer left unread
             position = start + len(joints)
             rows[clip.name]["files"].append(overlay.name)
-        log(f"{clip.name}: {len(joints)} frames, reprojection {rows[clip.name]['teacher_reprojection_px']:.1f} px "
-            f"(teacher) → {rows[clip.name]['lift_reprojection_px']:.1f} px (lift)")
+        row = rows[clip.name]
+        log(f"{clip.name}: {len(joints)} frames, teacher → lift: reprojection {row['teacher_reprojection_px']:.1f} → "
+            f"{row['lift_reprojection_px']:.1f} px, acceleration {row['teacher_accel_ms2']:.1f} → "
+            f"{row['lift_accel_ms2']:.1f} m/s²")
     frames = sum(r["frames"] for r in rows.values())
     metrics = {
         "video": str(video), "run": str(run.checkpoint), "teacher": teacher, "clips": rows, "frames": frames,
-        "teacher_reprojection_px": sum(r["teacher_reprojection_px"] * r["frames"] for r in rows.values()) / frames,
-        "lift_reprojection_px": sum(r["lift_reprojection_px"] * r["frames"] for r in rows.values()) / frames,
+        **{key: sum(r[key] * r["frames"] for r in rows.values()) / frames
+           for key in ("teacher_reprojection_px", "lift_reprojection_px", "teacher_accel_ms2", "lift_accel_ms2")},
         "units": "joints in metres, world y up, floor y = 0; SMPL-22 order",
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")

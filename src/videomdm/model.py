@@ -127,19 +127,53 @@ class FeedForward(nn.Module):
         return self.dropout(self.proj(self.act(self.fc(x))))
 
 
-class Block(nn.Module):
-    """Pre-LayerNorm transformer block: ``x + Attn(LN(x))`` then ``x + FF(LN(x))``."""
+class TemporalConv(nn.Module):
+    """Depthwise convolution along the frame tokens: ``Linear(GELU(DWConv_k(x)))`` (the convolution module of a
+    Conformer block, Gulati et al. 2020, Sec. 2.2, without its gating).
 
-    def __init__(self, width: int, heads: int, ff_size: int, dropout: float, activation: str) -> None:
+    Each channel is filtered over its ``kernel`` neighbouring tokens, so a low-pass (smoothing) or high-pass
+    (noise-finding) filter in time is one weight vector per channel rather than something attention has to learn.
+    Invalid tokens enter as zeros, exactly like the convolution's own zero padding at the window's end, so outputs on
+    real frames stay independent of how much padding follows them.
+    """
+
+    def __init__(self, width: int, kernel: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(width, width, kernel, padding=kernel // 2, groups=width)
+        self.act = nn.GELU()
+        self.proj = nn.Linear(width, width)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
+        """x: (B, N, W) frame tokens, valid: (B, N) bool. Returns (B, N, W)."""
+        x = x.masked_fill(~valid[..., None], 0.0)
+        filtered = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, W, N) convolved along N, back to (B, N, W)
+        return self.dropout(self.proj(self.act(filtered)))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: ``x + Attn(LN(x))``, then (with ``temporal_kernel > 0``) on the frame tokens
+    ``x + TemporalConv(LN(x))``, then ``x + FF(LN(x))``. Token 0 is the condition token, never convolved."""
+
+    def __init__(self, width: int, heads: int, ff_size: int, dropout: float, activation: str,
+                 temporal_kernel: int = 0) -> None:
         super().__init__()
         self.ln_attn = nn.LayerNorm(width)
         self.attn = SelfAttention(width, heads, dropout)
+        if temporal_kernel > 0:
+            self.ln_conv = nn.LayerNorm(width)
+            self.conv = TemporalConv(width, temporal_kernel, dropout)
+        else:
+            self.conv = None
         self.ln_ff = nn.LayerNorm(width)
         self.ff = FeedForward(width, ff_size, dropout, activation)
 
     def forward(self, x: Tensor, key_mask: Tensor) -> Tensor:
         """x: (B, S, W), key_mask: (B, S) bool True = valid key. Returns (B, S, W)."""
         x = x + self.attn(self.ln_attn(x), key_mask)
+        if self.conv is not None:
+            frames = x[:, 1:]
+            x = torch.cat([x[:, :1], frames + self.conv(self.ln_conv(frames), key_mask[:, 1:])], dim=1)
         x = x + self.ff(self.ln_ff(x))
         return x
 
@@ -176,6 +210,8 @@ class MotionDenoiser(nn.Module):
             positions, plus one for the condition token).
         frames_per_token: k, consecutive frames per transformer token (temporal patching, module docstring); 1 =
             one token per frame (MDM).
+        temporal_kernel: odd size, in tokens, of a depthwise temporal convolution added to every block
+            (:class:`TemporalConv`); 0 = none (MDM).
     """
 
     def __init__(
@@ -191,12 +227,15 @@ class MotionDenoiser(nn.Module):
         cond_dropout: float = 0.1,
         max_frames: int = 1024,
         frames_per_token: int = 1,
+        temporal_kernel: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 <= cond_dropout <= 1.0:
             raise ValueError(f"cond_dropout must be in [0, 1], got {cond_dropout}")
         if frames_per_token < 1:
             raise ValueError(f"frames_per_token must be at least 1, got {frames_per_token}")
+        if temporal_kernel < 0 or (temporal_kernel > 0 and temporal_kernel % 2 == 0):
+            raise ValueError(f"temporal kernel must be 0 (none) or a positive odd number, got {temporal_kernel}")
         self.feature_dim = feature_dim
         self.cond_dim = cond_dim
         self.width = width
@@ -208,7 +247,8 @@ class MotionDenoiser(nn.Module):
         self.timestep_embedder = TimestepEmbedder(width)
         self.cond_proj = nn.Linear(cond_dim, width) if cond_dim > 0 else None
         self.token_dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(width, heads, ff_size, dropout, activation) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(width, heads, ff_size, dropout, activation, temporal_kernel)
+                                    for _ in range(layers))
         self.ln_final = nn.LayerNorm(width)
         self.output_proj = nn.Linear(width, frames_per_token * feature_dim)
         # Position 0 is the condition token, positions 1..N the frame tokens. Deterministic, so not saved.
