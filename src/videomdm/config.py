@@ -57,6 +57,7 @@ class ModelConfig:
     prediction: str = "x0"  # x0 (MDM) | v: the network predicts v, the model still returns x0 (parameterization.py)
     frames_per_token: int = 1  # k consecutive frames per transformer token (temporal patching, see model.py); 1 = MDM
     temporal_kernel: int = 0  # odd width (tokens) of a depthwise temporal convolution in every block; 0 = none (MDM)
+    max_frequency_hz: float = 0.0  # band limit of every x0 prediction (DCT low-pass, bandlimit.py); 0 = none (MDM)
 
 
 @dataclass
@@ -304,6 +305,8 @@ def _validate(config: Config) -> Config:
             raise ConfigError(f"config key {key} must be one of {allowed}, got {value!r}")
     if config.model.temporal_kernel < 0 or (config.model.temporal_kernel > 0 and config.model.temporal_kernel % 2 == 0):
         raise ConfigError(f"model.temporal_kernel must be 0 or a positive odd number, got {config.model.temporal_kernel}")
+    if config.model.max_frequency_hz < 0:
+        raise ConfigError(f"model.max_frequency_hz must be ≥ 0 (0 = no band limit), got {config.model.max_frequency_hz}")
     if config.model.frames_per_token < 1:
         raise ConfigError(f"model.frames_per_token must be at least 1, got {config.model.frames_per_token}")
     if config.model.width % config.model.heads:

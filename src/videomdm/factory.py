@@ -27,7 +27,8 @@ def build_model(config: Config, feature_dim: int, cond_dim: int) -> MotionDenois
 
 def build_denoiser(config: Config, network: torch.nn.Module) -> Parameterized:
     """``network`` read under ``config.model.prediction``: the x0 denoiser that objectives and samplers call."""
-    return Parameterized(network, config.model.prediction, build_diffusion(config).alphas_cumprod)
+    return Parameterized(network, config.model.prediction, build_diffusion(config).alphas_cumprod,
+                         max_cycles_per_frame=config.model.max_frequency_hz / config.data.fps)
 
 
 def build_diffusion(config: Config) -> GaussianDiffusion:

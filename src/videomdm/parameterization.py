@@ -11,6 +11,10 @@ With v, the prediction starts from its input at low noise (with unit-variance da
 preconditioning, eq. 7). Under 2D supervision, where a single view leaves depth unconstrained, this keeps what the
 views cannot see close to the (noised) input instead of arbitrary.
 
+Optionally the x0 prediction is band-limited in time (``max_cycles_per_frame > 0``): projected onto its DCT
+frequencies up to the cut-off (:mod:`videomdm.bandlimit`), so that every prediction, in training and in sampling,
+is a smooth motion whatever the network has learned so far.
+
 The wrapper has no parameters and its schedule is a buffer that is not saved (it is derived from the config): what
 a run saves is the network's own state dict, the same as when the conversion lived inside the network.
 """
@@ -18,6 +22,8 @@ a run saves is the network's own state dict, the same as when the conversion liv
 from __future__ import annotations
 
 from torch import Tensor, nn
+
+from .bandlimit import bandlimit
 
 __all__ = ["Parameterized", "PREDICTIONS"]
 
@@ -33,9 +39,11 @@ class Parameterized(nn.Module):
             on padded frames.
         prediction: what ``net`` predicts, one of :data:`PREDICTIONS`.
         alphas_cumprod: ``(N,)`` cumulative alpha-bar of the diffusion; required for ``v``.
+        max_cycles_per_frame: cut-off of the band limit on x0_hat (Hz / fps); 0 = none.
     """
 
-    def __init__(self, net: nn.Module, prediction: str, alphas_cumprod: Tensor | None = None) -> None:
+    def __init__(self, net: nn.Module, prediction: str, alphas_cumprod: Tensor | None = None,
+                 max_cycles_per_frame: float = 0.0) -> None:
         super().__init__()
         if prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
@@ -43,6 +51,9 @@ class Parameterized(nn.Module):
             raise ValueError("v prediction needs the diffusion's alphas_cumprod")
         self.net = net
         self.prediction = prediction
+        if max_cycles_per_frame < 0:
+            raise ValueError(f"max_cycles_per_frame must be ≥ 0 (0 = no band limit), got {max_cycles_per_frame}")
+        self.max_cycles_per_frame = max_cycles_per_frame
         schedule = None if alphas_cumprod is None else alphas_cumprod.float()
         self.register_buffer("alphas_cumprod", schedule, persistent=False)
 
@@ -52,7 +63,10 @@ class Parameterized(nn.Module):
         (``mask`` ``(B, T)`` bool, True = real frame; values of ``x`` there may be anything, NaN included)."""
         out = self.net(x, t, mask, cond=cond, uncond=uncond)  # (B, T, D)
         if self.prediction == "x0":
-            return out
-        abar = self.alphas_cumprod[t].to(out.dtype)[:, None, None]  # (B, 1, 1)
-        x0 = abar.sqrt() * x - (1.0 - abar).sqrt() * out
-        return x0.masked_fill(~mask[..., None], 0.0)
+            x0 = out
+        else:
+            abar = self.alphas_cumprod[t].to(out.dtype)[:, None, None]  # (B, 1, 1)
+            x0 = (abar.sqrt() * x - (1.0 - abar).sqrt() * out).masked_fill(~mask[..., None], 0.0)
+        if self.max_cycles_per_frame > 0:
+            x0 = bandlimit(x0, mask, self.max_cycles_per_frame)
+        return x0
