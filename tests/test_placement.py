@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from videomdm.camera import look_at, project_normalized, world_to_camera
 from videomdm.placement import Placement, solve_placement
@@ -106,3 +107,31 @@ def test_the_2d_objective_prefers_the_ground_truth_to_the_teacher(dataset_2d):
     assert mean["truth_placed"] < 0.9 * mean["teacher_placed"], mean
     assert mean["truth_placed"] < mean["truth_at_anchor"], mean
     assert not math.isnan(mean["truth_placed"])
+
+
+def test_the_solution_minimizes_the_reprojection_loss_not_the_algebraic_residual():
+    """With keypoints that the shape does not fit exactly (detector noise), the algebraic residual (P-2) places the
+    window nearer the camera; the refined solution (P-3) is a stationary point of the depth-weighted reprojection
+    loss (detached depth weights: what training differentiates) and lands nearer the truth in depth."""
+    from videomdm.losses import reprojection_loss
+
+    points, R, t = _scene(frames=20, per_frame=False)
+    generator = torch.Generator().manual_seed(1)
+    keypoints = project_normalized(world_to_camera(points, R, t))
+    keypoints = keypoints + 0.01 * torch.randn(keypoints.shape, generator=generator, dtype=torch.float64)
+    weight = torch.ones(points.shape[:-1], dtype=torch.float64)
+    mask = torch.ones(points.shape[:2], dtype=torch.bool)
+    camera_centre = -torch.einsum("bji,bj->bi", R, t)  # (B, 3)
+
+    def depth_error(placement: Placement) -> Tensor:  # signed: negative = nearer the camera than the truth
+        towards = torch.nn.functional.normalize(points.mean((1, 2)) - camera_centre, dim=-1)
+        return (placement.translation * towards).sum(-1)
+
+    algebraic = solve_placement(points, keypoints, weight, R, t, refinements=0, ridge=0.0)
+    refined = solve_placement(points, keypoints, weight, R, t, refinements=5, ridge=0.0)
+    assert (depth_error(algebraic) < 0).all()  # the bias of (P-2): towards the camera
+    assert (depth_error(refined).abs() < depth_error(algebraic).abs()).all()
+    shift = refined.translation.clone().requires_grad_()
+    placed = Placement(refined.yaw, shift).apply(points)
+    reprojection_loss(placed, keypoints, weight, mask, R, t).backward()
+    assert float(shift.grad.abs().max()) < 1e-6

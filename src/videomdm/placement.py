@@ -23,6 +23,17 @@ and barely pulls a well-observed one (it must stay tiny: the depth along the vie
 body's extent, so its eigenvalue is orders of magnitude below the trace; a ridge of 1e-3 pulled it by 20 cm); θ is clamped to ``±max_yaw``, so a near-symmetric pose cannot flip front to
 back. One view fixes the depth through the body's extent in the image; V views simply add their rows.
 
+(P-2) has a bias that matters: its residual is the reprojection error times the depth, so moving a window towards
+the camera shrinks every residual. Where the shape does not fit its keypoints exactly (any prediction), its
+minimum lies nearer the camera than the reprojection error's, by centimetres to decimetres (the depth is weakly
+fixed, above); a prediction placed too near then projects too large, and training answers by shrinking the body.
+So (P-2) only starts the solve, and a few Gauss–Newton steps follow on the loss that training minimizes::
+
+    (θ, d) = argmin Σ w Z̄² ‖π(Q) − k‖²,    Z̄ the depths of the previous iterate, held fixed                      (P-3)
+
+with ``∂π/∂Q = [I₂ | −π] / Z``. At its solution the ``depth_squared`` reprojection loss (whose depth weights are
+detached) has no gradient along θ or d.
+
 Everything here is solved without gradient (callers detach): at the optimum the loss has no first-order gradient
 along θ or d, so a prediction is trained on its shape and motion, never on its anchor.
 """
@@ -35,6 +46,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .camera import DEFAULT_MIN_DEPTH
 from .representation import yaw_matrix
 
 __all__ = ["Placement", "solve_placement"]
@@ -78,8 +90,9 @@ def _residual_rows(points: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Te
 
 def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Tensor, t: Tensor, *,
                     solve_yaw: bool = True, solve_height: bool = True, max_yaw: float = 0.5, iterations: int = 4,
-                    ridge: float = 1e-6) -> Placement:
-    """The placement (P-1) of each window that best fits its keypoints under the depth-weighted residual (P-2).
+                    refinements: int = 3, ridge: float = 1e-6, min_depth: float = DEFAULT_MIN_DEPTH) -> Placement:
+    """The placement (P-1) of each window that best fits its keypoints: solved under the algebraic residual (P-2),
+    then refined on the reprojection error (P-3).
 
     Args:
         points_world: ``(B, T, J, 3)`` metres, the windows as predicted (decoded at their anchor).
@@ -90,8 +103,10 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
         solve_height: also solve the vertical translation; False: ``d_y = 0``, the window keeps the height above the
             floor that it decodes with (a prediction free to float would leave its root height untrained).
         max_yaw: bound of |θ|, radians.
-        iterations: Gauss–Newton iterations (with ``solve_yaw``).
-        ridge: relative Tikhonov weight pulling (θ, d) towards (0, 0).
+        iterations: Gauss–Newton iterations on (P-2) (with ``solve_yaw``).
+        refinements: Gauss–Newton iterations on (P-3); 0 = the solution of (P-2).
+        ridge: relative Tikhonov weight pulling (θ, d) towards (0, 0) (towards the current estimate in (P-3)).
+        min_depth: metres; nearer points are projected at this depth in (P-3), as the loss does.
 
     Returns:
         :class:`Placement` with ``yaw (B,)`` (zeros without ``solve_yaw``) and ``translation (B, 3)``.
@@ -107,6 +122,12 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
     unknowns = len(axes) + (1 if solve_yaw else 0)
     eye = torch.eye(unknowns, dtype=points_world.dtype, device=points_world.device)
     translation = points_world.new_zeros(batch, 3)
+    axes_index = torch.tensor(axes, device=points_world.device)
+
+    def solve(normal: Tensor, rhs: Tensor) -> Tensor:  # (B, U, U), (B, U) → (B, U) with the relative ridge
+        lam = ridge * normal.diagonal(dim1=-2, dim2=-1).sum(-1) / unknowns + 1e-9  # (B,)
+        return torch.linalg.solve(normal + lam[:, None, None] * eye, rhs)
+
     for _ in range(iterations if solve_yaw else 1):
         rotation, derivative = _yaw(theta)
         rotated = torch.einsum("bij,btkj->btki", rotation, points_world)  # (B, T, J, 3)
@@ -119,9 +140,33 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
             residual = residual - d_theta[..., 0] * theta[:, None, None, None]  # linearized about θ, not 0
         normal = torch.einsum("btk,btkai,btkaj->bij", w, jacobian, jacobian)  # (B, U, U)
         rhs = -torch.einsum("btk,btkai,btka->bi", w, jacobian, residual)  # (B, U)
-        lam = ridge * normal.diagonal(dim1=-2, dim2=-1).sum(-1) / unknowns + 1e-9  # (B,)
-        solution = torch.linalg.solve(normal + lam[:, None, None] * eye, rhs)
+        solution = solve(normal, rhs)
         if solve_yaw:
             theta, solution = solution[:, 0].clamp(-max_yaw, max_yaw), solution[:, 1:]
-        translation = translation.index_copy(1, torch.tensor(axes, device=solution.device), solution)
+        translation = translation.index_copy(1, axes_index, solution)
+
+    # (P-3): Gauss–Newton on the reprojection error itself, from the solution of (P-2).
+    R_full = (R if R.ndim == 4 else R[:, None].expand(points_world.shape[:2] + (3, 3)))[:, :, None]  # (B, T, 1, 3, 3)
+    t_full = (t if t.ndim == 3 else t[:, None].expand(points_world.shape[:2] + (3,)))[:, :, None]  # (B, T, 1, 3)
+    k = torch.where(w[..., None] > 0, keypoints_norm, torch.zeros_like(keypoints_norm))
+    for _ in range(refinements):
+        rotation, derivative = _yaw(theta)
+        rotated = torch.einsum("bij,btkj->btki", rotation, points_world)
+        Q = torch.einsum("btkij,btkj->btki", R_full, rotated + translation[:, None, None]) + t_full  # camera frame
+        depth = Q[..., 2:].clamp_min(min_depth)  # (B, T, J, 1)
+        projected = Q[..., :2] / depth
+        residual = projected - k  # (B, T, J, 2)
+        # ∂π/∂Q = [I₂ | −π] / Z, so a direction ∂Q of the camera-frame point moves the projection by (∂Q_xy − π ∂Q_z) / Z.
+        d_projection = (R_full[..., :2, :] - projected[..., :, None] * R_full[..., 2:3, :]) / depth[..., None]
+        jacobian = d_projection[..., axes]  # (B, T, J, 2, 3 or 2): ∂π/∂d
+        if solve_yaw:
+            turned = torch.einsum("bij,btkj->btki", derivative, points_world)
+            jacobian = torch.cat([torch.einsum("btkai,btki->btka", d_projection, turned)[..., None], jacobian], -1)
+        omega = w * depth[..., 0].square()  # the loss's weights, fixed at the current depths
+        normal = torch.einsum("btk,btkai,btkaj->bij", omega, jacobian, jacobian)
+        rhs = -torch.einsum("btk,btkai,btka->bi", omega, jacobian, residual)
+        step = solve(normal, rhs)
+        if solve_yaw:
+            theta, step = (theta + step[:, 0]).clamp(-max_yaw, max_yaw), step[:, 1:]
+        translation = translation.index_add(1, axes_index, step)
     return Placement(theta, translation)
