@@ -10,8 +10,6 @@ import torch
 
 from videomdm.camera import look_at, project_normalized, sample_cameras, world_to_camera
 from videomdm.losses import (
-    bone_length_loss,
-    bone_lengths,
     depth_weights,
     joint_position_loss,
     reprojection_diagnostics,
@@ -257,42 +255,3 @@ def test_shape_errors(gen):
         reprojection_loss(motion, keypoints, confidence, mask[:, :-1], R, t)
     with pytest.raises(ValueError):
         velocity_2d_loss(motion, keypoints, confidence, mask, R, t[:, None].expand(-1, motion.shape[1], -1))
-
-
-# --- the body's size -------------------------------------------------------------------------------------------------
-
-CHAIN = (-1, 0, 1, 2)  # a 4-joint chain: root → 1 → 2 → 3
-
-
-def test_bone_lengths_of_a_chain():
-    joints = torch.tensor([[0.0, 0, 0], [0, 1, 0], [0, 1, 2], [3, 5, 2]], dtype=DT)[None, None]  # (1, 1, 4, 3)
-    torch.testing.assert_close(bone_lengths(joints, CHAIN), torch.tensor([[[1.0, 2.0, 5.0]]], dtype=DT))
-
-
-def test_a_smaller_body_costs_its_squared_bone_shortfall(gen):
-    """The loss that reprojection cannot give: s·X seen from s times nearer projects like X, but each of its bones
-    is (1 − s)·ℓ too short."""
-    body = human_cloud(2, 1, 4, generator=gen)
-    walking = body + torch.linspace(0, 1, 10, dtype=DT)[None, :, None, None] * torch.tensor([0.0, 0, 1], dtype=DT)
-    mask = torch.ones(2, 10, dtype=torch.bool)
-    assert bone_length_loss(walking, walking, mask, CHAIN) < 1e-24  # translation leaves bones alone
-    lengths = bone_lengths(body, CHAIN)  # (2, 1, 3), the same in every frame
-    torch.testing.assert_close(bone_length_loss(0.8 * walking, walking, mask, CHAIN),
-                               ((1 - 0.8) * lengths).square().mean())
-
-
-def test_the_reference_length_ignores_jitter_and_padding(gen):
-    """Median over real frames: one wild frame of a noisy reference, or garbage on padded frames, leaves the target
-    unchanged."""
-    steady = human_cloud(1, 1, 4, generator=gen).expand(1, 9, 4, 3).clone()
-    noisy = steady.clone()
-    noisy[0, 4] *= 3.0  # one frame of a lifter's jitter
-    mask = torch.ones(1, 9, dtype=torch.bool)
-    assert bone_length_loss(steady, noisy, mask, CHAIN) == 0
-    padded = torch.cat([steady, torch.full((1, 3, 4, 3), float("nan"), dtype=DT)], dim=1)
-    mask = torch.cat([mask, torch.zeros(1, 3, dtype=torch.bool)], dim=1)
-    prediction = torch.cat([steady, torch.zeros(1, 3, 4, 3, dtype=DT)], dim=1).requires_grad_()
-    loss = bone_length_loss(prediction, padded, mask, CHAIN)
-    assert loss == 0
-    loss.backward()
-    assert torch.isfinite(prediction.grad).all()

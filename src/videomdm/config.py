@@ -111,7 +111,6 @@ class TwoDConfig:
     reprojection: float = 7.0  # weight of the depth-weighted reprojection loss
     velocity: float = 350.0  # weight of the 2D velocity consistency loss (7·50 as the public release)
     alignment: float = 0.0  # weight of the representation alignment loss (rotations, velocities, contacts)
-    bone_length: float = 0.0  # weight of the bone-length loss against the teacher's median bone lengths (m²)
     teacher_min_t: int = 12  # t*: the teacher is only ever noised to t ≥ t*
     chain_steps: int = 4  # below t*, inputs come from chains of this many detached self-predictions
     min_depth: float = 0.1  # metres; points nearer the camera are clamped in the projection

@@ -54,7 +54,6 @@ from videomdm.camera import DEFAULT_MIN_DEPTH, project_normalized, world_to_came
 __all__ = [
     "masked_mean", "masked_mse", "joint_position_loss", "joint_velocity_loss", "foot_contact_loss",
     "DEPTH_WEIGHTINGS", "depth_weights", "reprojection_loss", "velocity_2d_loss", "reprojection_diagnostics",
-    "bone_lengths", "bone_length_loss",
 ]
 
 
@@ -112,38 +111,6 @@ def foot_contact_loss(pred: Tensor, contacts: Tensor, foot_joints: list[int], ma
 # --- 2D losses ------------------------------------------------------------------------------------------------------
 
 DEPTH_WEIGHTINGS = ("none", "mean_depth", "depth_squared")
-
-
-def bone_lengths(joints: Tensor, parents: tuple[int, ...] | list[int]) -> Tensor:
-    """``(B, T, J, 3)`` joints → ``(B, T, J−1)`` lengths (metres) of the bones from each non-root joint to its parent
-    (``parents[j] < j``, ``-1`` for the root at index 0)."""
-    children = torch.arange(1, len(parents), device=joints.device)
-    parent_index = torch.as_tensor(list(parents[1:]), device=joints.device)
-    return (joints[:, :, children] - joints[:, :, parent_index]).norm(dim=-1)
-
-
-def bone_length_loss(pred: Tensor, reference: Tensor, mask: Tensor, parents: tuple[int, ...] | list[int],
-                     item_weight: Tensor | None = None) -> Tensor:
-    """Squared error of every predicted bone length against the reference motion's, m²::
-
-        L = mean over real frames and bones of (ℓ_b(pred, t) − median_t' ℓ_b(reference, t'))²
-
-    The reference length of a bone is its median over the reference's real frames, so the per-frame jitter of a
-    noisy reference (a lifter's output) does not enter. Used by the ``2d`` objective to fix the body's size, which
-    reprojection cannot see: a body s times smaller and s times nearer the camera projects identically.
-
-    Args:
-        pred, reference: (B, T, J, 3) joints, metres (any frame: lengths do not depend on it).
-        mask: (B, T) bool real frames. parents: the skeleton's parent indices.
-        item_weight: optional (B,) factor of each item's terms.
-    Returns:
-        Scalar.
-    """
-    with torch.no_grad():
-        lengths = bone_lengths(reference, parents).masked_fill(~mask[..., None], float("nan"))
-        target = lengths.nanmedian(dim=1).values  # (B, J−1); NaN only for an item without real frames
-        target = torch.nan_to_num(target)
-    return masked_mean((bone_lengths(pred, parents) - target[:, None]).square(), mask, item_weight)
 
 
 def depth_weights(depth: Tensor, mode: str, mask: Tensor | None = None, *,

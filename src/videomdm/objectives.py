@@ -29,8 +29,8 @@ from .camera import ray_nearest_point
 from .config import Config
 from .data.dataset import Batch
 from .diffusion import GaussianDiffusion
-from .losses import (bone_length_loss, foot_contact_loss, joint_position_loss, joint_velocity_loss, masked_mse,
-                     reprojection_loss, velocity_2d_loss)
+from .losses import (foot_contact_loss, joint_position_loss, joint_velocity_loss, masked_mse, reprojection_loss,
+                     velocity_2d_loss)
 from .placement import solve_placement
 from .representation import FeatureLayout, Normalizer, decode, encode
 from .skeleton import get_skeleton
@@ -135,8 +135,7 @@ class ReprojectionObjective:
     """VideoMDM (DESIGN.md, supervision ``2d``): the noised teacher in, 3D out, supervised by reprojection.
 
     Terms, weighted by ``config.two_d``: depth-weighted reprojection of the decoded prediction against the keypoints,
-    2D velocity consistency, the body's size (bone lengths against the teacher's median bone lengths: reprojection
-    cannot tell a small body near the camera from a large one farther away), and (optionally) alignment of the prediction's rotation/velocity/contact slices with the
+    2D velocity consistency, and (optionally) alignment of the prediction's rotation/velocity/contact slices with the
     re-encoded prediction moved onto the keypoint rays. ``batch.features`` hold the teacher; no ground truth is read.
     """
 
@@ -177,12 +176,7 @@ class ReprojectionObjective:
         }
         if cfg.alignment:
             terms["alignment"] = self.alignment_loss(normalizer, pred, joints, batch)
-        if cfg.bone_length:
-            teacher_joints = decode(batch.features, self.layout.num_joints)  # (B, T, J, 3): only its bones are used
-            terms["bone_length"] = bone_length_loss(joints, teacher_joints, batch.mask, self.skeleton.parents,
-                                                    item_weight)
-        weights = {"reprojection": cfg.reprojection, "velocity_2d": cfg.velocity, "alignment": cfg.alignment,
-                   "bone_length": cfg.bone_length}
+        weights = {"reprojection": cfg.reprojection, "velocity_2d": cfg.velocity, "alignment": cfg.alignment}
         total = sum(weights[name] * value for name, value in terms.items())
         return total, {name: value.detach() for name, value in terms.items()}
 
