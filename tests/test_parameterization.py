@@ -20,7 +20,8 @@ from videomdm.parameterization import Parameterized
 # output ``x0`` on ``x``, ``t``, ``mask``.
 OLD_CHECKPOINT = Path(__file__).parent / "data" / "v_prediction_checkpoint.safetensors"
 OLD_SETTINGS = ["model.width=16", "model.layers=1", "model.heads=2", "model.ff_size=32", "model.prediction=v",
-                "diffusion.steps=10", "diffusion.sample_steps=10", "two_d.teacher_min_t=3"]
+                "diffusion.steps=10", "diffusion.sample_steps=10", "two_d.teacher_min_t=3",
+                "model.max_frequency_hz=0"]  # a key that run's config.json lacks: it loads with the default, 0
 
 
 def zero_head(model: torch.nn.Module) -> None:

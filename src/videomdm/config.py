@@ -159,9 +159,11 @@ MODEL_DEFINING_SECTIONS = ("model", "diffusion.steps", "diffusion.schedule", "da
 def _small() -> Config:
     """A model and budget that train in a few minutes on 2 CPU cores (the demo). v-prediction (at this budget an x0
     model trained from 2D collapses to a static mean pose) with the v-space loss for the feature objective (it gets
-    gradient at low noise); README, "Does the prior clean its teacher?"."""
+    gradient at low noise), and predictions band-limited to 4 Hz (a short-trained network passes white noise and
+    the teacher's jitter through to its output); README, "Does the prior clean its teacher?"."""
     return Config(
-        model=ModelConfig(width=128, layers=4, heads=4, ff_size=256, dropout=0.1, prediction="v"),
+        model=ModelConfig(width=128, layers=4, heads=4, ff_size=256, dropout=0.1, prediction="v",
+                          max_frequency_hz=4.0),
         data=DataConfig(num_frames=60, min_frames=40),
         loss=LossConfig(time_weighting="v"),
         train=TrainConfig(steps=1200, batch_size=32, lr=3e-4, warmup_steps=100, lr_schedule="cosine",
