@@ -176,7 +176,8 @@ def _lift_videos(args: argparse.Namespace, videos: list[Path]) -> None:
             print(f"error: {err}")
             failed[video.name] = str(err)
             continue
-        results[video.name] = {k: metrics[k] for k in ("frames", "teacher_reprojection_px", "lift_reprojection_px")}
+        results[video.name] = {k: metrics[k] for k in ("frames", "teacher_reprojection_px", "lift_reprojection_px",
+                                                      "teacher_accel_ms2", "lift_accel_ms2")}
     if not results:
         raise DataError(f"no video could be lifted: {json.dumps(failed)}")
     _print_summary(f"lifted {len(results)} of {len(videos)} video(s) into {out}", {**results, "failed": failed})
