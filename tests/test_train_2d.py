@@ -28,6 +28,7 @@ def _fixed_reprojection_loss(run_dir: Path, data: Path) -> float:
     from videomdm.placement import solve_placement
     from videomdm.losses import reprojection_loss
     from videomdm.representation import decode
+    from videomdm.views import view_weight, views_as_frames, views_as_items
     from videomdm.sample import load_run
 
     run = load_run(run_dir, use_ema=False)
@@ -42,9 +43,10 @@ def _fixed_reprojection_loss(run_dir: Path, data: Path) -> float:
             t = torch.full((x0.shape[0],), level)
             x_t = run.diffusion.q_sample(x0, t, torch.randn(x0.shape, generator=generator))
             joints = decode(run.normalizer.denormalize(run.model(x_t, t, batch.mask)), 22)
-            joints = solve_placement(joints, batch.keypoints, batch.confidence, batch.R, batch.t).apply(joints)
-            losses.append(float(reprojection_loss(joints, batch.keypoints, batch.confidence, batch.mask, batch.R,
-                                                  batch.t, weighting="depth_squared")))
+            weight = view_weight(batch.confidence, batch.mask, batch.view_mask)
+            joints = solve_placement(*views_as_frames(joints, batch.keypoints, weight, batch.R, batch.t)).apply(joints)
+            losses.append(float(reprojection_loss(**views_as_items(joints, batch.keypoints, weight, batch.mask, batch.R,
+                                                                   batch.t), weighting="depth_squared")))
     return float(np.mean(losses))
 
 

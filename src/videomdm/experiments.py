@@ -81,10 +81,12 @@ def lift_split(run: LoadedRun, data_dir: Path, split: str, settings: LiftSetting
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             np.save(Path(out_dir) / f"{clip.name}.npy", joints)
         if observations is not None and observations.confidence.any():
-            pixels, confidence = observed_keypoints(clip, run.skeleton)  # mapped once for the three motions
+            pixels, confidence = observed_keypoints(clip, run.skeleton)  # (V, T, J, 2): mapped once for the motions
             motions = {"lift": joints, "teacher": clip.teacher_3d, "gt": clip.gt_3d}
-            reprojection_rows.append((len(joints), {
-                f"{name}_reprojection_px": reprojection_error(motion, pixels, confidence, clip.K, clip.R, clip.t)
+            reprojection_rows.append((len(joints), {  # the mean over views
+                f"{name}_reprojection_px": float(np.mean([
+                    reprojection_error(motion, pixels[v], confidence[v], clip.K[v], clip.R[v], clip.t[v])
+                    for v in range(len(pixels))]))
                 for name, motion in motions.items() if motion is not None}))
         if clip.gt_3d is None:
             continue

@@ -137,9 +137,9 @@ def _lifter_teacher(lifter: Lifter, level_floor: bool) -> Teacher:
                           f"for {expected} keypoints; joints the clip lacks are treated as always missing "
                           f"(train with LifterConfig(keypoint_skeleton={clip.keypoint_skeleton!r}))",
                           stacklevel=2)
-        uv, conf = observed_keypoints(clip, lifter.skeleton)
+        uv, conf = observed_keypoints(clip, lifter.skeleton)  # (V, T, J, 2): a monocular lifter lifts the first view
         try:
-            return lift_clip(lifter, uv, conf, clip.K, clip.R, clip.t, level_floor=level_floor)
+            return lift_clip(lifter, uv[0], conf[0], clip.K[0], clip.R[0], clip.t[0], level_floor=level_floor)
         except ValueError as err:
             raise DataError(f"clip {clip.name}: {err}") from None
 
@@ -153,7 +153,7 @@ def _corrupt_teacher(severity: float, seed: int, params: CorruptionParams) -> Te
         rng = np.random.default_rng([seed, zlib.crc32(clip.name.encode())])
         skeleton = get_skeleton(clip.skeleton)
         try:
-            return corrupt_teacher(clip.gt_3d, clip.K, clip.R, clip.t, skeleton, severity=severity, rng=rng,
+            return corrupt_teacher(clip.gt_3d, clip.K[0], clip.R[0], clip.t[0], skeleton, severity=severity, rng=rng,
                                    fps=float(clip.fps), params=params)
         except ValueError as err:
             raise DataError(f"clip {clip.name}: {err}") from None
