@@ -102,7 +102,8 @@ def cmd_prepare_mocap(args: argparse.Namespace) -> None:
     teacher, teacher_name = _teacher(args, src, index.name, splits)
     summary = prepare_mocap_2d(src, Path(args.out), teacher=teacher, teacher_name=teacher_name,
                                num_cameras=args.cameras, noise=DetectorNoise(severity=args.noise), seed=args.seed,
-                               splits=splits, overwrite=args.overwrite, progress=not args.quiet, shard=shard)
+                               splits=splits, overwrite=args.overwrite, progress=not args.quiet, shard=shard,
+                               multiview=args.multiview)
     if shard is None:
         _print_summary(f"wrote 2D dataset {args.out}", summary)
     else:
@@ -521,6 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--severity", type=float, default=1.0, help="error severity, for --teacher corrupt")
     p.add_argument("--teacher-file", help="teacher .npz, for --teacher file")
     p.add_argument("--cameras", type=int, default=2, help="virtual cameras per clip (default: %(default)s)")
+    p.add_argument("--multiview", action="store_true", help="one clip per mocap clip holding all --cameras views "
+                   "(a virtual calibrated rig) instead of one monocular clip per camera")
     p.add_argument("--noise", type=float, default=1.0, help="detector noise severity, 0 = exact keypoints")
     p.add_argument("--splits", help="comma-separated splits to prepare (default: all but the lifter's)")
     p.add_argument("--seed", type=int, default=0)
