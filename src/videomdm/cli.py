@@ -343,6 +343,7 @@ def cmd_experiment_recovery(args: argparse.Namespace) -> None:
     report = run_recovery(Path(args.out), cache=Path(args.cache), mocap=Path(args.mocap) if args.mocap else None,
                           config=args.config, steps=args.budget, overrides=args.set or [], seed=args.seed,
                           cameras=args.cameras, lifter=Path(args.lifter) if args.lifter else None,
+                          views=[int(v) for v in args.views.split(",")] if args.views else (),
                           num_samples=args.num, device=args.device, progress=not args.quiet)
     print((Path(args.out) / "results.md").read_text())
     print(f"finished in {report['wall_minutes']:.1f} min; results in {args.out}/results.{{json,md,png}}")
@@ -657,6 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, help="training steps per model (default: the config's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for all three runs")
     p.add_argument("--cameras", type=int, default=2)
+    p.add_argument("--views", metavar="V1,V2,...", help="multi-view arm: a 2d run per view count, on the same clips "
+                   "filmed by a virtual rig of the largest count, e.g. 1,2,4")
     p.add_argument("--lifter", metavar="DIR", help="a lifter trained on another dataset (videomdm lifter train) as "
                    "the teacher, instead of one trained on the first quarter of the same takes")
     p.add_argument("--num", type=int, default=64, help="motions generated per model (default: %(default)s)")

@@ -146,9 +146,15 @@ class Clip:
 
     def view(self, index: int) -> "Clip":
         """The clip seen from view ``index`` alone (V = 1; the 3D fields, text and provenance shared)."""
-        if not 0 <= index < self.num_views:
-            raise IndexError(f"clip {self.name!r} has {self.num_views} views, no view {index}")
-        picked = {name: getattr(self, name)[index:index + 1] for name in _VIEW_FIELDS if getattr(self, name) is not None}
+        return self.select_views([index])
+
+    def select_views(self, indices: list[int] | range) -> "Clip":
+        """The clip seen from the views ``indices`` only, in that order (the 3D fields, text and provenance shared)."""
+        indices = list(indices)
+        bad = [i for i in indices if not 0 <= i < self.num_views]
+        if bad or not indices:
+            raise IndexError(f"clip {self.name!r} has {self.num_views} views, cannot select views {indices}")
+        picked = {name: getattr(self, name)[indices] for name in _VIEW_FIELDS if getattr(self, name) is not None}
         return replace(self, **picked)
 
     def validate(self) -> "Clip":
@@ -252,12 +258,14 @@ class Clip:
                 R_f = R if R.ndim == 4 else R[:, None]  # (V, T or 1, 3, 3)
                 t_f = t if t.ndim == 3 else t[:, None]  # (V, T or 1, 3)
                 depth = (np.einsum("vtij,tj->vti", R_f, np.broadcast_to(center, (frames, 3))) + t_f)[..., 2]
-                behind = int((depth <= 0).any(axis=0).sum())  # (V, T) its camera z; frames behind any view
+                per_view = (depth <= 0).sum(axis=1)  # (V,) frames behind each view's camera (depth: (V, T))
+                behind = int((depth <= 0).any(axis=0).sum())  # frames behind some view's camera
                 message = (f"the subject ({name}) is behind the camera (its centre has depth ≤ 0) in {behind} of "
                            f"{frames} frames{'' if views == 1 else ' in some view'}")
                 # The ground truth is always in view; a teacher may misplace a few frames (the 2D losses guard
-                # points behind the camera), but a teacher behind the camera in most frames is a convention error.
-                if behind and (name == "gt_3d" or behind > frames // 2):
+                # points behind the camera), but a teacher behind the camera in most frames of every view is a
+                # convention error (a monocular teacher lifted from one view of a rig may be far off in the others).
+                if behind and (name == "gt_3d" or per_view.min() > frames // 2):
                     raise fail(f"{message}; check that R, t map world to camera (X_c = R X_w + t) and the units are "
                                f"metres")
                 if behind:

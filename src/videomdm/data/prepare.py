@@ -24,7 +24,7 @@ from .virtual import (DEFAULT_AZIMUTH_DEG, DEFAULT_DISTANCE, DEFAULT_ELEVATION_D
                       DEFAULT_IMAGE_SIZE, DetectorNoise, observe_clip, observe_rig)
 from .writer import DatasetWriter
 
-__all__ = ["prepare_mocap_2d", "clip_rng"]
+__all__ = ["prepare_mocap_2d", "clip_rng", "first_views_dataset"]
 
 
 def clip_rng(seed: int, split: str, name: str) -> np.random.Generator:
@@ -184,3 +184,28 @@ def prepare_mocap_2d(
         **({} if shard is None else {"shard": f"{shard.index}/{shard.count}"}),
     }
 
+
+
+def first_views_dataset(src: Path, out: Path, num_views: int, *, overwrite: bool = False) -> dict:
+    """Write the dataset ``src`` with every clip cut to its first ``num_views`` views (:meth:`Clip.select_views`):
+    e.g. the 1-, 2- and 4-camera versions of one virtual rig, whose views, teachers and ground truth are otherwise
+    the same. A clip with fewer views is refused. The index keeps ``src``'s name, fps, skeleton, license and extra,
+    with ``extra["views"] = num_views`` and ``extra["views_of"] = src``.
+
+    Returns ``{"out", "views", "clips"}``.
+    """
+    src, out = Path(src), Path(out)
+    if num_views < 1:
+        raise ValueError(f"num_views must be >= 1, got {num_views}")
+    _check_overlap(src, out)
+    index = read_dataset_index(src)
+    with DatasetWriter(out, splits=list(index.splits), replace=overwrite) as writer:
+        for split in index.splits:
+            for path in index.clip_paths(split) if index.splits[split] else []:
+                clip = load_clip(path)
+                if clip.num_views < num_views:
+                    raise DataError(f"{path}: clip {clip.name} has {clip.num_views} views, fewer than {num_views}")
+                writer.add(split, clip.select_views(range(num_views)))
+        writer.commit(name=index.name, fps=index.fps, skeleton=index.skeleton, license=index.license,
+                      extra={**index.extra, "views": num_views, "views_of": str(src.resolve())})
+    return {"out": str(out), "views": num_views, "clips": sum(writer.num_clips.values())}
