@@ -13,6 +13,7 @@ from videomdm.camera import intrinsics, look_at
 from videomdm.data.calibration import (CameraCalibration, Rig, distort_normalized, distort_points, read_rig,
                                        to_project_frame, undistort_normalized, undistort_points, write_rig)
 from videomdm.data.errors import DataError
+from videomdm.data.rig_demo import fetch_rig_demo
 from videomdm.triangulation import project
 
 # File world (z up) → project world (y up): X_p = A X_f.
@@ -118,9 +119,7 @@ def test_qualisys_written_by_the_test(tmp_path):
 
 
 def test_qualisys_shipped_with_pose2sim(request):
-    from pose2sim_demo import fetch_demo
-
-    demo = fetch_demo(Path(request.config.cache.mkdir("videomdm-pose2sim")))
+    demo = fetch_rig_demo(Path(request.config.cache.mkdir("videomdm-pose2sim")))
     rig = read_rig(demo / "calibration" / "Calib.qca.txt")
     assert rig.names == ["cam01", "cam02", "cam03", "cam04"]
     for camera in rig.cameras:

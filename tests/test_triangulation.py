@@ -12,6 +12,7 @@ from test_calibration import make_rig
 
 from videomdm.data.calibration import distort_points
 from videomdm.data.errors import DataError
+from videomdm.data.rig_demo import fetch_rig_demo
 from videomdm.skeleton import SMPL_22
 from videomdm.teacher import make_teacher, triangulate_teacher
 from videomdm.triangulation import estimate_offsets, project, triangulate, triangulate_dlt
@@ -142,13 +143,11 @@ def test_teacher_protocol_reads_multi_view_clips_only():
 def test_teacher_on_the_real_rig(request):
     """MediaPipe on the first 0.5 s of Pose2Sim's 4-camera demo, triangulated with its Qualisys calibration."""
     pytest.importorskip("mediapipe")
-    from pose2sim_demo import fetch_demo
-
     from videomdm.data.calibration import read_rig
     from videomdm.data.calibration import undistort_points
     from videomdm.data.video import detect_video
 
-    demo = fetch_demo(Path(request.config.cache.mkdir("videomdm-pose2sim")))
+    demo = fetch_rig_demo(Path(request.config.cache.mkdir("videomdm-pose2sim")))
     rig = read_rig(demo / "calibration" / "Calib.qca.txt")
     sequences = [detect_video(demo / "videos" / f"{name}.mp4", fps=60.0, max_seconds=0.5, progress=False)
                  for name in rig.names]
