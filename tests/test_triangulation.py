@@ -143,8 +143,7 @@ def test_teacher_protocol_reads_multi_view_clips_only():
 def test_teacher_on_the_real_rig(request):
     """MediaPipe on the first 0.5 s of Pose2Sim's 4-camera demo, triangulated with its Qualisys calibration."""
     pytest.importorskip("mediapipe")
-    from videomdm.data.calibration import read_rig
-    from videomdm.data.calibration import undistort_points
+    from videomdm.data.calibration import read_rig, undistort_points
     from videomdm.data.video import detect_video
 
     demo = fetch_rig_demo(Path(request.config.cache.mkdir("videomdm-pose2sim")))

@@ -402,7 +402,8 @@ def _opencv_camera(path: Path, name: str, get: Any, suffix: str) -> CameraCalibr
         raise DataError(f"{path}: {where} image size must be (width, height), got {size.tolist()}")
     return _camera(path, name, K=_numbers(path, f"{where} K", K, (3, 3)), R=rotation,
                    t=_numbers(path, f"{where} T", T, (3,)),
-                   distortion=np.zeros(0) if dist is None else _numbers(path, f"{where} distortion", dist, None).ravel(),
+                   distortion=(np.zeros(0) if dist is None
+                               else _numbers(path, f"{where} distortion", dist, None).ravel()),
                    image_size=(int(round(size[0])), int(round(size[1]))))
 
 
@@ -435,7 +436,7 @@ def read_qualisys_rig(path: Path) -> Rig:
         if transform is None or intrinsic is None or fov is None:
             raise DataError(f"{path}: {where} lacks transform, intrinsic or fov_video")
 
-        def number(element: ET.Element, key: str) -> float:
+        def number(element: ET.Element, key: str, where: str = where) -> float:
             try:
                 return float(element.attrib[key])
             except KeyError:
@@ -480,7 +481,8 @@ def read_json_rig(path: Path) -> Rig:
     cameras = []
     for k, entry in enumerate(entries):
         where = f"camera {k}"
-        missing = [key for key in ("name", "K", "R", "t", "image_size") if not isinstance(entry, dict) or key not in entry]
+        missing = [key for key in ("name", "K", "R", "t", "image_size")
+                   if not isinstance(entry, dict) or key not in entry]
         if missing:
             raise DataError(f"{path}: {where} lacks {', '.join(missing)}")
         size = _numbers(path, f"{where} image_size", entry["image_size"], (2,))
@@ -514,7 +516,7 @@ def rig_format(path: Path) -> str:
     """The format of a rig file (one of :data:`RIG_FORMATS`) from its name and, for XML, its first bytes."""
     path = Path(path)
     name = path.name.lower()
-    if name.endswith(".qca.txt") or name.endswith(".qca"):
+    if name.endswith((".qca.txt", ".qca")):
         return "qualisys"
     if name.endswith(".toml"):
         return "toml"
