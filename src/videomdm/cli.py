@@ -130,10 +130,38 @@ def _camera_args(args: argparse.Namespace) -> dict:
     return {"focal_px": args.focal, "fov_deg": args.fov}
 
 
+def _rig_takes(sources: list[Path], calibration: Path) -> list[list[Path]]:
+    """Takes of a rig: several video files are one take; each folder is a take, or holds one take per subfolder."""
+    from .data.calibration import read_rig
+    from .rig_footage import take_videos
+
+    rig = read_rig(calibration)
+    if all(p.is_file() for p in sources):
+        return [sources]
+    takes = []
+    for folder in sources:
+        subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        takes += [take_videos(f, rig) for f in subfolders] if subfolders else [take_videos(folder, rig)]
+    return takes
+
+
 def cmd_prepare_video(args: argparse.Namespace) -> None:
     from .footage import prepare_videos
 
-    summary = prepare_videos(Path(args.src), Path(args.out), teacher=args.teacher,
+    sources = [Path(s) for s in args.src]
+    if args.calibration:
+        from .rig_footage import prepare_rig_videos
+
+        offsets = [int(d) for d in args.offsets.split(",")] if args.offsets else None
+        summary = prepare_rig_videos(_rig_takes(sources, Path(args.calibration)), Path(args.calibration),
+                                     Path(args.out), fps=args.fps, offsets=offsets, max_offset=args.max_offset,
+                                     max_seconds=args.max_seconds, caption=args.caption, overwrite=args.overwrite,
+                                     progress=not args.quiet)
+        _print_summary(f"wrote multi-view 2D dataset {args.out}", summary)
+        return
+    if len(sources) != 1:
+        raise ValueError("give one video or folder, or the videos of one take with --calibration")
+    summary = prepare_videos(sources[0], Path(args.out), teacher=args.teacher,
                              lifter_dir=Path(args.lifter) if args.lifter else None,
                              teacher_file=Path(args.teacher_file) if args.teacher_file else None, fps=args.fps,
                              max_seconds=args.max_seconds, max_gap_s=args.max_gap, min_clip_s=args.min_clip,
@@ -553,10 +581,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--caption", help="one caption for every clip")
 
     p = prepare.add_parser("video", help="detect the main person in videos (MediaPipe) and make 2D training clips")
-    p.add_argument("src", help="a video file or a folder of videos")
+    p.add_argument("src", nargs="+", help="a video file or a folder of videos; with --calibration the videos of one "
+                   "take in the calibration's camera order, or a folder per take")
     p.add_argument("--out", required=True, help="2D dataset folder (a second run resumes)")
     footage_arguments(p, ("mediapipe", "lifter", "file"), "mediapipe")
     p.add_argument("--max-seconds", type=float, help="read only the first seconds of each video")
+    p.add_argument("--calibration", help="rig calibration (Pose2Sim/OpenCV TOML, OpenCV YAML/XML, Qualisys .qca.txt "
+                   "or the project's JSON): synchronized views → multi-view clips, triangulating teacher")
+    p.add_argument("--offsets", metavar="D1,D2,...", help="with --calibration: per-camera frame offsets at the "
+                   "videos' rate (camera v's frame f + d_v shows camera 1's frame f; default: estimated)")
+    p.add_argument("--max-offset", type=int, default=30,
+                   help="with --calibration: offsets searched, frames either way (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="with --calibration: replace a dataset in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare_video)
 
