@@ -111,9 +111,10 @@ def virtual_rigs(args: argparse.Namespace) -> dict[str, object]:
     for name, views in sorted(takes.items()):
         views.sort(key=lambda c: int(c.name.rsplit("_cam", 1)[1]))
         gt = views[0].gt_3d.astype(np.float64)
-        result = triangulate_teacher(np.stack([c.keypoints_2d for c in views]), np.stack([c.confidence for c in views]),
-                                     np.stack([c.K for c in views]), np.stack([c.R for c in views]),
-                                     np.stack([c.t for c in views]), keypoint_skeleton=views[0].keypoint_skeleton,
+        rig = {name: np.concatenate([getattr(c, name) for c in views])  # each monocular clip holds one view
+               for name in ("keypoints_2d", "confidence", "K", "R", "t")}
+        result = triangulate_teacher(rig["keypoints_2d"], rig["confidence"], rig["K"], rig["R"], rig["t"],
+                                     keypoint_skeleton=views[0].keypoint_skeleton,
                                      threshold_px=args.threshold_px, where=name)
         rows["teacher"].append((len(gt), root_mpjpe(result.joints, gt)))
         rows["teacher_world"].append((len(gt), mpjpe(result.joints, gt)))
