@@ -72,6 +72,25 @@ def test_align_views_keeps_the_instants_every_view_has():
         align_views(keypoints, np.ones((2, 10, 1)), [0, 12])
 
 
+def test_the_overlay_of_a_rig_shows_every_view_beside_the_3d_scene(tmp_path):
+    import imageio.v3 as iio
+
+    from videomdm.render import RenderError, render_views_overlay
+    from videomdm.skeleton import COCO_17, SMPL_22
+
+    joints = walk(4)
+    frames = [[np.full((120, 160, 3), 40, np.uint8), np.full((240, 120, 3), 90, np.uint8)] for _ in range(4)]
+    keypoints = np.random.default_rng(0).uniform(0, 120, size=(2, 4, 17, 2))
+    projected = np.random.default_rng(1).uniform(0, 120, size=(2, 4, 22, 2))
+    out = render_views_overlay(frames, keypoints, np.ones((2, 4, 17)), COCO_17, projected, joints, SMPL_22,
+                               tmp_path / "rig.mp4", height_px=120)
+    video = iio.imread(out)
+    assert video.shape[:3] == (4, 120, 160 + 60 + 120)  # both views scaled to 120 px high, then the 3D scene
+    with pytest.raises(RenderError, match="frame 0 has 1 views, expected 2"):
+        render_views_overlay([f[:1] for f in frames], keypoints, np.ones((2, 4, 17)), COCO_17, projected, joints,
+                             SMPL_22, tmp_path / "bad.mp4")
+
+
 @pytest.mark.integration
 def test_prepare_video_with_a_calibration_on_the_real_rig(request, tmp_path):
     """MediaPipe on the first 0.4 s of Pose2Sim's 4-camera demo, through the command line."""
@@ -91,3 +110,30 @@ def test_prepare_video_with_a_calibration_on_the_real_rig(request, tmp_path):
     assert report["teacher"]["used_median_px"] < 15  # pixels on 1088×1920 images
     assert [c["name"] for c in index.extra["calibration"]["cameras"]] == ["cam01", "cam02", "cam03", "cam04"]
     assert json.dumps(index.extra)  # the provenance is plain JSON
+
+
+@pytest.mark.integration
+def test_lift_a_rig_take_draws_every_view(request, motion_dataset, tmp_path):
+    """A tiny prior lifts the first 0.4 s of the Pose2Sim demo from its triangulation, guided by its 4 views."""
+    pytest.importorskip("mediapipe")
+    import imageio.v3 as iio
+    from test_train import TINY
+
+    from videomdm.cli import main
+    from videomdm.config import load_config
+    from videomdm.data.rig_demo import fetch_rig_demo
+    from videomdm.train import train
+
+    demo = fetch_rig_demo(Path(request.config.cache.mkdir("videomdm-pose2sim")))
+    train(motion_dataset, tmp_path / "run", load_config("small", TINY + ["train.steps=1"]), progress=False)
+    out = tmp_path / "lifted"
+    assert main(["lift", str(tmp_path / "run"), str(demo / "videos"), "--calibration",
+                 str(demo / "calibration" / "Calib.qca.txt"), "--out", str(out), "--max-seconds", "0.4",
+                 "--max-offset", "6"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["cameras"] == ["cam01", "cam02", "cam03", "cam04"] and len(metrics["offsets"]) == 4
+    assert len(metrics["lift_reprojection_px_per_view"]) == 4 and np.isfinite(metrics["lift_reprojection_px"])
+    joints = np.load(out / f"{metrics['take']}.npy")
+    assert joints.shape == (metrics["frames"], 22, 3)
+    video = iio.imread(out / f"{metrics['take']}.mp4")
+    assert video.shape[0] == metrics["frames"] and video.shape[2] > 4 * 360 * 1088 / 1920  # four portrait panels

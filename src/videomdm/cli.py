@@ -184,6 +184,28 @@ def cmd_prepare_keypoints(args: argparse.Namespace) -> None:
     _print_summary(f"wrote 2D dataset {args.out}", summary)
 
 
+def _lift_rig(args: argparse.Namespace) -> None:
+    from .rig_footage import lift_rig_take
+    from .sample import load_run
+
+    out = Path(args.out)
+    if (out / "metrics.json").exists() and not args.overwrite:
+        raise ValueError(f"{out} already holds a lifted take; pass --overwrite or choose another folder")
+    takes = _rig_takes([Path(p) for p in args.data], Path(args.calibration))
+    run = load_run(Path(args.run), device=args.device)
+    offsets = [int(d) for d in args.offsets.split(",")] if args.offsets else None
+    results = {}
+    for videos in takes:
+        target = out / videos[0].parent.name if len(takes) > 1 else out
+        metrics = lift_rig_take(run, videos, Path(args.calibration), target, settings=_lift_settings(args),
+                                offsets=offsets, max_offset=args.max_offset, max_seconds=args.max_seconds,
+                                render=not args.no_render)
+        results[metrics["take"]] = {k: metrics[k] for k in ("frames", "offsets", "teacher_reprojection_px",
+                                                            "lift_reprojection_px", "teacher_accel_ms2",
+                                                            "lift_accel_ms2")}
+    _print_summary(f"lifted {len(results)} take(s) into {out}", results)
+
+
 def _lift_videos(args: argparse.Namespace, videos: list[Path]) -> None:
     from .footage import lift_video
     from .sample import load_run
@@ -331,6 +353,12 @@ def cmd_lift(args: argparse.Namespace) -> None:
     from .experiments import lift_split
     from .sample import load_run
 
+    if args.calibration:
+        _lift_rig(args)
+        return
+    if len(args.data) != 1:
+        raise ValueError("give one dataset, video or folder of videos; the videos of a rig's take need --calibration")
+    args.data = args.data[0]
     videos = _video_input(Path(args.data))
     if videos is not None:
         _lift_videos(args, videos)
@@ -654,7 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lift", help="lift the clips of a 2D dataset, or a video, to 3D with a trained prior")
     p.add_argument("run", help="run folder")
-    p.add_argument("data", help="dataset with keypoints, cameras and teacher_3d; or a video file / folder of videos")
+    p.add_argument("data", nargs="+", help="dataset with keypoints, cameras and teacher_3d; or a video file / folder "
+                   "of videos; with --calibration the videos of a rig's take (camera order) or a folder per take")
     p.add_argument("--out", required=True, help="folder for <clip>.npy and metrics.json (videos: also <clip>.mp4)")
     lift_arguments(p)
     p.add_argument("--teacher", choices=["mediapipe", "lifter"], default="mediapipe",
@@ -664,6 +693,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fov", type=float, help="videos: horizontal field of view in degrees, instead of --focal")
     p.add_argument("--max-seconds", type=float, help="videos: lift only the first seconds")
     p.add_argument("--no-render", action="store_true", help="videos: no overlay MP4")
+    p.add_argument("--calibration", help="rig videos: the rig's calibration file; the take is triangulated, lifted "
+                   "with every view's guidance and drawn in every view")
+    p.add_argument("--offsets", metavar="D1,D2,...", help="rig videos: per-camera frame offsets (default: estimated)")
+    p.add_argument("--max-offset", type=int, default=30, help="rig videos: offsets searched (default: %(default)s)")
     p.set_defaults(func=cmd_lift)
 
     p = sub.add_parser("evaluate", help="lifting and generation metrics of a run on a dataset")

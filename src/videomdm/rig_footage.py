@@ -13,27 +13,40 @@ of the zero offset are reported). The frames every view has are kept and resampl
 
 A clip stores undistorted keypoints, the rig's ``K``, ``R``, ``t`` per view (static) and the first camera's image size;
 the calibration (lens models included) is kept in the dataset's ``extra`` for drawing overlays distorted again.
+
+:func:`lift_rig_take` lifts one take with a trained prior, guided by every view, and draws the overlay of all views
+(keypoints and the lift's projection put back through each lens onto the raw frames).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 
-from .data.calibration import Rig, read_rig, undistort_points
+from .camera import project_to_pixels
+from .checkpoint import atomic_write_text
+from .data.calibration import Rig, distort_points, read_rig, undistort_points
 from .data.clip import Clip
+from .data.dataset import clip_observations
 from .data.errors import DataError
 from .data.observed import KeypointSequence, clip_reprojection_px, ground_clip, resample_sequence
 from .data.video import detect_video, find_videos, video_info
 from .data.writer import DatasetWriter
-from .skeleton import SMPL_22
+from .experiments import LiftSettings
+from .export import write_joints
+from .footage import _write_motion
+from .render import render_views_overlay
+from .sample import LoadedRun, lift
+from .skeleton import SMPL_22, get_skeleton
 from .teacher import TriangulatingTeacher
 from .triangulation import estimate_offsets
 
-__all__ = ["take_videos", "align_views", "rig_clip", "prepare_rig_videos"]
+__all__ = ["take_videos", "align_views", "rig_clip", "prepare_rig_videos", "lift_rig_take"]
 
 
 def take_videos(src: Path, rig: Rig) -> list[Path]:
@@ -111,6 +124,8 @@ def rig_clip(name: str, sequences: Sequence[KeypointSequence], rig: Rig, *, fps:
     if len(offsets) != len(rig) or offsets[0] != 0:
         raise DataError(f"{name}: give one offset per camera with 0 for the first, got {offsets}")
     report["offsets"] = offsets
+    report["first_frame"] = max(0, -min(offsets))  # camera 0's first kept frame (camera v's: + d_v)
+    report["source_fps"] = source_fps
     keypoints, confidence = align_views(keypoints, confidence, offsets)
     views = [resample_sequence(KeypointSequence(name=name, keypoints=k, confidence=c, skeleton=skeleton,
                                                 fps=source_fps, image_size=None, source=name), fps)
@@ -176,3 +191,85 @@ def _take_name(videos: Sequence[Path]) -> str:
     while prefix and not all(s.startswith(prefix) for s in stems):
         prefix = prefix[:-1]
     return prefix.rstrip("_-. ") or stems[0]
+
+
+def _frames_at(video: Path, indices: Sequence[int]):
+    """RGB frames of ``video`` at the given (non-decreasing) source frame indices, decoded as a stream."""
+    import imageio.v3 as iio
+
+    wanted = iter(indices)
+    target = next(wanted, None)
+    for index, frame in enumerate(iio.imiter(video, plugin="FFMPEG")):
+        while target is not None and target == index:
+            yield frame
+            target = next(wanted, None)
+        if target is None:
+            return
+
+
+def lift_rig_take(run: LoadedRun, videos: Sequence[Path], calibration: Path, out: Path, *,
+                  settings: LiftSettings = LiftSettings(), offsets: Sequence[int] | None = None, max_offset: int = 30,
+                  threshold_px: float = 20.0, max_seconds: float | None = None, render: bool = True,
+                  progress: bool = True, log: Callable[[str], None] = print,
+                  detect: Callable[..., KeypointSequence] = detect_video) -> dict:
+    """Lift one take of a calibrated rig (videos in the calibration's camera order) with a trained prior, guided by
+    every view (:func:`videomdm.sample.lift`), starting from the triangulating teacher (:func:`rig_clip`).
+
+    Writes ``<take>.npy`` (T, 22, 3) world metres at the run's fps (the take's grounded frame) and ``<take>.bvh``,
+    ``<take>_teacher.npy``, ``<take>.mp4`` (every view's raw frames with its keypoints and the lift's projection,
+    both put back through the lens, beside the 3D skeleton) and ``metrics.json``: the teacher's and the lift's
+    reprojection error in pixels per view and their mean (undistorted pixels, the joints the detector gives), the
+    acceleration of both, and the take's :func:`rig_clip` report.
+    """
+    from .metrics import motion_quality
+
+    rig = read_rig(Path(calibration))
+    videos, out = [Path(v) for v in videos], Path(out)
+    fps = run.config.data.fps
+    rates = {round(video_info(v)[0], 3) for v in videos}
+    if len(rates) != 1:
+        raise DataError(f"{videos[0]}: the videos of a take must share one frame rate, got {sorted(rates)} fps")
+    source_fps = video_info(videos[0])[0]
+    name = _take_name(videos)
+    sequences = [detect(v, fps=source_fps, max_seconds=max_seconds, progress=progress) for v in videos]
+    clip, report = rig_clip(name, sequences, rig, fps=fps, offsets=offsets, max_offset=max_offset,
+                            threshold_px=threshold_px)
+    joints = lift(run, clip.teacher_3d, clip_observations(clip, run.skeleton, name), init=settings.init,
+                  guidance=settings.guidance, t_start=settings.t_start, guidance_min_t=settings.guidance_min_t,
+                  seed=settings.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    written = _write_motion(out, name, joints, fps, run.skeleton)
+    write_joints(out / f"{name}_teacher.npy", clip.teacher_3d, run.skeleton)
+    per_view = {who: [clip_reprojection_px(clip.view(v), run.skeleton, joints=motion) for v in range(len(rig))]
+                for who, motion in (("teacher", clip.teacher_3d), ("lift", joints))}
+    metrics = {
+        "take": name, "videos": [str(v) for v in videos], "run": str(run.checkpoint), "frames": len(joints),
+        "fps": fps, "cameras": rig.names, **report,
+        **{f"{who}_reprojection_px_per_view": [round(e, 3) for e in errors] for who, errors in per_view.items()},
+        **{f"{who}_reprojection_px": float(np.mean(errors)) for who, errors in per_view.items()},
+        "teacher_accel_ms2": motion_quality(clip.teacher_3d, fps=fps, skeleton=run.skeleton)["accel_ms2"],
+        "lift_accel_ms2": motion_quality(joints, fps=fps, skeleton=run.skeleton)["accel_ms2"],
+        "files": [p.name for p in written] + [f"{name}_teacher.npy"],
+        "units": "joints in metres, world y up, floor y = 0; SMPL-22 order; pixels undistorted",
+    }
+    if render:
+        step = report["source_fps"] / fps
+        indices = [[report["first_frame"] + d + int(round(k * step)) for k in range(len(joints))]
+                   for d in report["offsets"]]
+        drawn_keypoints, drawn_projection = [], []
+        for v, camera in enumerate(rig.cameras):
+            projected = project_to_pixels(*(torch.as_tensor(a, dtype=torch.float64)[None]
+                                            for a in (joints, clip.K[v], clip.R[v], clip.t[v])))  # (1, T, J, 2)
+            drawn_projection.append(distort_points(projected[0].numpy(), camera.K, camera.distortion))
+            drawn_keypoints.append(distort_points(clip.keypoints_2d[v].astype(np.float64), camera.K,
+                                                  camera.distortion))
+        frames = zip(*(_frames_at(video, idx) for video, idx in zip(videos, indices)))
+        overlay = render_views_overlay((list(f) for f in frames), np.stack(drawn_keypoints), clip.confidence,
+                                       get_skeleton(clip.keypoint_skeleton), np.stack(drawn_projection), joints,
+                                       run.skeleton, out / f"{name}.mp4", fps=fps, title=name)
+        metrics["files"].append(overlay.name)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    log(f"{name}: {len(joints)} frames, reprojection {metrics['teacher_reprojection_px']:.1f} px (triangulation) → "
+        f"{metrics['lift_reprojection_px']:.1f} px (lift), acceleration {metrics['teacher_accel_ms2']:.1f} → "
+        f"{metrics['lift_accel_ms2']:.1f} m/s²")
+    return metrics
