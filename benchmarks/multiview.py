@@ -111,9 +111,12 @@ def virtual_rigs(args: argparse.Namespace) -> dict[str, object]:
     for name, views in sorted(takes.items()):
         views.sort(key=lambda c: int(c.name.rsplit("_cam", 1)[1]))
         gt = views[0].gt_3d.astype(np.float64)
-        result = triangulate_teacher(np.stack([c.keypoints_2d for c in views]), np.stack([c.confidence for c in views]),
-                                     np.stack([c.K for c in views]), np.stack([c.R for c in views]),
-                                     np.stack([c.t for c in views]), keypoint_skeleton=views[0].keypoint_skeleton,
+        def stacked(field: str, tail: int) -> np.ndarray:  # one row per view, with or without a clip's view axis
+            arrays = [np.asarray(getattr(c, field)) for c in views]
+            return np.concatenate([a.reshape((-1,) + a.shape[a.ndim - tail:]) for a in arrays])
+
+        result = triangulate_teacher(stacked("keypoints_2d", 3), stacked("confidence", 2), stacked("K", 2),
+                                     stacked("R", 2), stacked("t", 1), keypoint_skeleton=views[0].keypoint_skeleton,
                                      threshold_px=args.threshold_px, where=name)
         rows["teacher"].append((len(gt), root_mpjpe(result.joints, gt)))
         rows["teacher_world"].append((len(gt), mpjpe(result.joints, gt)))
