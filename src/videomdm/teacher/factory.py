@@ -88,7 +88,7 @@ def _refuse_training_split(lifter: Lifter, lifts: LiftedData) -> None:
 def make_teacher(kind: str, *, lifts: LiftedData | None = None, lifter: Lifter | Path | None = None,
                  level_floor: bool = False, severity: float = 1.0, seed: int = 0,
                  params: CorruptionParams = CorruptionParams(), path: Path | None = None,
-                 threshold_px: float = 20.0) -> Teacher:
+                 threshold_px: float = 20.0, smooth_seconds: float = 0.05) -> Teacher:
     """The teacher of ``kind`` (one of :data:`TEACHER_KINDS`); each reads only its own options.
 
     - ``lifter``: ``lifter`` (a :class:`~videomdm.teacher.lifter.Lifter` or its folder) and ``lifts``, the data it
@@ -101,9 +101,9 @@ def make_teacher(kind: str, *, lifts: LiftedData | None = None, lifter: Lifter |
     - ``file``: ``path``, a teacher ``.npz`` (:func:`~videomdm.teacher.file.load_teacher_file`).
     - ``mediapipe``: no option; the detector's 3D passed with each clip
       (:func:`~videomdm.teacher.detector.detector_teacher`).
-    - ``triangulate``: ``threshold_px`` (the reprojection error above which a view is left out of a joint) and
-      ``level_floor``; reads a multi-view clip's keypoints and cameras, never ``gt_3d``
-      (:class:`~videomdm.teacher.triangulate.TriangulatingTeacher`, whose ``reports`` hold each clip's per-view
+    - ``triangulate``: ``threshold_px`` (the reprojection error above which a view is left out of a joint),
+      ``smooth_seconds`` (σ of the Gaussian filter over time) and ``level_floor``; reads a multi-view clip's
+      keypoints and cameras, never ``gt_3d`` (:class:`~videomdm.teacher.triangulate.TriangulatingTeacher`, whose ``reports`` hold each clip's per-view
       reprojection error).
     """
     if kind == "lifter":
@@ -125,7 +125,7 @@ def make_teacher(kind: str, *, lifts: LiftedData | None = None, lifter: Lifter |
     if kind == "mediapipe":
         return detector_teacher
     if kind == "triangulate":
-        return TriangulatingTeacher(threshold_px=threshold_px, level_floor=level_floor)
+        return TriangulatingTeacher(threshold_px=threshold_px, smooth_seconds=smooth_seconds, level_floor=level_floor)
     raise ValueError(f"unknown teacher kind {kind!r}; known: {list(TEACHER_KINDS)}")
 
 
