@@ -39,12 +39,12 @@ def _filmed(rig, offsets, frames=90, fps=60.0, margin=6):
 def test_a_take_becomes_one_grounded_multi_view_clip_with_its_offsets_found():
     rig = make_rig(3)
     sequences, _ = _filmed(rig, [0, 4, -3])
-    clip, report = rig_clip("take", sequences, rig, fps=20.0, max_offset=6)
+    clip, report = rig_clip("take", sequences, rig, fps=20.0, max_offset=6, smooth_seconds=0.0)
     assert report["offsets_estimated"] and report["offsets"] == [0, 4, -3]
     assert max(report["offset_error_px"][1:]) < 0.1 < min(report["zero_offset_error_px"][1:])
     assert clip.num_views == 3 and clip.keypoint_skeleton == "smpl22" and clip.fps == 20.0
     assert clip.num_frames == (90 - 4 - 3 - 1) // 3 + 1  # the 83 common 60 fps frames at 20 fps
-    # Exact views: the triangulated teacher reprojects onto every view's (undistorted) keypoints.
+    # Exact views: the triangulated teacher (unsmoothed) reprojects onto every view's (undistorted) keypoints.
     assert report["teacher"]["used_median_px"] < 0.05 and clip_reprojection_px(clip) < 0.05
     # Grounded: root at the origin on the first frame, floor at y = 0 (the cameras moved along).
     assert np.allclose(clip.teacher_3d[0, 0, [0, 2]], 0.0, atol=1e-5)
@@ -54,7 +54,7 @@ def test_a_take_becomes_one_grounded_multi_view_clip_with_its_offsets_found():
 def test_given_offsets_are_used_and_bad_ones_refused():
     rig = make_rig(2, seed=1)
     sequences, _ = _filmed(rig, [0, 2])
-    clip, report = rig_clip("take", sequences, rig, fps=20.0, offsets=[0, 2])
+    clip, report = rig_clip("take", sequences, rig, fps=20.0, offsets=[0, 2], smooth_seconds=0.0)
     assert report["offsets"] == [0, 2] and not report["offsets_estimated"] and clip_reprojection_px(clip) < 0.05
     _, wrong = rig_clip("take", sequences, rig, fps=20.0, offsets=[0, 0])
     assert wrong["teacher"]["used_median_px"] > 1.0  # unsynchronized views disagree

@@ -83,7 +83,7 @@ def align_views(keypoints: np.ndarray, confidence: np.ndarray, offsets: Sequence
 
 def rig_clip(name: str, sequences: Sequence[KeypointSequence], rig: Rig, *, fps: float,
              offsets: Sequence[int] | None = None, max_offset: int = 30, threshold_px: float = 20.0,
-             text: Sequence[str] = ()) -> tuple[Clip, dict]:
+             smooth_seconds: float = 0.05, text: Sequence[str] = ()) -> tuple[Clip, dict]:
     """One take's detections (one :class:`KeypointSequence` per camera, in the rig's order, at one frame rate) → a
     grounded multi-view clip with the triangulating teacher, and a report.
 
@@ -91,6 +91,7 @@ def rig_clip(name: str, sequences: Sequence[KeypointSequence], rig: Rig, *, fps:
         offsets: frame offsets at the detections' frame rate (module docstring); None: estimated within
             ``±max_offset`` frames.
         threshold_px: the triangulation's outlier threshold (:func:`~videomdm.triangulation.triangulate`).
+        smooth_seconds: the teacher's Gaussian smoothing over time (:class:`~videomdm.teacher.TriangulatingTeacher`).
 
     Returns:
         ``(clip, report)``: report with ``offsets``, ``offsets_estimated``, ``offset_error_px`` /
@@ -134,7 +135,7 @@ def rig_clip(name: str, sequences: Sequence[KeypointSequence], rig: Rig, *, fps:
                 keypoints_2d=np.stack([v.keypoints for v in views]).astype(np.float32),
                 confidence=np.stack([v.confidence for v in views]).astype(np.float32), keypoint_skeleton=skeleton,
                 K=rig.K, R=rig.R, t=rig.t, text=list(text), image_size=rig.cameras[0].image_size)
-    teacher = TriangulatingTeacher(threshold_px=threshold_px)
+    teacher = TriangulatingTeacher(threshold_px=threshold_px, smooth_seconds=smooth_seconds)
     clip = ground_clip(replace(clip, teacher_3d=teacher(clip)))
     report.update(frames=clip.num_frames, teacher=teacher.reports[name],
                   teacher_reprojection_px=round(clip_reprojection_px(clip), 3))
