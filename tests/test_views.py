@@ -308,3 +308,18 @@ def test_multi_view_lifting_fixes_the_depth_that_one_view_leaves_free(motion_dat
 
     mono, multi = error_mm([0]), error_mm([0, 1])
     assert multi < 0.5 * mono and multi < 15.0, (mono, multi)
+
+
+def test_virtual_rigs_with_the_triangulating_teacher(motion_dataset, tmp_path, capsys):
+    from videomdm.cli import main
+    from videomdm.metrics import mpjpe
+
+    out = tmp_path / "tri"
+    common = ["prepare", "mocap", str(motion_dataset), "--out", str(out), "--teacher", "triangulate", "--cameras", "3",
+              "--quiet"]
+    assert main(common) == 2 and "--teacher triangulate needs multi-view clips" in capsys.readouterr().err
+    assert main(common + ["--multiview"]) == 0
+    assert read_dataset_index(out).extra["teacher"] == "triangulate:all views"
+    for path in read_dataset_index(out).clip_paths("test"):
+        clip = load_clip(path)
+        assert mpjpe(clip.teacher_3d, clip.gt_3d) < 40.0  # mm: three views of the simulated detector

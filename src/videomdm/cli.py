@@ -79,7 +79,10 @@ def _teacher(args: argparse.Namespace, src: Path, dataset_name: str, splits: lis
     teacher = make_teacher(args.teacher, lifts=LiftedData(dataset_name, tuple(splits), src),
                            lifter=Path(args.lifter) if args.lifter else None, severity=args.severity, seed=args.seed,
                            path=Path(args.teacher_file) if args.teacher_file else None)
-    described = {"lifter": args.lifter, "corrupt": f"severity={args.severity}", "file": args.teacher_file}
+    described = {"lifter": args.lifter, "corrupt": f"severity={args.severity}", "file": args.teacher_file,
+                 "triangulate": "all views"}
+    if args.teacher == "triangulate" and not getattr(args, "multiview", False):
+        raise ValueError("--teacher triangulate needs multi-view clips: add --multiview")
     return teacher, f"{args.teacher}:{described[args.teacher]}"
 
 
@@ -573,8 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = prepare.add_parser("mocap", help="film a mocap dataset with virtual cameras and add a teacher's 3D")
     p.add_argument("src", help="mocap dataset folder (clips with gt_3d)")
     p.add_argument("--out", required=True, help="2D dataset folder to create")
-    p.add_argument("--teacher", choices=["lifter", "corrupt", "file"], default="lifter",
-                   help="where teacher_3d comes from (default: %(default)s)")
+    p.add_argument("--teacher", choices=["lifter", "corrupt", "file", "triangulate"], default="lifter",
+                   help="where teacher_3d comes from (default: %(default)s; triangulate: with --multiview)")
     p.add_argument("--lifter", help="lifter folder, for --teacher lifter")
     p.add_argument("--severity", type=float, default=1.0, help="error severity, for --teacher corrupt")
     p.add_argument("--teacher-file", help="teacher .npz, for --teacher file")
