@@ -61,6 +61,8 @@ def test_per_clip_camera_is_valid():
 
 def _with_nan(field, index):
     value = full_clip().__dict__[field].copy()
+    if field in ("keypoints_2d", "confidence"):
+        value = value[0]  # the clip holds one view; full_clip() takes the monocular layout
     value[index] = np.nan
     return {field: value}
 
@@ -80,11 +82,11 @@ INVALID = {
     "keypoints_without_confidence": ({"confidence": None}, r"keypoints_2d and confidence must be given together"),
     "keypoints_without_skeleton": ({"keypoint_skeleton": None}, r"needs keypoint_skeleton"),
     "keypoints_wrong_joint_count": ({"keypoint_skeleton": "blazepose33"},
-                                    r"keypoints_2d must have shape \(T, 33, 2\) for skeleton blazepose33"),
+                                    r"keypoints_2d must have shape \(V, T, 33, 2\) for skeleton blazepose33"),
     "unknown_keypoint_skeleton": ({"keypoint_skeleton": "openpose25"}, r"unknown skeleton 'openpose25'"),
     "unknown_3d_skeleton": ({"skeleton": "smplx"}, r"unknown skeleton 'smplx'"),
-    "per_clip_R_with_per_frame_t": ({"R": np.eye(3)}, r"per clip \(3, 3\), \(3,\) or per frame"),
-    "per_frame_R_with_per_clip_t": ({"t": np.zeros(3)}, r"per clip \(3, 3\), \(3,\) or per frame"),
+    "per_clip_R_with_per_frame_t": ({"R": np.eye(3)}, r"per view \(V, 3, 3\), \(V, 3\) or per view and frame"),
+    "per_frame_R_with_per_clip_t": ({"t": np.zeros(3)}, r"per view \(V, 3, 3\), \(V, 3\) or per view and frame"),
     "R_without_t": ({"t": None}, r"R and t must be given together"),
     "per_frame_R_frames_mismatch": ({"R": np.tile(np.eye(3), (T + 2, 1, 1)), "t": np.zeros((T + 2, 3))},
                                     r"R has 10 frames"),
@@ -93,7 +95,7 @@ INVALID = {
     "teacher_behind_camera": ({"gt_3d": None, "t": np.tile([0.0, 0.0, -5.0], (T, 1))},
                               r"\(teacher_3d\) is behind the camera .* in 8 of 8 frames"),
     "R_not_a_rotation": ({"R": np.tile(2 * np.eye(3), (T, 1, 1))}, r"R is not a rotation"),
-    "K_shape": ({"K": np.eye(4)}, r"K must be a finite \(3, 3\)"),
+    "K_shape": ({"K": np.eye(4)}, r"K must be finite \(V, 3, 3\)"),
     "nothing_to_learn_from": ({"gt_3d": None, "teacher_3d": None, "keypoints_2d": None, "confidence": None},
                               r"has none of gt_3d, teacher_3d, keypoints_2d"),
     "bad_fps": ({"fps": 0.0}, r"fps must be a positive number"),
@@ -245,15 +247,15 @@ def test_nan_keypoints_in_a_file_are_masked_with_a_counting_warning(tmp_path):
     save_clip(path, clip)
     with np.load(path) as data:
         arrays = dict(data)
-    arrays["keypoints_2d"][1, 4] = np.nan
-    arrays["keypoints_2d"][3, 0, 1] = np.inf
+    arrays["keypoints_2d"][0, 1, 4] = np.nan  # (V, T, J2, 2)
+    arrays["keypoints_2d"][0, 3, 0, 1] = np.inf
     np.savez(path, **arrays)
     with pytest.warns(UserWarning, match=r"clip.npz: 2 of 136 keypoints are NaN or infinite"):
         loaded = load_clip(path)
     assert np.isfinite(loaded.keypoints_2d).all()
-    assert loaded.confidence[1, 4] == 0 and loaded.confidence[3, 0] == 0
-    untouched = np.ones((T, 17), dtype=bool)
-    untouched[1, 4] = untouched[3, 0] = False
+    assert loaded.confidence[0, 1, 4] == 0 and loaded.confidence[0, 3, 0] == 0
+    untouched = np.ones((1, T, 17), dtype=bool)
+    untouched[0, 1, 4] = untouched[0, 3, 0] = False
     np.testing.assert_array_equal(loaded.confidence[untouched], clip.confidence[untouched])
 
 

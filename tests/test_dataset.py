@@ -30,10 +30,11 @@ def eager_windows(root, field, indices, rng, num_frames, with_keypoints=False):
         if with_keypoints:
             obs = clip_observations(clip, SMPL_22)
             window = canonical_frames(joints, SMPL_22).window(start)
-            R, t = transform_camera(torch.from_numpy(obs.R[start:start + length])[None],
-                                    torch.from_numpy(obs.t[start:start + length])[None],
-                                    window.rotation[None], window.translation[None])
-            item.update(keypoints=torch.from_numpy(obs.keypoints[start:start + length]), R=R[0], t=t[0])
+            views = len(obs.R)  # (V, T, 3, 3): each view's camera carried into the window's frame
+            R, t = transform_camera(torch.from_numpy(obs.R[:, start:start + length]),
+                                    torch.from_numpy(obs.t[:, start:start + length]),
+                                    window.rotation.expand(views, 3, 3), window.translation.expand(views, 3))
+            item.update(keypoints=torch.from_numpy(obs.keypoints[:, start:start + length]), R=R, t=t)
         out.append(item)
     return out
 

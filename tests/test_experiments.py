@@ -97,10 +97,21 @@ def test_recovery_experiment_end_to_end(tmp_path):
         (mocap / f"take_{i}.json").write_text('{"fps": 20}')
     out = tmp_path / "recovery"
     report = run_recovery(out, cache=tmp_path / "cache", mocap=mocap, overrides=TINY, steps=2, lifter_steps=2,
-                          evaluator_config=TINY_EVALUATOR, num_samples=6, log=lambda _: None)
-    assert set(report["results"]) == {"3d", "teacher", "2d"}
-    for key in ("gap_closed_fid", "gap_closed_lift_mpjpe_mm", "lift_mpjpe_vs_lifter"):
+                          evaluator_config=TINY_EVALUATOR, num_samples=6, views=(1, 2), log=lambda _: None)
+    assert set(report["results"]) == {"3d", "teacher", "2d", "2d_views1", "2d_views2"}
+    for key in ("gap_closed_fid", "gap_closed_lift_mpjpe_mm", "lift_mpjpe_vs_lifter", "gap_closed_fid_views1",
+                "gap_closed_lift_mpjpe_mm_views2"):
         assert key in report["summary"]
+    # The multi-view arm: one rig, cut to its first 1 and 2 views; the same clips, teachers and ground truth.
+    one, two = (read_dataset_index(out / "data" / f"rig2_views{v}") for v in (1, 2))
+    assert one.splits == two.splits and one.extra["views"] == 1 and two.extra["views"] == 2
+    for rel in two.splits["test"]:
+        a, b = load_clip(one.root / rel), load_clip(two.root / rel)
+        assert a.num_views == 1 and b.num_views == 2
+        np.testing.assert_array_equal(a.keypoints_2d[0], b.keypoints_2d[0])
+        np.testing.assert_array_equal(a.teacher_3d, b.teacher_3d)
+    assert "rig_lift_mpjpe_mm" in report["results"]["2d_views2"] and "rig_lift_mpjpe_mm" not in report["results"]["2d"]
+    assert json.loads((out / "runs" / "2d_views2" / "config.json").read_text())["train"]["supervision"] == "2d"
     assert json.loads((out / "results.json").read_text())["steps"] == 2
     assert (out / "results.png").stat().st_size > 1000 and "| fid |" in (out / "results.md").read_text()
     # The three runs saw the same data, config and seed; only the supervision differs.

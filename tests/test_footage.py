@@ -170,7 +170,7 @@ def test_detector_teacher_recovers_the_world_body_and_grounding_keeps_pixels():
     detector = cam - hips
     detector[gap] = np.nan
     clip.confidence = clip.confidence.copy()
-    clip.confidence[gap] = 0.0
+    clip.confidence[:, gap] = 0.0  # (V, T, J2)
     gapped = detector_teacher(clip, detector)
     assert np.allclose(np.delete(gapped, gap, axis=0), np.delete(teacher, gap, axis=0), atol=1e-9)
     for k, frame in enumerate(gap, start=1):

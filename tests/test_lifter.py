@@ -320,9 +320,9 @@ def test_lifter_teacher_never_reads_gt(trained: Path):
 
     # Keypoints of another detector skeleton are mapped to SMPL-22 (missing joints get confidence 0).
     to_coco = joint_map(SMPL_22, COCO_17)
-    uv_coco, _ = to_coco.apply(clip.keypoints_2d)
+    uv_coco, _ = to_coco.apply(clip.keypoints_2d)  # (V, T, 17, 2)
     coco_clip = dataclasses.replace(clip, keypoints_2d=uv_coco.astype(np.float32),
-                                    confidence=np.ones(uv_coco.shape[:2], np.float32), keypoint_skeleton="coco17")
+                                    confidence=np.ones(uv_coco.shape[:-1], np.float32), keypoint_skeleton="coco17")
     with pytest.warns(UserWarning, match="coco17"):  # the tiny lifter was trained for SMPL-22 keypoints
         out_coco = teacher(coco_clip)
     assert out_coco.shape == (40, 22, 3) and np.isfinite(out_coco).all()

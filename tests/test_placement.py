@@ -84,11 +84,11 @@ def test_the_2d_objective_prefers_the_ground_truth_to_the_teacher(dataset_2d):
         frames = canonical_frames(teacher, skeleton)
         for start in range(0, len(teacher) - length + 1, 10):
             window = frames.window(start)
-            R, t = transform_camera(torch.from_numpy(obs.R[start:start + length])[None],
-                                    torch.from_numpy(obs.t[start:start + length])[None],
+            R, t = transform_camera(torch.from_numpy(obs.R[0, start:start + length])[None],  # the clip's one view
+                                    torch.from_numpy(obs.t[0, start:start + length])[None],
                                     window.rotation[None], window.translation[None])
-            keypoints = torch.from_numpy(obs.keypoints[start:start + length])[None]
-            confidence = torch.from_numpy(obs.confidence[start:start + length])[None]
+            keypoints = torch.from_numpy(obs.keypoints[0, start:start + length])[None]
+            confidence = torch.from_numpy(obs.confidence[0, start:start + length])[None]
             mask = torch.ones(1, length, dtype=torch.bool)
 
             def loss(joints):

@@ -86,10 +86,11 @@ def test_prepare_writes_a_valid_2d_dataset(tmp_path):
         np.testing.assert_allclose(clip.teacher_3d, source.gt_3d + 0.05, atol=1e-6)
         assert clip.text == source.text and clip.fps == source.fps and clip.keypoint_skeleton == "smpl22"
         # the stored camera reproduces the (clean) keypoints from the ground truth
-        cam = clip.gt_3d.astype(np.float64) @ clip.R.T + clip.t
+        assert clip.num_views == 1
+        cam = clip.gt_3d.astype(np.float64) @ clip.R[0].T + clip.t[0]
         assert (cam[..., 2] > 0).all()
-        uv = (cam @ clip.K.T)[..., :2] / cam[..., 2:3]
-        np.testing.assert_allclose(clip.keypoints_2d, uv, atol=1e-4)
+        uv = (cam @ clip.K[0].T)[..., :2] / cam[..., 2:3]
+        np.testing.assert_allclose(clip.keypoints_2d[0], uv, atol=1e-4)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
 

@@ -28,6 +28,7 @@ def _fixed_reprojection_loss(run_dir: Path, data: Path) -> float:
     from videomdm.placement import solve_placement
     from videomdm.losses import reprojection_loss
     from videomdm.representation import decode
+    from videomdm.views import view_weight, views_as_frames, views_as_items
     from videomdm.sample import load_run
 
     run = load_run(run_dir, use_ema=False)
@@ -42,9 +43,10 @@ def _fixed_reprojection_loss(run_dir: Path, data: Path) -> float:
             t = torch.full((x0.shape[0],), level)
             x_t = run.diffusion.q_sample(x0, t, torch.randn(x0.shape, generator=generator))
             joints = decode(run.normalizer.denormalize(run.model(x_t, t, batch.mask)), 22)
-            joints = solve_placement(joints, batch.keypoints, batch.confidence, batch.R, batch.t).apply(joints)
-            losses.append(float(reprojection_loss(joints, batch.keypoints, batch.confidence, batch.mask, batch.R,
-                                                  batch.t, weighting="depth_squared")))
+            weight = view_weight(batch.confidence, batch.mask, batch.view_mask)
+            joints = solve_placement(*views_as_frames(joints, batch.keypoints, weight, batch.R, batch.t)).apply(joints)
+            losses.append(float(reprojection_loss(**views_as_items(joints, batch.keypoints, weight, batch.mask, batch.R,
+                                                                   batch.t), weighting="depth_squared")))
     return float(np.mean(losses))
 
 
@@ -218,8 +220,8 @@ def test_guided_lift_lands_on_the_keypoint_rays(motion_dataset, tmp_path):
     keypoints = project_normalized(world_to_camera(truth[None], R, t))[0]  # (T, J, 2)
     confidence = torch.ones(57, 22)
     confidence[10:20, 3] = 0.0  # a missing joint is left where the prior puts it
-    observations = Observations(keypoints.float().numpy(), confidence.numpy(), R_frames.float().numpy(),
-                                t_frames.float().numpy())
+    observations = Observations(keypoints.float().numpy()[None], confidence.numpy()[None],  # one view
+                                R_frames.float().numpy()[None], t_frames.float().numpy()[None])
     teacher = truth.float().numpy() + np.random.default_rng(0).normal(scale=0.05, size=truth.shape).astype(np.float32)
     lifted = lift(run, teacher, observations, guidance=1.0, guidance_min_t=0)
     reprojected = project_normalized(world_to_camera(torch.from_numpy(lifted).double()[None], R, t))[0]
@@ -249,8 +251,9 @@ def test_lift_places_the_prior_from_the_keypoints_not_at_the_teachers_anchor(mot
     eye = truth[0, 0] + torch.tensor([3.0, 0.5, 4.0], dtype=torch.float64)
     R, t = look_at(eye[None], truth[0, 0][None])  # (1, 3, 3), (1, 3)
     keypoints = project_normalized(world_to_camera(truth[None], R, t))[0]  # (T, J, 2)
-    observations = Observations(keypoints.float().numpy(), np.ones((num_frames, 22), np.float32),
-                                R.expand(num_frames, 3, 3).float().numpy(), t.expand(num_frames, 3).float().numpy())
+    observations = Observations(keypoints.float().numpy()[None], np.ones((1, num_frames, 22), np.float32),
+                                R.expand(1, num_frames, 3, 3).float().numpy(),
+                                t.expand(1, num_frames, 3).float().numpy())
     placed = lift(run, teacher, observations, guidance=0.0, stride=15)
     np.testing.assert_allclose(placed, truth.numpy(), atol=5e-3)
     unobserved = lift(run, teacher, stride=15)
@@ -285,12 +288,12 @@ def test_windows_carry_the_camera_into_their_frame(dataset_2d):
     rng = np.random.default_rng(3)
     start = int(np.random.default_rng(3).integers(0, len(clip.teacher_3d) - 30 + 1))
     batch = windows.sample(0, rng)
-    assert torch.equal(batch.keypoints[0], torch.from_numpy(observed.keypoints[start:start + 30]))
+    assert torch.equal(batch.keypoints[0], torch.from_numpy(observed.keypoints[:, start:start + 30]))
     decoded = decode(batch.features, SMPL_22.num_joints)  # (1, 30, J, 3) in the window's frame
-    seen = project_normalized(world_to_camera(decoded.double(), batch.R.double(), batch.t.double()))
+    seen = project_normalized(world_to_camera(decoded.double(), batch.R[:, 0].double(), batch.t[:, 0].double()))
     teacher = torch.from_numpy(clip.teacher_3d[start:start + 30]).double()[None]
-    R = torch.from_numpy(observed.R[start:start + 30]).double()[None]
-    t = torch.from_numpy(observed.t[start:start + 30]).double()[None]
+    R = torch.from_numpy(observed.R[0, start:start + 30]).double()[None]  # the clip's one view
+    t = torch.from_numpy(observed.t[0, start:start + 30]).double()[None]
     expected = project_normalized(world_to_camera(teacher, R, t))
     torch.testing.assert_close(seen, expected, atol=1e-4, rtol=0)
 

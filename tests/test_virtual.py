@@ -171,13 +171,13 @@ def test_observe_clip_records():
         assert view.fps == clip.fps and view.text == clip.text and view.skeleton == "smpl22"
         assert view.keypoint_skeleton == "smpl22" and view.teacher_3d is None
         np.testing.assert_array_equal(view.gt_3d, clip.gt_3d)
-        assert view.K.shape == (3, 3) and view.R.shape == (3, 3) and view.t.shape == (3,)
+        assert view.K.shape == (1, 3, 3) and view.R.shape == (1, 3, 3) and view.t.shape == (1, 3)
         assert view.image_size == (1280, 720)
         assert view.keypoints_2d.dtype == np.float32 and view.confidence.dtype == np.float32
-        uv, depth = project(clip.gt_3d, view.K, view.R, view.t)
-        np.testing.assert_allclose(view.keypoints_2d, uv, atol=1e-4)
+        uv, depth = project(clip.gt_3d, view.K[0], view.R[0], view.t[0])
+        np.testing.assert_allclose(view.keypoints_2d[0], uv, atol=1e-4)
         assert (depth > 0).all() and (view.confidence == 1).all()
-    centres = [tuple(-v.R.T @ v.t) for v in views]
+    centres = [tuple(-v.R[0].T @ v.t[0]) for v in views]
     assert len(set(centres)) == 3  # different cameras
 
 
@@ -196,11 +196,12 @@ def test_observe_clip_zero_confidence_outside_image():
     clip = mocap_clip(num_frames=100)
     views = observe_clip(clip, num_cameras=1, rng=np.random.default_rng(0), noise=DetectorNoise.clean(),
                          distance=4.0, focal_px=2500.0, image_size=(320, 240))  # far too tight to fit
-    view = views[0]
-    uv, _ = project(clip.gt_3d, view.K, view.R, view.t)
+    view = views[0].view(0)
+    uv, _ = project(clip.gt_3d, view.K[0], view.R[0], view.t[0])
     outside = ((uv < 0) | (uv >= np.array([320, 240]))).any(-1)
-    assert outside.any() and (view.confidence[outside] == 0).all() and (view.confidence[~outside] == 1).all()
-    np.testing.assert_allclose(view.keypoints_2d, uv, atol=1e-3)  # positions are kept
+    confidence = view.confidence[0]
+    assert outside.any() and (confidence[outside] == 0).all() and (confidence[~outside] == 1).all()
+    np.testing.assert_allclose(view.keypoints_2d[0], uv, atol=1e-3)  # positions are kept
 
 
 def test_observe_clip_needs_gt():

@@ -79,7 +79,10 @@ def _teacher(args: argparse.Namespace, src: Path, dataset_name: str, splits: lis
     teacher = make_teacher(args.teacher, lifts=LiftedData(dataset_name, tuple(splits), src),
                            lifter=Path(args.lifter) if args.lifter else None, severity=args.severity, seed=args.seed,
                            path=Path(args.teacher_file) if args.teacher_file else None)
-    described = {"lifter": args.lifter, "corrupt": f"severity={args.severity}", "file": args.teacher_file}
+    described = {"lifter": args.lifter, "corrupt": f"severity={args.severity}", "file": args.teacher_file,
+                 "triangulate": "all views"}
+    if args.teacher == "triangulate" and not getattr(args, "multiview", False):
+        raise ValueError("--teacher triangulate needs multi-view clips: add --multiview")
     return teacher, f"{args.teacher}:{described[args.teacher]}"
 
 
@@ -102,7 +105,8 @@ def cmd_prepare_mocap(args: argparse.Namespace) -> None:
     teacher, teacher_name = _teacher(args, src, index.name, splits)
     summary = prepare_mocap_2d(src, Path(args.out), teacher=teacher, teacher_name=teacher_name,
                                num_cameras=args.cameras, noise=DetectorNoise(severity=args.noise), seed=args.seed,
-                               splits=splits, overwrite=args.overwrite, progress=not args.quiet, shard=shard)
+                               splits=splits, overwrite=args.overwrite, progress=not args.quiet, shard=shard,
+                               multiview=args.multiview)
     if shard is None:
         _print_summary(f"wrote 2D dataset {args.out}", summary)
     else:
@@ -129,10 +133,38 @@ def _camera_args(args: argparse.Namespace) -> dict:
     return {"focal_px": args.focal, "fov_deg": args.fov}
 
 
+def _rig_takes(sources: list[Path], calibration: Path) -> list[list[Path]]:
+    """Takes of a rig: several video files are one take; each folder is a take, or holds one take per subfolder."""
+    from .data.calibration import read_rig
+    from .rig_footage import take_videos
+
+    rig = read_rig(calibration)
+    if all(p.is_file() for p in sources):
+        return [sources]
+    takes = []
+    for folder in sources:
+        subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        takes += [take_videos(f, rig) for f in subfolders] if subfolders else [take_videos(folder, rig)]
+    return takes
+
+
 def cmd_prepare_video(args: argparse.Namespace) -> None:
     from .footage import prepare_videos
 
-    summary = prepare_videos(Path(args.src), Path(args.out), teacher=args.teacher,
+    sources = [Path(s) for s in args.src]
+    if args.calibration:
+        from .rig_footage import prepare_rig_videos
+
+        offsets = [int(d) for d in args.offsets.split(",")] if args.offsets else None
+        summary = prepare_rig_videos(_rig_takes(sources, Path(args.calibration)), Path(args.calibration),
+                                     Path(args.out), fps=args.fps, offsets=offsets, max_offset=args.max_offset,
+                                     max_seconds=args.max_seconds, caption=args.caption, overwrite=args.overwrite,
+                                     progress=not args.quiet)
+        _print_summary(f"wrote multi-view 2D dataset {args.out}", summary)
+        return
+    if len(sources) != 1:
+        raise ValueError("give one video or folder, or the videos of one take with --calibration")
+    summary = prepare_videos(sources[0], Path(args.out), teacher=args.teacher,
                              lifter_dir=Path(args.lifter) if args.lifter else None,
                              teacher_file=Path(args.teacher_file) if args.teacher_file else None, fps=args.fps,
                              max_seconds=args.max_seconds, max_gap_s=args.max_gap, min_clip_s=args.min_clip,
@@ -153,6 +185,28 @@ def cmd_prepare_keypoints(args: argparse.Namespace) -> None:
                                      min_clip_s=args.min_clip, captions=_read_captions_arg(args),
                                      caption=args.caption, **_camera_args(args))
     _print_summary(f"wrote 2D dataset {args.out}", summary)
+
+
+def _lift_rig(args: argparse.Namespace) -> None:
+    from .rig_footage import lift_rig_take
+    from .sample import load_run
+
+    out = Path(args.out)
+    if (out / "metrics.json").exists() and not args.overwrite:
+        raise ValueError(f"{out} already holds a lifted take; pass --overwrite or choose another folder")
+    takes = _rig_takes([Path(p) for p in args.data], Path(args.calibration))
+    run = load_run(Path(args.run), device=args.device)
+    offsets = [int(d) for d in args.offsets.split(",")] if args.offsets else None
+    results = {}
+    for videos in takes:
+        target = out / videos[0].parent.name if len(takes) > 1 else out
+        metrics = lift_rig_take(run, videos, Path(args.calibration), target, settings=_lift_settings(args),
+                                offsets=offsets, max_offset=args.max_offset, max_seconds=args.max_seconds,
+                                render=not args.no_render)
+        results[metrics["take"]] = {k: metrics[k] for k in ("frames", "offsets", "teacher_reprojection_px",
+                                                            "lift_reprojection_px", "teacher_accel_ms2",
+                                                            "lift_accel_ms2")}
+    _print_summary(f"lifted {len(results)} take(s) into {out}", results)
 
 
 def _lift_videos(args: argparse.Namespace, videos: list[Path]) -> None:
@@ -303,6 +357,12 @@ def cmd_lift(args: argparse.Namespace) -> None:
     from .experiments import lift_split
     from .sample import load_run
 
+    if args.calibration:
+        _lift_rig(args)
+        return
+    if len(args.data) != 1:
+        raise ValueError("give one dataset, video or folder of videos; the videos of a rig's take need --calibration")
+    args.data = args.data[0]
     videos = _video_input(Path(args.data))
     if videos is not None:
         _lift_videos(args, videos)
@@ -343,6 +403,7 @@ def cmd_experiment_recovery(args: argparse.Namespace) -> None:
     report = run_recovery(Path(args.out), cache=Path(args.cache), mocap=Path(args.mocap) if args.mocap else None,
                           config=args.config, steps=args.budget, overrides=args.set or [], seed=args.seed,
                           cameras=args.cameras, lifter=Path(args.lifter) if args.lifter else None,
+                          views=[int(v) for v in args.views.split(",")] if args.views else (),
                           num_samples=args.num, device=args.device, progress=not args.quiet)
     print((Path(args.out) / "results.md").read_text())
     print(f"finished in {report['wall_minutes']:.1f} min; results in {args.out}/results.{{json,md,png}}")
@@ -516,12 +577,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = prepare.add_parser("mocap", help="film a mocap dataset with virtual cameras and add a teacher's 3D")
     p.add_argument("src", help="mocap dataset folder (clips with gt_3d)")
     p.add_argument("--out", required=True, help="2D dataset folder to create")
-    p.add_argument("--teacher", choices=["lifter", "corrupt", "file"], default="lifter",
-                   help="where teacher_3d comes from (default: %(default)s)")
+    p.add_argument("--teacher", choices=["lifter", "corrupt", "file", "triangulate"], default="lifter",
+                   help="where teacher_3d comes from (default: %(default)s; triangulate: with --multiview)")
     p.add_argument("--lifter", help="lifter folder, for --teacher lifter")
     p.add_argument("--severity", type=float, default=1.0, help="error severity, for --teacher corrupt")
     p.add_argument("--teacher-file", help="teacher .npz, for --teacher file")
     p.add_argument("--cameras", type=int, default=2, help="virtual cameras per clip (default: %(default)s)")
+    p.add_argument("--multiview", action="store_true", help="one clip per mocap clip holding all --cameras views "
+                   "(a virtual calibrated rig) instead of one monocular clip per camera")
     p.add_argument("--noise", type=float, default=1.0, help="detector noise severity, 0 = exact keypoints")
     p.add_argument("--splits", help="comma-separated splits to prepare (default: all but the lifter's)")
     p.add_argument("--seed", type=int, default=0)
@@ -550,10 +613,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--caption", help="one caption for every clip")
 
     p = prepare.add_parser("video", help="detect the main person in videos (MediaPipe) and make 2D training clips")
-    p.add_argument("src", help="a video file or a folder of videos")
+    p.add_argument("src", nargs="+", help="a video file or a folder of videos; with --calibration the videos of one "
+                   "take in the calibration's camera order, or a folder per take")
     p.add_argument("--out", required=True, help="2D dataset folder (a second run resumes)")
     footage_arguments(p, ("mediapipe", "lifter", "file"), "mediapipe")
     p.add_argument("--max-seconds", type=float, help="read only the first seconds of each video")
+    p.add_argument("--calibration", help="rig calibration (Pose2Sim/OpenCV TOML, OpenCV YAML/XML, Qualisys .qca.txt "
+                   "or the project's JSON): synchronized views → multi-view clips, triangulating teacher")
+    p.add_argument("--offsets", metavar="D1,D2,...", help="with --calibration: per-camera frame offsets at the "
+                   "videos' rate (camera v's frame f + d_v shows camera 1's frame f; default: estimated)")
+    p.add_argument("--max-offset", type=int, default=30,
+                   help="with --calibration: offsets searched, frames either way (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="with --calibration: replace a dataset in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare_video)
 
@@ -615,7 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lift", help="lift the clips of a 2D dataset, or a video, to 3D with a trained prior")
     p.add_argument("run", help="run folder")
-    p.add_argument("data", help="dataset with keypoints, cameras and teacher_3d; or a video file / folder of videos")
+    p.add_argument("data", nargs="+", help="dataset with keypoints, cameras and teacher_3d; or a video file / folder "
+                   "of videos; with --calibration the videos of a rig's take (camera order) or a folder per take")
     p.add_argument("--out", required=True, help="folder for <clip>.npy and metrics.json (videos: also <clip>.mp4)")
     lift_arguments(p)
     p.add_argument("--teacher", choices=["mediapipe", "lifter"], default="mediapipe",
@@ -625,6 +697,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fov", type=float, help="videos: horizontal field of view in degrees, instead of --focal")
     p.add_argument("--max-seconds", type=float, help="videos: lift only the first seconds")
     p.add_argument("--no-render", action="store_true", help="videos: no overlay MP4")
+    p.add_argument("--calibration", help="rig videos: the rig's calibration file; the take is triangulated, lifted "
+                   "with every view's guidance and drawn in every view")
+    p.add_argument("--offsets", metavar="D1,D2,...", help="rig videos: per-camera frame offsets (default: estimated)")
+    p.add_argument("--max-offset", type=int, default=30, help="rig videos: offsets searched (default: %(default)s)")
     p.set_defaults(func=cmd_lift)
 
     p = sub.add_parser("evaluate", help="lifting and generation metrics of a run on a dataset")
@@ -655,6 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, help="training steps per model (default: the config's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for all three runs")
     p.add_argument("--cameras", type=int, default=2)
+    p.add_argument("--views", metavar="V1,V2,...", help="multi-view arm: a 2d run per view count, on the same clips "
+                   "filmed by a virtual rig of the largest count, e.g. 1,2,4")
     p.add_argument("--lifter", metavar="DIR", help="a lifter trained on another dataset (videomdm lifter train) as "
                    "the teacher, instead of one trained on the first quarter of the same takes")
     p.add_argument("--num", type=int, default=64, help="motions generated per model (default: %(default)s)")

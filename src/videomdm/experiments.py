@@ -81,10 +81,12 @@ def lift_split(run: LoadedRun, data_dir: Path, split: str, settings: LiftSetting
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             np.save(Path(out_dir) / f"{clip.name}.npy", joints)
         if observations is not None and observations.confidence.any():
-            pixels, confidence = observed_keypoints(clip, run.skeleton)  # mapped once for the three motions
+            pixels, confidence = observed_keypoints(clip, run.skeleton)  # (V, T, J, 2): mapped once for the motions
             motions = {"lift": joints, "teacher": clip.teacher_3d, "gt": clip.gt_3d}
-            reprojection_rows.append((len(joints), {
-                f"{name}_reprojection_px": reprojection_error(motion, pixels, confidence, clip.K, clip.R, clip.t)
+            reprojection_rows.append((len(joints), {  # the mean over views
+                f"{name}_reprojection_px": float(np.mean([
+                    reprojection_error(motion, pixels[v], confidence[v], clip.K[v], clip.R[v], clip.t[v])
+                    for v in range(len(pixels))]))
                 for name, motion in motions.items() if motion is not None}))
         if clip.gt_3d is None:
             continue
@@ -228,7 +230,7 @@ def _plot(path: Path, results: dict[str, dict[str, float]]) -> None:
 
 def run_recovery(out: Path, *, cache: Path, mocap: Path | None = None, config: str = "small", steps: int | None = None,
                  overrides: Sequence[str] = (), seed: int = 0, cameras: int = 2, lifter_steps: int | None = None,
-                 lifter: Path | None = None,
+                 lifter: Path | None = None, views: Sequence[int] = (),
                  evaluator_config: EvaluatorConfig | None = None, num_samples: int = 64, device: str = "auto",
                  progress: bool = False, log: Callable[[str], None] = print) -> dict:
     """The recovery experiment (module docstring). Every stage is reused when its output exists; a run that stopped
@@ -239,11 +241,15 @@ def run_recovery(out: Path, *, cache: Path, mocap: Path | None = None, config: s
         lifter_steps, evaluator_config: budgets of the lifter and the evaluator network (defaults: theirs).
         lifter: a lifter trained on another dataset (cross-domain teacher) instead of one trained on the first
             ``lifter_fraction`` of the same takes (in-domain, see :func:`~videomdm.pipeline.prepare_benchmark`).
+        views: the multi-view arm: for each v, a ``2d`` run (``2d_views<v>``) trained on the same clips filmed by a
+            virtual rig of ``max(views)`` cameras, keeping the first v views of each clip
+            (:func:`~videomdm.pipeline.prepare_rig_views`). It is evaluated as the other runs are (generation, and
+            lifting the monocular test clips), and its ``rig_*`` metrics lift the rig's test clips guided by v views.
     """
     from .checkpoint import latest_checkpoint, list_checkpoints
     from .config import load_config
     from .evaluator import META_NAME, train_evaluator
-    from .pipeline import prepare_benchmark
+    from .pipeline import prepare_benchmark, prepare_rig_views
     from .train import train
 
     out = Path(out)
@@ -255,29 +261,40 @@ def run_recovery(out: Path, *, cache: Path, mocap: Path | None = None, config: s
     if not (evaluator_dir / META_NAME).exists():
         log(f"evaluator: training on the gt_3d of the train split → {evaluator_dir}")
         train_evaluator(data.data_2d, evaluator_dir, config=evaluator_config, device=device, progress=progress)
+    arms = {mode: (mode, data.data_2d) for mode in RECOVERY_MODES}  # run name → (supervision, dataset)
+    if views:
+        rigs = prepare_rig_views(out / "data", data, views, seed=seed, progress=progress, log=log)
+        arms.update({f"2d_views{count}": ("2d", folder) for count, folder in rigs.items()})
     results: dict[str, dict[str, float]] = {}
     timings: dict[str, float] = {}
-    for mode in RECOVERY_MODES:
+    for mode, (supervision, data_dir) in arms.items():
         run_dir = out / "runs" / mode
-        settings = [*overrides, f"train.supervision={mode}", f"train.seed={seed}", f"train.device={device}"]
+        settings = [*overrides, f"train.supervision={supervision}", f"train.seed={seed}", f"train.device={device}"]
         run_config = load_config(config, settings + ([f"train.steps={steps}"] if steps else []))
         done = latest_checkpoint(run_dir)
         t0 = time.perf_counter()
         if done is None or not any(c.name == f"step_{run_config.train.steps:07d}" for c in list_checkpoints(run_dir)):
             log(f"{mode}: training {run_config.train.steps} steps → {run_dir}")
-            train(data.data_2d, run_dir, run_config, resume=done is not None, progress=progress)
+            train(data_dir, run_dir, run_config, resume=done is not None, progress=progress)
         timings[f"train_{mode}_s"] = time.perf_counter() - t0
         log(f"{mode}: evaluating")
         results[mode] = evaluate_run(run_dir, data.data_2d, out / "eval" / mode, evaluator_dir=evaluator_dir,
                                      num_samples=num_samples, device=device, seed=seed, log=log)
+        if data_dir != data.data_2d:  # a view arm: also lift the rig's test clips, guided by its views
+            rig = lift_split(load_run(run_dir, device=device), data_dir, "test")
+            results[mode].update({f"rig_{key}": value for key, value in rig.items()})
     summary = {f"gap_closed_{key}": gap_closed(results["teacher"][key], results["2d"][key], results["3d"][key])
                for key in GAP_METRICS}
+    for count in sorted(set(views)):  # the same gaps for each view count
+        summary.update({f"gap_closed_{key}_views{count}": gap_closed(results["teacher"][key],
+                                                                     results[f"2d_views{count}"][key],
+                                                                     results["3d"][key]) for key in GAP_METRICS})
     two_d = results["2d"]
     summary["lift_mpjpe_vs_lifter"] = two_d["lift_mpjpe_mm"] / two_d["teacher_mpjpe_mm"]
     summary["lift_accel_error_vs_lifter"] = two_d["lift_accel_error_ms2"] / two_d["teacher_accel_error_ms2"]
     report = {
         "config": config, "overrides": list(overrides), "steps": run_config.train.steps,
-        "seed": seed, "cameras": cameras, "mocap": str(mocap) if mocap else "LAFAN1 sample (bvhtools==1.6.0)",
+        "seed": seed, "cameras": cameras, "views": sorted(set(views)), "mocap": str(mocap) if mocap else "LAFAN1 sample (bvhtools==1.6.0)",
         "lifter": str(data.lifter), "teacher_domain": "in-domain" if lifter is None else "cross-domain",
         "results": results, "summary": summary, "timings_s": timings,
         "wall_minutes": (time.perf_counter() - started) / 60,

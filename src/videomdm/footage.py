@@ -165,10 +165,11 @@ def _write_motion(out: Path, name: str, joints: np.ndarray, fps: float, skeleton
     return [path, bvh]
 
 
-def _projected(clip: Clip, joints: np.ndarray) -> np.ndarray:
-    """``(T, J, 2)`` pixels of world joints through the clip's camera."""
+def _projected(clip: Clip, joints: np.ndarray, view: int = 0) -> np.ndarray:
+    """``(T, J, 2)`` pixels of world joints through the camera of the clip's view ``view``."""
     to = partial(torch.as_tensor, dtype=torch.float64)
-    return project_to_pixels(to(joints)[None], to(clip.K), to(clip.R)[None], to(clip.t)[None])[0].numpy()
+    return project_to_pixels(to(joints)[None], to(clip.K[view]), to(clip.R[view])[None],
+                             to(clip.t[view])[None])[0].numpy()
 
 
 def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings = LiftSettings(),
@@ -212,7 +213,7 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
         }
         if render:
             frames = itertools.islice(stream, start - position, start - position + len(joints))
-            overlay = render_overlay(frames, clip.keypoints_2d, clip.confidence, keypoint_skeleton,
+            overlay = render_overlay(frames, clip.keypoints_2d[0], clip.confidence[0], keypoint_skeleton,
                                      _projected(clip, joints), joints, run.skeleton, out / f"{clip.name}.mp4",
                                      fps=fps, title=clip.name)
             collections.deque(frames, maxlen=0)  # any of the range the renderer left unread

@@ -25,7 +25,6 @@ import torch
 from torch import Tensor
 from torch.profiler import record_function
 
-from .camera import ray_nearest_point
 from .config import Config
 from .data.dataset import Batch
 from .diffusion import GaussianDiffusion
@@ -35,6 +34,7 @@ from .placement import solve_placement
 from .representation import FeatureLayout, Normalizer, decode, encode
 from .skeleton import get_skeleton
 from .text import TextEncoder
+from .views import nearest_point_to_rays, view_weight, views_as_frames, views_as_items
 
 __all__ = ["Objective", "ItemNoise", "Denoise", "FeatureObjective", "ReprojectionObjective", "OBJECTIVES",
            "build_objective"]
@@ -137,6 +137,8 @@ class ReprojectionObjective:
     Terms, weighted by ``config.two_d``: depth-weighted reprojection of the decoded prediction against the keypoints,
     2D velocity consistency, and (optionally) alignment of the prediction's rotation/velocity/contact slices with the
     re-encoded prediction moved onto the keypoint rays. ``batch.features`` hold the teacher; no ground truth is read.
+    A clip's views all score the one prediction: the losses average over them and placement uses all of them
+    (:mod:`videomdm.views`).
     """
 
     with_keypoints = True
@@ -164,15 +166,16 @@ class ReprojectionObjective:
         # The prediction decodes at the teacher window's anchor (root x, z = 0, facing +z); where it stands and which
         # way it faces are solved from the keypoints instead (placement.py; detached: at the optimum the loss has no
         # gradient along a turn or a translation).
+        weight = view_weight(batch.confidence, batch.mask, batch.view_mask)  # (B, V, T, J)
         with torch.no_grad():
-            placement = solve_placement(joints, batch.keypoints, batch.confidence * batch.mask[..., None], batch.R,
-                                        batch.t, solve_yaw=cfg.solve_yaw)
+            placement = solve_placement(*views_as_frames(joints, batch.keypoints, weight, batch.R, batch.t),
+                                        solve_yaw=cfg.solve_yaw)
         joints = placement.apply(joints)
-        observed = (batch.keypoints, batch.confidence, batch.mask, batch.R, batch.t)
-        weighting = {"weighting": cfg.depth_weighting, "min_depth": cfg.min_depth, "item_weight": item_weight}
+        observed = views_as_items(joints, batch.keypoints, weight, batch.mask, batch.R, batch.t, item_weight)
+        weighting = {"weighting": cfg.depth_weighting, "min_depth": cfg.min_depth}
         terms = {
-            "reprojection": reprojection_loss(joints, *observed, **weighting),
-            "velocity_2d": velocity_2d_loss(joints, *observed, **weighting),
+            "reprojection": reprojection_loss(**observed, **weighting),
+            "velocity_2d": velocity_2d_loss(**observed, **weighting),
         }
         if cfg.alignment:
             terms["alignment"] = self.alignment_loss(normalizer, pred, joints, batch)
@@ -225,8 +228,9 @@ class ReprojectionObjective:
         """Representation alignment: pull the predicted rotation, local-velocity and foot-contact slices toward the
         features of the predicted joints moved onto their keypoint rays (re-encoded without gradient).
 
-        Joints without a keypoint (confidence 0) stay where they are. Each item is re-encoded over its real frames
-        only.
+        With several views the target is the point nearest to all of a joint's rays (:func:`nearest_point_to_rays`).
+        Joints without a keypoint (confidence 0 in every view) stay where they are. Each item is re-encoded over its
+        real frames only.
 
         Args:
             pred: (B, T, D) normalized prediction. joints: (B, T, J, 3) its decoded joints (metres).
@@ -235,9 +239,10 @@ class ReprojectionObjective:
         """
         layout = self.layout
         with torch.no_grad():
-            eye = torch.eye(3, device=joints.device, dtype=joints.dtype)  # keypoints are normalized coordinates: K = I
-            moved = ray_nearest_point(joints, batch.keypoints, eye, batch.R, batch.t, min_depth=self.two_d.min_depth)
-            moved = torch.where(batch.confidence[..., None] > 0, moved, joints)
+            weight = view_weight(batch.confidence, torch.ones_like(batch.mask), batch.view_mask)  # (B, V, T, J)
+            moved = nearest_point_to_rays(joints, batch.keypoints, weight, batch.R, batch.t,
+                                          min_depth=self.two_d.min_depth)
+            moved = torch.where((weight > 0).any(1)[..., None], moved, joints)
             target = torch.zeros_like(pred)
             for i, length in enumerate(batch.mask.sum(1).tolist()):
                 features = encode(moved[i, :length], self.skeleton, contact_threshold=self.contact_threshold,

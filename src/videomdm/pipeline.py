@@ -6,6 +6,10 @@ cameras with detector noise and lifted by that lifter (:func:`videomdm.data.prep
 is a 2D dataset whose teacher never saw the clips it lifted and whose ``gt_3d`` is kept for evaluation only.
 
 Every stage is skipped when its output already exists, so a second call reuses the first one's work.
+
+:func:`prepare_rig_views` films the same ``train`` and ``test`` clips with a virtual rig of N synchronized cameras
+(one clip of N views each, the same lifter teacher lifting the first view) and keeps versions with the first 1, 2, ...
+views, so that what each extra camera buys can be measured with everything else equal.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from typing import Callable, Sequence
 from .data.clip import INDEX_NAME, read_dataset_index
 from .data.lafan1 import LAFAN1_LICENSE, build_lafan1_dataset
 from .data.mocap import build_mocap_dataset, find_mocap_files
-from .data.prepare import prepare_mocap_2d
+from .data.prepare import first_views_dataset, prepare_mocap_2d
 from .teacher import LIFTER_WEIGHTS, LifterConfig, LiftedData, make_teacher, train_lifter
 
-__all__ = ["BenchmarkData", "prepare_benchmark"]
+__all__ = ["BenchmarkData", "prepare_benchmark", "prepare_rig_views"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +93,34 @@ def prepare_benchmark(root: Path, *, cache: Path, mocap: Path | None = None, lif
                          num_cameras=cameras, seed=seed, splits=list(splits), progress=progress)
     return BenchmarkData(mocap=mocap_dir, lifter=lifter_dir, data_2d=data_2d,
                          license=LAFAN1_LICENSE if mocap is None else None)
+
+
+def prepare_rig_views(root: Path, data: BenchmarkData, views: Sequence[int], *, seed: int = 0, progress: bool = True,
+                      log: Callable[[str], None] = print) -> dict[int, Path]:
+    """Build (or reuse) ``root/rig<N>`` (the benchmark's ``train`` and ``test`` clips filmed by a virtual rig of
+    ``N = max(views)`` cameras, lifted by the benchmark's lifter from the first view) and ``root/rig<N>_views<v>`` for
+    each ``v`` in ``views`` (every clip cut to its first v views, :func:`~videomdm.data.prepare.first_views_dataset`).
+
+    Returns ``{v: dataset folder}``.
+    """
+    if not views or min(views) < 1:
+        raise ValueError(f"views must be positive view counts, got {list(views)}")
+    root, most = Path(root), max(views)
+    rig = root / f"rig{most}"
+    if (rig / INDEX_NAME).exists():
+        log(f"rig dataset: reusing {rig}")
+    else:
+        log(f"rig dataset: a virtual rig of {most} cameras per clip, lifter teacher on the first view → {rig}")
+        splits = ("train", "test")
+        lifts = LiftedData(read_dataset_index(data.mocap).name, splits, data.mocap)
+        teacher = make_teacher("lifter", lifter=data.lifter, lifts=lifts)
+        prepare_mocap_2d(data.mocap, rig, teacher=teacher, teacher_name=f"lifter:{Path(data.lifter).resolve()}",
+                         num_cameras=most, seed=seed, splits=list(splits), progress=progress, multiview=True)
+    out = {}
+    for count in sorted(set(views)):
+        folder = root / f"rig{most}_views{count}"
+        if not (folder / INDEX_NAME).exists():
+            log(f"rig dataset: the first {count} of {most} views → {folder}")
+            first_views_dataset(rig, folder, count)
+        out[count] = folder
+    return out

@@ -16,7 +16,7 @@ from .checkpoint import atomic_path
 from .data.mocap import check_joints
 from .skeleton import Skeleton
 
-__all__ = ["render_motion", "render_motions", "render_overlay", "foot_contacts", "RenderError"]
+__all__ = ["render_motion", "render_motions", "render_overlay", "render_views_overlay", "foot_contacts", "RenderError"]
 
 
 class RenderError(ValueError):
@@ -181,12 +181,28 @@ def render_overlay(frames, keypoints_2d: np.ndarray, confidence: np.ndarray, key
                    title: str = "", height_px: int = 360) -> Path:
     """A side-by-side MP4 of a lifted video: the frames with the detected keypoints (red dots, ``keypoint_skeleton``
     bones in white) and the reprojected 3D skeleton (blue) on the left, the 3D skeleton (metres, y up, ground y = 0)
-    on the right. Written atomically.
+    on the right. Written atomically. One view of :func:`render_views_overlay`.
 
     Args:
         frames: iterable of ``T`` RGB frames ``(H, W, 3)`` uint8 (the video at the clip's frame rate).
         keypoints_2d: ``(T, J2, 2)`` pixels; ``confidence (T, J2)``, keypoints with confidence 0 are not drawn.
         projected: ``(T, J, 2)`` pixels of ``joints`` seen through the clip's camera.
+        joints: ``(T, J, 3)`` world metres.
+    """
+    return render_views_overlay(([frame] for frame in frames), keypoints_2d[None], confidence[None], keypoint_skeleton,
+                                projected[None], joints, skeleton, out, fps=fps, title=title, height_px=height_px)
+
+
+def render_views_overlay(frames, keypoints_2d: np.ndarray, confidence: np.ndarray, keypoint_skeleton: Skeleton,
+                         projected: np.ndarray, joints: np.ndarray, skeleton: Skeleton, out: Path, *,
+                         fps: float = 20.0, title: str = "", height_px: int = 360) -> Path:
+    """The overlay of :func:`render_overlay` for V synchronized views: one panel per view, side by side, then the 3D
+    skeleton. Written atomically.
+
+    Args:
+        frames: iterable of ``T`` lists of V RGB frames ``(H_v, W_v, 3)`` uint8 (each view at the clip's frame rate).
+        keypoints_2d: ``(V, T, J2, 2)`` pixels in each view's frame; ``confidence (V, T, J2)``.
+        projected: ``(V, T, J, 2)`` pixels of ``joints`` seen through each view's camera.
         joints: ``(T, J, 3)`` world metres.
     """
     import matplotlib
@@ -200,41 +216,47 @@ def render_overlay(frames, keypoints_2d: np.ndarray, confidence: np.ndarray, key
         raise RenderError(f"{out}: the overlay is written as .mp4")
     joints = check_joints(joints, skeleton, str(out))
     T = len(joints)
-    if keypoints_2d.shape[:2] != (T, keypoint_skeleton.num_joints) or projected.shape != (T, skeleton.num_joints, 2):
+    views = len(keypoints_2d)
+    if keypoints_2d.shape[:3] != (views, T, keypoint_skeleton.num_joints) \
+            or projected.shape != (views, T, skeleton.num_joints, 2):
         raise RenderError(f"{out}: keypoints {keypoints_2d.shape} / projection {projected.shape} do not match "
-                          f"{T} frames of {skeleton.num_joints} joints")
+                          f"{T} frames of {skeleton.num_joints} joints in {views} view(s)")
     plot = joints[..., [0, 2, 1]]  # matplotlib's z axis up
     (center,), radius, top = _scene_extent([plot])
     dpi = 80
     fig = None
     images = []
     try:
-        for f, frame in enumerate(frames):
+        for f, frame_views in enumerate(frames):
             if f >= T:
                 break
-            scale = height_px / frame.shape[0]
-            width_px = int(round(frame.shape[1] * scale))
-            small = np.asarray(Image.fromarray(frame[..., :3]).resize((width_px, height_px)))
+            if len(frame_views) != views:
+                raise RenderError(f"{out}: frame {f} has {len(frame_views)} views, expected {views}")
+            scales = [height_px / frame.shape[0] for frame in frame_views]
+            widths = [int(round(frame.shape[1] * scale)) for frame, scale in zip(frame_views, scales)]
             if fig is None:
-                fig = plt.figure(figsize=((width_px + height_px) / dpi, height_px / dpi), dpi=dpi)
-                ax2d = fig.add_axes((0, 0, width_px / (width_px + height_px), 1))
-                ax3d = fig.add_axes((width_px / (width_px + height_px), 0, height_px / (width_px + height_px), 1),
-                                    projection="3d")
-            ax2d.cla()
-            ax2d.imshow(small)
-            ax2d.set_axis_off()
-            uv, conf = keypoints_2d[f] * scale, confidence[f]
-            for parent, child in keypoint_skeleton.bones:
-                if conf[parent] > 0 and conf[child] > 0:
-                    ax2d.plot(uv[[parent, child], 0], uv[[parent, child], 1], color="white", lw=1.0, alpha=0.7)
-            ax2d.scatter(uv[conf > 0, 0], uv[conf > 0, 1], s=6, color="red")
-            pj = projected[f] * scale
-            for parent, child in skeleton.bones:
-                ax2d.plot(pj[[parent, child], 0], pj[[parent, child], 1], color="tab:blue", lw=2.0)
-            ax2d.set_xlim(0, width_px)
-            ax2d.set_ylim(height_px, 0)
-            if title:
-                ax2d.text(5, 15, title, color="white", fontsize=8)
+                total = sum(widths) + height_px
+                fig = plt.figure(figsize=(total / dpi, height_px / dpi), dpi=dpi)
+                lefts = np.cumsum([0] + widths) / total
+                axes2d = [fig.add_axes((lefts[v], 0, widths[v] / total, 1)) for v in range(views)]
+                ax3d = fig.add_axes((lefts[-1], 0, height_px / total, 1), projection="3d")
+            for v, (frame, scale, width_px, ax2d) in enumerate(zip(frame_views, scales, widths, axes2d)):
+                small = np.asarray(Image.fromarray(frame[..., :3]).resize((width_px, height_px)))
+                ax2d.cla()
+                ax2d.imshow(small)
+                ax2d.set_axis_off()
+                uv, conf = keypoints_2d[v, f] * scale, confidence[v, f]
+                for parent, child in keypoint_skeleton.bones:
+                    if conf[parent] > 0 and conf[child] > 0:
+                        ax2d.plot(uv[[parent, child], 0], uv[[parent, child], 1], color="white", lw=1.0, alpha=0.7)
+                ax2d.scatter(uv[conf > 0, 0], uv[conf > 0, 1], s=6, color="red")
+                pj = projected[v, f] * scale
+                for parent, child in skeleton.bones:
+                    ax2d.plot(pj[[parent, child], 0], pj[[parent, child], 1], color="tab:blue", lw=2.0)
+                ax2d.set_xlim(0, width_px)
+                ax2d.set_ylim(height_px, 0)
+                if title and v == 0:
+                    ax2d.text(5, 15, title, color="white", fontsize=8)
             _set_up_scene(ax3d, center, radius, top, elevation=15, azimuth=-80, grid_lines=7)
             _draw_bones(ax3d, plot[f], skeleton, ["tab:blue"] * len(skeleton.bones))
             fig.canvas.draw()

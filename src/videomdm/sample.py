@@ -16,12 +16,13 @@ from .config import Config
 from .diffusion import GaussianDiffusion, classifier_free_guidance, level_sequence, sample_ddim, sample_ddpm
 from .factory import autocast_dtype, build_denoiser, build_diffusion, build_model, resolve_device
 from .parameterization import Parameterized
-from .camera import ray_nearest_point, transform_camera
+from .camera import transform_camera
 from .data.dataset import Observations
 from .placement import solve_placement
 from .representation import Normalizer, RigidTransform, canonicalize, decode, encode, encode_with_frames
 from .skeleton import Skeleton, get_skeleton
 from .text import TextEncoder, build_text_encoder
+from .views import nearest_point_to_rays, views_as_frames
 
 __all__ = ["LoadedRun", "load_run", "generate", "inference_precision", "window_starts", "blend_windows",
            "align_on_ground", "Observations", "lift", "DENOISING_LEVEL_FRACTIONS", "denoising_errors"]
@@ -197,8 +198,8 @@ class GuidanceState:
     follow it. W windows of L frames.
 
     Attributes:
-        R: (W, L, 3, 3) world-to-camera rotations expressed in each window's current canonical frame.
-        t: (W, L, 3) the matching translations.
+        R: (W, V, L, 3, 3) world-to-camera rotations of the V views expressed in each window's current canonical frame.
+        t: (W, V, L, 3) the matching translations.
         to_canonical: world → each window's current canonical frame (rotation (W, 3, 3), translation (W, 3)).
     """
 
@@ -211,6 +212,15 @@ def _compose(outer: RigidTransform, inner: RigidTransform) -> RigidTransform:
     """``outer ∘ inner``: ``x ↦ R_o (R_i x + t_i) + t_o``."""
     rotation = outer.rotation @ inner.rotation
     return RigidTransform(rotation, (outer.rotation @ inner.translation.unsqueeze(-1)).squeeze(-1) + outer.translation)
+
+
+def _carry_views(R: Tensor, t: Tensor, transform: RigidTransform) -> tuple[Tensor, Tensor]:
+    """Cameras ``R (W, V, L, 3, 3)``, ``t (W, V, L, 3)`` carried through one rigid transform per window (rotation
+    ``(W, 3, 3)``, translation ``(W, 3)``; :func:`~videomdm.camera.transform_camera`)."""
+    views = R.shape[1]
+    new_R, new_t = transform_camera(R.flatten(0, 1), t.flatten(0, 1), transform.rotation.repeat_interleave(views, 0),
+                                    transform.translation.repeat_interleave(views, 0))  # (W·V, L, ...)
+    return new_R.unflatten(0, R.shape[:2]), new_t.unflatten(0, t.shape[:2])
 
 
 def _stack_transforms(transforms: Sequence[RigidTransform]) -> RigidTransform:
@@ -231,12 +241,13 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     ``two_d.teacher_min_t``, the lowest level ``2d`` training ever fed the teacher at) and denoised with DDIM (eta 0)
     in ``steps`` steps (default: every level). ``init="noise"``: sampling starts from pure noise at the last level.
 
-    With ``observations`` the keypoints place every window (:func:`videomdm.placement.solve_placement`: the turn and
+    With ``observations`` (V views; V = 1 for a monocular clip) the keypoints of every view place every window (:func:`videomdm.placement.solve_placement`: the turn and
     translation that best fit them under the depth-weighted reprojection residual), so the result never inherits the
     teacher's anchor, and the prior's last prediction is placed the same way: the output is as consistent with the
     keypoints as the prior's shape allows. 2D guidance: at every step whose level is ≥ ``guidance_min_t``, the placed
     prediction's joints are moved towards the nearest points on their keypoint rays by ``guidance × confidence``
-    (1 = onto the ray) and re-encoded (the clip's floor kept; the cameras follow the new canonical frame) as the
+    (1 = onto the ray; with several views the point nearest to all of a joint's rays,
+    :func:`~videomdm.views.nearest_point_to_rays`, by the largest of its confidences) and re-encoded (the clip's floor kept; the cameras follow the new canonical frame) as the
     sampler's x0 estimate: a step callback of :func:`~videomdm.diffusion.sample_ddim` whose explicit state
     (:class:`GuidanceState`: the cameras and each window's frame) the sampler threads and returns. Placing before moving keeps the body's size: rays are reached by a pose change, not by
     shrinking the body towards the camera. The last levels are left to the prior to smooth the detector's noise.
@@ -262,11 +273,11 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     length = min(config.data.num_frames, num_frames)
     starts = window_starts(num_frames, length, max(1, length // 2) if stride is None else stride)
 
-    def windows_of(values: np.ndarray | Tensor) -> Tensor:  # (T, ...) → (W, L, ...)
+    def windows_of(values: np.ndarray | Tensor, axis: int = 0) -> Tensor:  # (T, ...) → (W, L, ...) at ``axis``
         values = torch.as_tensor(np.asarray(values), dtype=torch.float32, device=run.device)
-        if values.shape[0] != num_frames:
-            raise ValueError(f"observations have {values.shape[0]} frames, the teacher has {num_frames}")
-        return torch.stack([values[s:s + length] for s in starts])
+        if values.shape[axis] != num_frames:
+            raise ValueError(f"observations have {values.shape[axis]} frames, the teacher has {num_frames}")
+        return torch.stack([values.narrow(axis, s, length) for s in starts])
 
     features, frames = encode_with_frames(joints, run.skeleton, **encode_kw)  # (T, D): one clip, as in training
     x0 = run.normalizer.normalize(windows_of(features))  # (W, L, D)
@@ -282,29 +293,28 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
 
     guide, state = None, None
     if observations is not None:
-        keypoints, confidence = windows_of(observations.keypoints), windows_of(observations.confidence)
-        eye = torch.eye(3, device=run.device)  # keypoints are normalized image coordinates: K = I
-        R, t = transform_camera(windows_of(observations.R), windows_of(observations.t), to_canonical.rotation,
-                                to_canonical.translation)
+        keypoints = windows_of(observations.keypoints, axis=1)  # (W, V, L, J, 2)
+        confidence = windows_of(observations.confidence, axis=1)  # (W, V, L, J)
+        R, t = _carry_views(windows_of(observations.R, axis=1), windows_of(observations.t, axis=1), to_canonical)
         state = GuidanceState(R, t, to_canonical)
 
         def placed(predicted: Tensor, cameras: GuidanceState) -> Tensor:
-            placement = solve_placement(predicted, keypoints, confidence, cameras.R, cameras.t,
+            placement = solve_placement(*views_as_frames(predicted, keypoints, confidence, cameras.R, cameras.t),
                                         solve_yaw=config.two_d.solve_yaw)
             return placement.apply(predicted)
 
         if guidance > 0:
-            weight = (guidance * confidence).clamp(0.0, 1.0)[..., None]  # (W, L, J, 1)
+            weight = (guidance * confidence.amax(1)).clamp(0.0, 1.0)[..., None]  # (W, L, J, 1)
 
             def guide(x0_hat: Tensor, level: int, cameras: GuidanceState) -> tuple[Tensor, GuidanceState]:
                 if level < guidance_min_t:
                     return x0_hat, cameras
                 predicted = placed(to_joints(x0_hat), cameras)
-                on_rays = ray_nearest_point(predicted, keypoints, eye, cameras.R, cameras.t,
-                                            min_depth=config.two_d.min_depth)
+                on_rays = nearest_point_to_rays(predicted, keypoints, confidence, cameras.R, cameras.t,
+                                                min_depth=config.two_d.min_depth)
                 moved = predicted + weight * (on_rays - predicted)
                 _, step = canonicalize(moved, run.skeleton, facing_sigma=config.data.facing_sigma, floor=0.0)
-                R, t = transform_camera(cameras.R, cameras.t, step.rotation, step.translation)
+                R, t = _carry_views(cameras.R, cameras.t, step)
                 moved_x0 = run.normalizer.normalize(encode(moved, run.skeleton, floor=0.0, **encode_kw))
                 return moved_x0, GuidanceState(R, t, _compose(step, cameras.to_canonical))
 

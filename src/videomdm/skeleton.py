@@ -41,6 +41,7 @@ __all__ = [
     "joint_map",
     "JointDerivation",
     "blazepose_to_smpl22",
+    "smpl22_derivation",
 ]
 
 
@@ -534,18 +535,29 @@ def blazepose_to_smpl22() -> JointDerivation:
     - proportion rules, confidence × :data:`DERIVED_CONFIDENCE`: ``spine1/2/3 = pelvis + f (neck − pelvis)`` with
       ``f = 0.2 / 0.45 / 0.6``; ``left/right_collar = mid(neck, left/right_shoulder)``.
     """
-    source, target = BLAZEPOSE_33, SMPL_22
+    return smpl22_derivation(BLAZEPOSE_33)
+
+
+def smpl22_derivation(source: Skeleton) -> JointDerivation:
+    """Every SMPL-22 joint from ``source`` joints: its :func:`joint_map` to SMPL-22 (direct and mean joints, confidence
+    kept), plus, for the spine and collar joints the map lacks, the proportion rules of :func:`blazepose_to_smpl22`
+    (confidence × :data:`DERIVED_CONFIDENCE`). ``ValueError`` naming the joints when ``source`` cannot place every
+    SMPL-22 joint (e.g. COCO-17 has no toes)."""
+    target = SMPL_22
     mean_map = joint_map(source, target)
     weights = mean_map.matrix()  # direct and mean joints
     scale = np.ones(target.num_joints)
     pelvis, neck = weights[target.index("pelvis")], weights[target.index("neck")]
     for name, fraction in _SPINE_FRACTIONS.items():
-        weights[target.index(name)] = (1 - fraction) * pelvis + fraction * neck
-        scale[target.index(name)] = DERIVED_CONFIDENCE
+        if not mean_map.present[target.index(name)]:
+            weights[target.index(name)] = (1 - fraction) * pelvis + fraction * neck
+            scale[target.index(name)] = DERIVED_CONFIDENCE
     for side in ("left", "right"):
-        shoulder = weights[target.index(f"{side}_shoulder")]
-        weights[target.index(f"{side}_collar")] = (1 - _COLLAR_FRACTION) * neck + _COLLAR_FRACTION * shoulder
-        scale[target.index(f"{side}_collar")] = DERIVED_CONFIDENCE
-    if not np.allclose(weights.sum(axis=1), 1.0):
-        raise AssertionError("every derived joint must be an affine combination of source joints")
+        if not mean_map.present[target.index(f"{side}_collar")]:
+            shoulder = weights[target.index(f"{side}_shoulder")]
+            weights[target.index(f"{side}_collar")] = (1 - _COLLAR_FRACTION) * neck + _COLLAR_FRACTION * shoulder
+            scale[target.index(f"{side}_collar")] = DERIVED_CONFIDENCE
+    missing = [name for name, row in zip(target.joint_names, weights) if not np.isclose(row.sum(), 1.0)]
+    if missing:
+        raise ValueError(f"{source.name} keypoints cannot place SMPL-22 joints {missing}")
     return JointDerivation(source, target, weights, scale)

@@ -81,7 +81,7 @@ def _load_npy(path: Path, skeleton: Skeleton, clips: dict[str, Any]) -> list[Vie
         motion = ViewMotion(label, joints, fps, skeleton, caption)
         clip = clips.get(path.stem) if len(stack) == 1 else None
         if clip is not None:  # a lifted clip (``videomdm lift`` names its files by clip): show its keypoints
-            if clip.keypoints_2d is not None and len(clip.keypoints_2d) != len(joints):
+            if clip.keypoints_2d is not None and clip.num_frames != len(joints):
                 raise ViewerError(f"{path}: {len(joints)} frames but clip {clip.name} has {clip.num_frames}")
             motion.fps, motion.caption = float(clip.fps), caption or (clip.text[0] if clip.text else "")
             motion.view2d = _view2d(clip, motion.joints)
@@ -103,21 +103,22 @@ def _clips_by_name(dataset: Path) -> dict[str, Any]:
 
 
 def _view2d(clip, joints: np.ndarray) -> dict[str, Any] | None:
-    """The second panel of a clip with keypoints and a camera (else None)."""
+    """The second panel of a clip with keypoints and a camera (else None): its first view."""
     import torch
 
     from .camera import project_to_pixels
 
     if clip.keypoints_2d is None or clip.K is None or clip.R is None:
         return None
-    reprojection = project_to_pixels(torch.as_tensor(joints, dtype=torch.float64)[None], torch.as_tensor(clip.K),
-                                     torch.as_tensor(clip.R)[None], torch.as_tensor(clip.t)[None])[0]
+    keypoints, confidence, K = clip.keypoints_2d[0], clip.confidence[0], clip.K[0]  # the first view
+    reprojection = project_to_pixels(torch.as_tensor(joints, dtype=torch.float64)[None], torch.as_tensor(K),
+                                     torch.as_tensor(clip.R[0])[None], torch.as_tensor(clip.t[0])[None])[0]
     reprojection = reprojection.numpy()  # (T, J, 2) pixels
     if clip.image_size is not None:
         width, height = clip.image_size
     else:  # principal point at the image centre
-        width, height = int(round(2 * clip.K[0, 2])), int(round(2 * clip.K[1, 2]))
-    return {"keypoints": clip.keypoints_2d, "confidence": clip.confidence, "reprojection": reprojection,
+        width, height = int(round(2 * K[0, 2])), int(round(2 * K[1, 2]))
+    return {"keypoints": keypoints, "confidence": confidence, "reprojection": reprojection,
             "keypoint_skeleton": get_skeleton(clip.keypoint_skeleton), "width": width, "height": height}
 
 

@@ -12,6 +12,11 @@ and renamed into place (``os.replace``), so no reader ever sees half a file.
 
 Clip ``.npz`` layout: one array per non-``None`` field (strings as 0-d unicode arrays, ``text`` as a 1-d unicode
 array, ``image_size`` as two ints) plus ``clip_format_version``. Loaded with ``allow_pickle=False``.
+
+Views (DESIGN.md, "Views"): a clip holds V synchronized views of one motion, so every camera and keypoint field has a
+leading view axis: ``keypoints_2d (V, T, J2, 2)``, ``confidence (V, T, J2)``, ``K (V, 3, 3)``, ``R (V, 3, 3)`` or
+``(V, T, 3, 3)``, ``t (V, 3)`` or ``(V, T, 3)``. A monocular clip is V = 1. Files of format 2 store that layout; files
+of format 1 (written before views existed) hold one view without the axis and are read as V = 1.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 import warnings
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +53,15 @@ __all__ = [
 ]
 
 DATASET_FORMAT_VERSION = 1
-CLIP_FORMAT_VERSION = 1
+CLIP_FORMAT_VERSION = 2  # 2: keypoint and camera fields have a leading view axis
+_READABLE_CLIP_VERSIONS = (1, 2)  # 1: one view, stored without the axis
 INDEX_NAME = "dataset.json"
 _MAKE_ONE = ("make one with `videomdm data lafan1 --out DIR`, `videomdm data mocap SRC --out DIR` or "
              "`videomdm data humanml3d SRC --out DIR`")
 
 _ARRAY_FIELDS = ("gt_3d", "teacher_3d", "keypoints_2d", "confidence", "K", "R", "t")
 _FLOAT32_FIELDS = ("gt_3d", "teacher_3d", "keypoints_2d", "confidence")  # K, R, t are kept in float64
+_VIEW_FIELDS = ("keypoints_2d", "confidence", "K", "R", "t")  # the fields with a leading view axis
 
 
 @dataclass
@@ -68,15 +75,19 @@ class Clip:
         source: provenance (file, frame range, ...).
         gt_3d: (T, J, 3) float32 world joints in metres (mocap benchmarks only), or None.
         teacher_3d: (T, J, 3) float32 lifter output in the world frame, metres, or None.
-        keypoints_2d: (T, J2, 2) float32 pixels in ``keypoint_skeleton``'s joint order, or None. Never NaN: missing
-            keypoints carry confidence 0.
-        confidence: (T, J2) float32 in [0, 1], present exactly when ``keypoints_2d`` is.
+        keypoints_2d: (V, T, J2, 2) float32 pixels in ``keypoint_skeleton``'s joint order, one row per view, or
+            None. Never NaN: missing keypoints carry confidence 0.
+        confidence: (V, T, J2) float32 in [0, 1], present exactly when ``keypoints_2d`` is.
         keypoint_skeleton: skeleton name of the keypoints (``"coco17"``, ...), or None.
-        K: (3, 3) intrinsics in pixels, or None.
-        R, t: world→camera rotation (3, 3) and translation (3,) per clip, or (T, 3, 3) and (T, 3) per frame:
-            ``X_c = R X_w + t``. Both or neither.
+        K: (V, 3, 3) intrinsics in pixels, or None.
+        R, t: world→camera rotation (V, 3, 3) and translation (V, 3) per view, or (V, T, 3, 3) and (V, T, 3) per view
+            and frame: ``X_c = R X_w + t``. Both or neither, and only with ``K``.
         text: captions (may be empty).
-        image_size: (width, height) in pixels, or None.
+        image_size: (width, height) in pixels (every view's), or None.
+
+    A monocular clip may be given without the view axis (``keypoints_2d (T, J2, 2)``, ``confidence (T, J2)``,
+    ``K (3, 3)``, ``R (3, 3)`` or ``(T, 3, 3)``, ``t (3,)`` or ``(T, 3)``): it is stored as V = 1. Which layout was
+    given is read from ``keypoints_2d`` (3 or 4 dims), else from ``K`` (2 or 3 dims).
     """
 
     name: str
@@ -103,15 +114,48 @@ class Clip:
             self.text = [str(s) for s in self.text]
         if self.image_size is not None:
             self.image_size = tuple(int(v) for v in self.image_size)  # type: ignore[assignment]
+        if self._monocular_layout():
+            for name in _VIEW_FIELDS:
+                value = getattr(self, name)
+                if value is not None:
+                    setattr(self, name, value[None])  # one view: (1, ...)
+
+    def _monocular_layout(self) -> bool:
+        """Whether the keypoint and camera fields were given without the view axis (see the class docstring)."""
+        if self.keypoints_2d is not None:
+            return self.keypoints_2d.ndim == 3
+        return self.K is not None and self.K.ndim == 2
 
     @property
     def num_frames(self) -> int:
         """T, from the first present of ``gt_3d``, ``teacher_3d``, ``keypoints_2d`` (0 when none is)."""
-        for name in ("gt_3d", "teacher_3d", "keypoints_2d"):
+        for name in ("gt_3d", "teacher_3d"):
+            value = getattr(self, name)
+            if value is not None:
+                return int(value.shape[0])
+        return int(self.keypoints_2d.shape[1]) if self.keypoints_2d is not None else 0
+
+    @property
+    def num_views(self) -> int:
+        """V, the number of views of the keypoints and cameras (0 for a clip without either)."""
+        for name in ("keypoints_2d", "K"):
             value = getattr(self, name)
             if value is not None:
                 return int(value.shape[0])
         return 0
+
+    def view(self, index: int) -> "Clip":
+        """The clip seen from view ``index`` alone (V = 1; the 3D fields, text and provenance shared)."""
+        return self.select_views([index])
+
+    def select_views(self, indices: list[int] | range) -> "Clip":
+        """The clip seen from the views ``indices`` only, in that order (the 3D fields, text and provenance shared)."""
+        indices = list(indices)
+        bad = [i for i in indices if not 0 <= i < self.num_views]
+        if bad or not indices:
+            raise IndexError(f"clip {self.name!r} has {self.num_views} views, cannot select views {indices}")
+        picked = {name: getattr(self, name)[indices] for name in _VIEW_FIELDS if getattr(self, name) is not None}
+        return replace(self, **picked)
 
     def validate(self) -> "Clip":
         """Check shapes, frame counts, values and camera layout; raise :class:`DataError` naming the clip.
@@ -138,9 +182,16 @@ class Clip:
         if frames < 1:
             raise fail("has no frames")
 
-        def check_frames(name: str, value: np.ndarray) -> None:
-            if value.shape[0] != frames:
-                raise fail(f"{name} has {value.shape[0]} frames but the clip has {frames}")
+        def check_frames(name: str, value: np.ndarray, axis: int = 0) -> None:
+            if value.shape[axis] != frames:
+                raise fail(f"{name} has {value.shape[axis]} frames but the clip has {frames}")
+
+        views = self.num_views
+        for name in _VIEW_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (value.ndim < 2 or value.shape[0] != views):
+                raise fail(f"{name} must have a leading view axis of {views} views (keypoints_2d (V, T, J2, 2), "
+                           f"K (V, 3, 3), ...), got shape {value.shape}")
 
         for name in ("gt_3d", "teacher_3d"):
             value = getattr(self, name)
@@ -164,12 +215,12 @@ class Clip:
                 kp_skeleton = get_skeleton(self.keypoint_skeleton)
             except KeyError as err:
                 raise fail(f"keypoint skeleton: {err.args[0]}") from None
-            if kp.ndim != 3 or kp.shape[1:] != (kp_skeleton.num_joints, 2):
-                raise fail(f"keypoints_2d must have shape (T, {kp_skeleton.num_joints}, 2) for skeleton "
+            if kp.ndim != 4 or kp.shape[2:] != (kp_skeleton.num_joints, 2):
+                raise fail(f"keypoints_2d must have shape (V, T, {kp_skeleton.num_joints}, 2) for skeleton "
                            f"{kp_skeleton.name}, got {kp.shape}")
-            check_frames("keypoints_2d", kp)
-            if conf.shape != kp.shape[:2]:
-                raise fail(f"confidence must have shape {kp.shape[:2]} (T, J2), got {conf.shape}")
+            check_frames("keypoints_2d", kp, axis=1)
+            if conf.shape != kp.shape[:3]:
+                raise fail(f"confidence must have shape {kp.shape[:3]} (V, T, J2), got {conf.shape}")
             if not np.isfinite(kp).all():
                 raise fail("keypoints_2d contains NaN or infinite values; store missing keypoints with confidence 0 "
                            "and any finite position")
@@ -177,20 +228,22 @@ class Clip:
                 raise fail("confidence must lie in [0, 1] (and never be NaN)")
 
         if self.K is not None:
-            if self.K.shape != (3, 3) or not np.isfinite(self.K).all():
-                raise fail(f"K must be a finite (3, 3) matrix, got shape {self.K.shape}")
+            if self.K.shape != (views, 3, 3) or not np.isfinite(self.K).all():
+                raise fail(f"K must be finite (V, 3, 3) matrices, got shape {self.K.shape}")
         if (self.R is None) != (self.t is None):
             raise fail("R and t must be given together")
+        if self.R is not None and self.K is None:
+            raise fail("R, t need the intrinsics K")
         if self.R is not None and self.t is not None:
             R, t = self.R, self.t
-            if R.shape == (3, 3) and t.shape == (3,):
+            if R.shape == (views, 3, 3) and t.shape == (views, 3):
                 pass
-            elif R.ndim == 3 and R.shape[1:] == (3, 3) and t.ndim == 2 and t.shape[1] == 3:
-                check_frames("R", R)
-                check_frames("t", t)
+            elif R.ndim == 4 and R.shape[2:] == (3, 3) and t.ndim == 3 and t.shape[2] == 3:
+                check_frames("R", R, axis=1)
+                check_frames("t", t, axis=1)
             else:
-                raise fail(f"R, t must be per clip (3, 3), (3,) or per frame (T, 3, 3), (T, 3); got {R.shape} and "
-                           f"{t.shape}")
+                raise fail(f"R, t must be per view (V, 3, 3), (V, 3) or per view and frame (V, T, 3, 3), (V, T, 3); "
+                           f"got {R.shape} and {t.shape}")
             if not (np.isfinite(R).all() and np.isfinite(t).all()):
                 raise fail("R or t contains NaN or infinite values")
             identity_error = np.abs(np.swapaxes(R, -1, -2) @ R - np.eye(3)).max()
@@ -202,13 +255,17 @@ class Clip:
                 if joints is None:
                     continue
                 center = joints.mean(axis=1)  # (T, 3) the body's centre in the world
-                depth = (np.einsum("...ij,...j->...i", R, center) + t)[..., 2]  # (T,) its camera z
-                behind = int((depth <= 0).sum())
+                R_f = R if R.ndim == 4 else R[:, None]  # (V, T or 1, 3, 3)
+                t_f = t if t.ndim == 3 else t[:, None]  # (V, T or 1, 3)
+                depth = (np.einsum("vtij,tj->vti", R_f, np.broadcast_to(center, (frames, 3))) + t_f)[..., 2]
+                per_view = (depth <= 0).sum(axis=1)  # (V,) frames behind each view's camera (depth: (V, T))
+                behind = int((depth <= 0).any(axis=0).sum())  # frames behind some view's camera
                 message = (f"the subject ({name}) is behind the camera (its centre has depth ≤ 0) in {behind} of "
-                           f"{frames} frames")
+                           f"{frames} frames{'' if views == 1 else ' in some view'}")
                 # The ground truth is always in view; a teacher may misplace a few frames (the 2D losses guard
-                # points behind the camera), but a teacher behind the camera in most frames is a convention error.
-                if behind and (name == "gt_3d" or behind > frames // 2):
+                # points behind the camera), but a teacher behind the camera in most frames of every view is a
+                # convention error (a monocular teacher lifted from one view of a rig may be far off in the others).
+                if behind and (name == "gt_3d" or per_view.min() > frames // 2):
                     raise fail(f"{message}; check that R, t map world to camera (X_c = R X_w + t) and the units are "
                                f"metres")
                 if behind:
@@ -260,12 +317,13 @@ def save_clip(path: str | Path, clip: Clip) -> None:
 
 
 def mask_missing_keypoints(keypoints: np.ndarray, confidence: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints ``(T, J2, 2)`` that are NaN/inf (or whose confidence is NaN) become ``(0, 0)`` with confidence 0.
+    """Keypoints ``(..., J2, 2)`` (e.g. ``(V, T, J2, 2)``) that are NaN/inf (or whose confidence ``(..., J2)`` is
+    NaN) become ``(0, 0)`` with confidence 0.
 
     The record never holds NaN (DESIGN.md data contract); detectors and keypoint files often mark a missing joint
     with NaN instead. A warning naming ``where`` counts the masked keypoints; nothing else changes.
     """
-    missing = ~np.isfinite(keypoints).all(axis=-1) | ~np.isfinite(confidence)  # (T, J2)
+    missing = ~np.isfinite(keypoints).all(axis=-1) | ~np.isfinite(confidence)  # (..., J2)
     if not missing.any():
         return keypoints, confidence
     warnings.warn(f"{where}: {int(missing.sum())} of {missing.size} keypoints are NaN or infinite; they are masked "
@@ -295,8 +353,13 @@ def load_clip(path: str | Path, *, skip: tuple[str, ...] = ()) -> Clip:
     if not isinstance(arrays, dict) or "clip_format_version" not in arrays:
         raise DataError(f"{path}: not a clip file (no clip_format_version)")
     version = int(arrays["clip_format_version"])
-    if version != CLIP_FORMAT_VERSION:
-        raise DataError(f"{path}: clip format version {version}, this code reads version {CLIP_FORMAT_VERSION}")
+    if version not in _READABLE_CLIP_VERSIONS:
+        raise DataError(f"{path}: clip format version {version}, this code reads versions "
+                        f"{', '.join(map(str, _READABLE_CLIP_VERSIONS))}")
+    if version == 1:  # one view, stored without the view axis
+        for name in _VIEW_FIELDS:
+            if name in arrays:
+                arrays[name] = arrays[name][None]
     missing = [k for k in ("name", "fps", "skeleton", "source", "text") if k not in arrays]
     if missing:
         raise DataError(f"{path}: clip file lacks the fields {missing}")
@@ -305,7 +368,7 @@ def load_clip(path: str | Path, *, skip: tuple[str, ...] = ()) -> Clip:
         return str(arrays[key][()]) if key in arrays else None
 
     if "keypoints_2d" in arrays and "confidence" in arrays \
-            and arrays["keypoints_2d"].shape[:2] == arrays["confidence"].shape:
+            and arrays["keypoints_2d"].shape[:-1] == arrays["confidence"].shape:
         arrays["keypoints_2d"], arrays["confidence"] = mask_missing_keypoints(arrays["keypoints_2d"],
                                                                               arrays["confidence"], str(path))
     image_size = arrays.get("image_size")
@@ -334,11 +397,13 @@ class ClipSummary:
         name: the clip's name.
         text: its captions.
         frames: frame count of each array field present in the file (``{"gt_3d": T, ...}``).
+        views: V, the number of views of its keypoints and cameras (0 without either).
     """
 
     name: str
     text: list[str]
     frames: dict[str, int]
+    views: int = 0
 
 
 def read_clip_summary(path: str | Path) -> ClipSummary:
@@ -362,7 +427,8 @@ def read_clip_summary(path: str | Path) -> ClipSummary:
                 with archive.open(members[key]) as f:
                     return np.lib.format.read_array(f, allow_pickle=False)
 
-            frames = {}
+            viewed = int(small("clip_format_version")) >= 2  # view fields carry a leading view axis
+            frames, views = {}, 0
             for key in _ARRAY_FIELDS:
                 if key in members:
                     with archive.open(members[key]) as f:
@@ -370,8 +436,13 @@ def read_clip_summary(path: str | Path) -> ClipSummary:
                         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                        else np.lib.format.read_array_header_2_0)
                         shape = read_header(f)[0]
+                    if key in _VIEW_FIELDS and viewed:
+                        views, shape = (int(shape[0]) if shape else 0), shape[1:]
+                    elif key in _VIEW_FIELDS:
+                        views = 1
                     frames[key] = int(shape[0]) if shape else 0
-            return ClipSummary(name=str(small("name")[()]), text=[str(s) for s in small("text")], frames=frames)
+            return ClipSummary(name=str(small("name")[()]), text=[str(s) for s in small("text")], frames=frames,
+                               views=views)
     except FileNotFoundError:
         raise DataError(f"{path}: clip file does not exist") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as err:

@@ -3,6 +3,8 @@
 For ``2d`` supervision a window also carries its 2D keypoints (normalized image coordinates, in the motion
 skeleton's joint order, confidence 0 where the detector's skeleton has no such joint) and its camera, moved into the
 teacher window's canonical frame together with the joints (DESIGN.md, "Canonicalization moves the camera too").
+A clip's V views keep their own axis (``(B, V, T, ...)``); a batch of clips with different view counts is padded to
+the most views, the padding views masked (``view_mask``) with confidence 0.
 
 Randomness is explicit: :meth:`MotionWindows.sample` takes a ``numpy.random.Generator``, so the training loop can
 derive every batch from ``(seed, step)`` and a resumed run sees exactly the batches an uninterrupted run would.
@@ -40,9 +42,10 @@ MOTION_SOURCES = {"3d": "gt_3d", "teacher": "teacher_3d", "2d": "teacher_3d"}
 @dataclass
 class Batch:
     """A padded batch. ``features (B, T, D)`` unnormalized, ``mask (B, T)`` True = real frame, one caption per item
-    (``""`` when the clip has none). With keypoints: ``keypoints (B, T, J, 2)`` normalized image coordinates,
-    ``confidence (B, T, J)`` (0 on padding), per-frame camera ``R (B, T, 3, 3)``, ``t (B, T, 3)`` mapping the
-    canonical frame of ``features`` to the camera."""
+    (``""`` when the clip has none). With keypoints, per view: ``keypoints (B, V, T, J, 2)`` normalized image
+    coordinates, ``confidence (B, V, T, J)`` (0 on padding frames and views), per-frame cameras ``R (B, V, T, 3, 3)``,
+    ``t (B, V, T, 3)`` mapping the canonical frame of ``features`` to each view's camera, and ``view_mask (B, V)``
+    True = a real view (a clip with fewer views than the batch's most is padded)."""
 
     features: Tensor
     mask: Tensor
@@ -51,27 +54,29 @@ class Batch:
     confidence: Tensor | None = None
     R: Tensor | None = None
     t: Tensor | None = None
+    view_mask: Tensor | None = None
 
     def to(self, device: torch.device) -> "Batch":
         def move(x: Tensor | None) -> Tensor | None:
             return None if x is None else x.to(device)
 
         return Batch(self.features.to(device), self.mask.to(device), self.texts, move(self.keypoints),
-                     move(self.confidence), move(self.R), move(self.t))
+                     move(self.confidence), move(self.R), move(self.t), move(self.view_mask))
 
 
 @dataclass
 class Observations:
-    """One clip's 2D observations in the motion skeleton's joint order, with a per-frame world→camera transform."""
+    """One clip's 2D observations in the motion skeleton's joint order, with a per-frame world→camera transform per
+    view (V views; V = 1 for a monocular clip)."""
 
-    keypoints: np.ndarray  # (T, J, 2) normalized image coordinates
-    confidence: np.ndarray  # (T, J)
-    R: np.ndarray  # (T, 3, 3)
-    t: np.ndarray  # (T, 3)
+    keypoints: np.ndarray  # (V, T, J, 2) normalized image coordinates
+    confidence: np.ndarray  # (V, T, J)
+    R: np.ndarray  # (V, T, 3, 3)
+    t: np.ndarray  # (V, T, 3)
 
 
 def observed_keypoints(clip: Clip, skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
-    """The clip's keypoints mapped to the motion skeleton: pixels ``(T, J, 2)`` and confidence ``(T, J)``.
+    """The clip's keypoints mapped to the motion skeleton: pixels ``(V, T, J, 2)`` and confidence ``(V, T, J)``.
 
     A derived joint (mean of several detector joints) is as confident as its least confident source; a joint the
     detector skeleton lacks gets confidence 0.
@@ -81,11 +86,11 @@ def observed_keypoints(clip: Clip, skeleton: Skeleton) -> tuple[np.ndarray, np.n
     conf_src = np.asarray(clip.confidence, dtype=np.float64)
     conf_src = np.where(np.isfinite(uv).all(-1), conf_src, 0.0)
     uv_mapped, present = mapping.apply(np.nan_to_num(uv))
-    conf = np.zeros(uv_mapped.shape[:2])
+    conf = np.zeros(uv_mapped.shape[:-1])  # (V, T, J)
     for j, sources in enumerate(mapping.sources):
         if sources:
-            conf[:, j] = conf_src[:, list(sources)].min(axis=1)
-    conf[:, ~present] = 0.0
+            conf[..., j] = conf_src[..., list(sources)].min(axis=-1)
+    conf[..., ~present] = 0.0
     return uv_mapped, conf
 
 
@@ -94,10 +99,10 @@ def clip_observations(clip, skeleton, where: str | Path = "") -> Observations:
     intrinsics (``where`` names the clip's file in errors)."""
     if clip.keypoints_2d is None or clip.K is None or clip.R is None or clip.t is None:
         raise DataError(f"{where or 'clip'}: clip {clip.name} has no keypoints_2d/K/R/t")
-    uv, conf = observed_keypoints(clip, skeleton)
-    num_frames = len(uv)
-    R = np.broadcast_to(clip.R, (num_frames, 3, 3)) if clip.R.ndim == 2 else clip.R
-    t = np.broadcast_to(clip.t, (num_frames, 3)) if clip.t.ndim == 1 else clip.t
+    uv, conf = observed_keypoints(clip, skeleton)  # (V, T, J, 2), (V, T, J)
+    views, num_frames = uv.shape[:2]
+    R = np.broadcast_to(clip.R[:, None], (views, num_frames, 3, 3)) if clip.R.ndim == 3 else clip.R
+    t = np.broadcast_to(clip.t[:, None], (views, num_frames, 3)) if clip.t.ndim == 2 else clip.t
     xy = pixels_to_normalized(torch.from_numpy(uv), torch.as_tensor(clip.K, dtype=torch.float64)).numpy()
     return Observations(xy.astype(np.float32), conf.astype(np.float32), np.asarray(R, np.float32),
                         np.asarray(t, np.float32))
@@ -125,23 +130,37 @@ class EncodedClip:
 
 
 def collate(items: list[Batch]) -> Batch:
-    """One-item batches ``(1, T_i, ...)`` → one batch padded to the longest window: features and keypoints with
-    zeros, mask False and confidence 0, the camera of the last real frame repeated."""
+    """One-item batches ``(1, T_i, ...)`` (views ``(1, V_i, T_i, ...)``) → one batch padded to the longest window and
+    the most views: features and keypoints with zeros, mask False and confidence 0, the camera of the last real
+    frame repeated; a padding view repeats the item's first view's camera (any valid camera: its confidence is 0 and
+    ``view_mask`` False)."""
     length = max(item.features.shape[1] for item in items)
+    views = max(item.keypoints.shape[1] for item in items) if items[0].keypoints is not None else 0
 
-    def stack(name: str, edge: bool = False) -> Tensor | None:
+    def pad(x: Tensor, dim: int, size: int, edge: bool) -> Tensor:
+        extra = size - x.shape[dim]
+        if extra == 0:
+            return x
+        shape = x.shape[:dim] + (extra,) + x.shape[dim + 1:]
+        fill = x.narrow(dim, x.shape[dim] - 1 if dim == 2 else 0, 1).expand(shape) if edge else x.new_zeros(shape)
+        return torch.cat([x, fill], dim=dim)
+
+    def stack(name: str, edge: bool = False, viewed: bool = False) -> Tensor | None:
         if getattr(items[0], name) is None:
             return None
         padded = []
         for item in items:
             x = getattr(item, name)
-            extra = length - x.shape[1]
-            fill = x[:, -1:].expand(1, extra, *x.shape[2:]) if edge else x.new_zeros(1, extra, *x.shape[2:])
-            padded.append(torch.cat([x, fill], dim=1))
+            if viewed:  # (1, V_i, T_i, ...): frames, then views
+                x = pad(pad(x, 2, length, edge), 1, views, edge)
+            else:  # (1, T_i, ...), or the view mask (1, V_i)
+                x = pad(x, 1, views if name == "view_mask" else length, edge)
+            padded.append(x)
         return torch.cat(padded)
 
-    return Batch(stack("features"), stack("mask"), [item.texts[0] for item in items], stack("keypoints"),
-                 stack("confidence"), stack("R", edge=True), stack("t", edge=True))
+    return Batch(stack("features"), stack("mask"), [item.texts[0] for item in items], stack("keypoints", viewed=True),
+                 stack("confidence", viewed=True), stack("R", edge=True, viewed=True),
+                 stack("t", edge=True, viewed=True), stack("view_mask"))
 
 
 class MotionWindows:
@@ -244,8 +263,8 @@ class MotionWindows:
         if not self.with_keypoints:
             return EncodedClip(self.encode(joints))  # (T, D)
         observed = clip_observations(clip, self.skeleton, path)
-        if len(observed.keypoints) != len(motion):
-            raise DataError(f"{path}: clip {clip.name} has {len(observed.keypoints)} keypoint frames but "
+        if observed.keypoints.shape[1] != len(motion):
+            raise DataError(f"{path}: clip {clip.name} has {observed.keypoints.shape[1]} keypoint frames but "
                             f"{len(motion)} frames of {self.motion_field}")
         # Features and the windows' frames from one canonicalization of the clip.
         return EncodedClip(*encode_with_frames(joints, self.skeleton, **self.encode_kwargs), observed)
@@ -264,12 +283,14 @@ class MotionWindows:
         if not self.with_keypoints:
             return Batch(features, mask, [text])
         obs = clip.observations
+        views = len(obs.keypoints)
         window = clip.frames.window(start)
-        R, t = transform_camera(torch.from_numpy(obs.R[start:start + length])[None],  # (1, T_w, 3, 3)
-                                torch.from_numpy(obs.t[start:start + length])[None],  # (1, T_w, 3)
-                                window.rotation[None], window.translation[None])
-        return Batch(features, mask, [text], torch.from_numpy(obs.keypoints[start:start + length])[None],
-                     torch.from_numpy(obs.confidence[start:start + length])[None], R, t)
+        R, t = transform_camera(torch.from_numpy(obs.R[:, start:start + length]),  # (V, T_w, 3, 3)
+                                torch.from_numpy(obs.t[:, start:start + length]),  # (V, T_w, 3)
+                                window.rotation.expand(views, 3, 3), window.translation.expand(views, 3))
+        return Batch(features, mask, [text], torch.from_numpy(obs.keypoints[:, start:start + length])[None],
+                     torch.from_numpy(obs.confidence[:, start:start + length])[None], R[None], t[None],
+                     torch.ones(1, views, dtype=torch.bool))
 
     def batch(self, indices: list[int], rng: np.random.Generator) -> Batch:
         """Windows of the given clips, drawn in order from ``rng`` and padded together (:func:`collate`)."""

@@ -225,8 +225,12 @@ def intrinsics_for(image_size: tuple[int, int], *, focal_px: float | None = None
 
 
 def _rigid_camera(R: np.ndarray, t: np.ndarray, rotation: torch.Tensor, translation: torch.Tensor):
-    new_R, new_t = transform_camera(torch.as_tensor(R)[None], torch.as_tensor(t)[None], rotation, translation)
-    return new_R[0].numpy(), new_t[0].numpy()
+    """Every view's camera ``R (V, [T,] 3, 3)``, ``t (V, [T,] 3)`` carried through one rigid transform ``(1, 3, 3)``,
+    ``(1, 3)``."""
+    views = len(R)
+    new_R, new_t = transform_camera(torch.as_tensor(R), torch.as_tensor(t), rotation.expand(views, 3, 3),
+                                    translation.expand(views, 3))
+    return new_R.numpy(), new_t.numpy()
 
 
 def ground_clip(clip: Clip, skeleton: Skeleton = SMPL_22, *, facing_sigma: float = 20.0) -> Clip:
@@ -248,10 +252,12 @@ def ground_clip(clip: Clip, skeleton: Skeleton = SMPL_22, *, facing_sigma: float
 
 def clip_reprojection_px(clip: Clip, skeleton: Skeleton = SMPL_22, joints: np.ndarray | None = None) -> float:
     """Confidence-weighted reprojection error (pixels) of ``joints`` (default: the clip's teacher) against the
-    clip's keypoints, over the joints the keypoint skeleton provides (:func:`videomdm.metrics.reprojection_error`)."""
-    uv, conf = observed_keypoints(clip, skeleton)
+    clip's keypoints, over the joints the keypoint skeleton provides (:func:`videomdm.metrics.reprojection_error`),
+    averaged over the clip's views."""
+    uv, conf = observed_keypoints(clip, skeleton)  # (V, T, J, 2), (V, T, J)
     joints = clip.teacher_3d if joints is None else joints
-    return reprojection_error(joints, uv, conf, clip.K, clip.R, clip.t)
+    errors = [reprojection_error(joints, uv[v], conf[v], clip.K[v], clip.R[v], clip.t[v]) for v in range(len(uv))]
+    return float(np.mean(errors))
 
 
 

@@ -21,10 +21,10 @@ from .clip import Clip, load_clip, read_dataset_index
 from .errors import DataError
 from .shards import Shard
 from .virtual import (DEFAULT_AZIMUTH_DEG, DEFAULT_DISTANCE, DEFAULT_ELEVATION_DEG, DEFAULT_FOCAL_PX,
-                      DEFAULT_IMAGE_SIZE, DetectorNoise, observe_clip)
+                      DEFAULT_IMAGE_SIZE, DetectorNoise, observe_clip, observe_rig)
 from .writer import DatasetWriter
 
-__all__ = ["prepare_mocap_2d", "clip_rng"]
+__all__ = ["prepare_mocap_2d", "clip_rng", "first_views_dataset"]
 
 
 def clip_rng(seed: int, split: str, name: str) -> np.random.Generator:
@@ -74,6 +74,7 @@ def prepare_mocap_2d(
     overwrite: bool = False,
     progress: bool = True,
     shard: Shard | None = None,
+    multiview: bool = False,
 ) -> dict:
     """Make a 2D training dataset (keypoints, cameras, teacher 3D, kept GT 3D) from a mocap dataset.
 
@@ -110,6 +111,9 @@ def prepare_mocap_2d(
             ``out/clips`` (never overwriting a file there) with a partial index in ``out/shards``; the index is
             written by :func:`~videomdm.data.shards.merge_shards` once every shard is done. ``overwrite`` does not
             apply. Merging the shards of any ``n`` gives the dataset an unsharded run writes.
+        multiview: write one clip per source clip holding all ``num_cameras`` views (a virtual calibrated rig,
+            :func:`~videomdm.data.virtual.observe_rig`, named ``<clip>_rig``) instead of one monocular clip per camera;
+            the same cameras and noise. A monocular teacher lifts the rig's first view.
 
     Returns:
         A summary: ``{"out", "teacher", "num_cameras", "clips", "frames", "splits": {split: {"source_clips",
@@ -146,8 +150,10 @@ def prepare_mocap_2d(
                 source = load_clip(path)
                 if source.gt_3d is None:
                     raise DataError(f"{path}: clip {source.name} has no gt_3d to film")
-                views = observe_clip(source, num_cameras=num_cameras, rng=clip_rng(seed, split, source.name),
-                                     noise=noise, **camera_ranges)
+                film = observe_rig if multiview else observe_clip
+                views = film(source, num_cameras=num_cameras, rng=clip_rng(seed, split, source.name), noise=noise,
+                             **camera_ranges)
+                views = [views] if multiview else views
                 for view in views:
                     expected = (len(view.gt_3d), num_joints, 3)
                     view.teacher_3d = _check_teacher_output(teacher(view), view, split, expected)
@@ -161,6 +167,7 @@ def prepare_mocap_2d(
             "teacher": teacher_name,
             "noise": asdict(noise),
             "num_cameras": num_cameras,
+            "multiview": multiview,
             "seed": seed,
             "cameras": camera_ranges,
         }
@@ -170,9 +177,35 @@ def prepare_mocap_2d(
         "out": str(out),
         "teacher": teacher_name,
         "num_cameras": num_cameras,
+        "multiview": multiview,
         "clips": sum(c["clips"] for c in statistics.values()),
         "frames": sum(c["frames"] for c in statistics.values()),
         "splits": statistics,
         **({} if shard is None else {"shard": f"{shard.index}/{shard.count}"}),
     }
 
+
+
+def first_views_dataset(src: Path, out: Path, num_views: int, *, overwrite: bool = False) -> dict:
+    """Write the dataset ``src`` with every clip cut to its first ``num_views`` views (:meth:`Clip.select_views`):
+    e.g. the 1-, 2- and 4-camera versions of one virtual rig, whose views, teachers and ground truth are otherwise
+    the same. A clip with fewer views is refused. The index keeps ``src``'s name, fps, skeleton, license and extra,
+    with ``extra["views"] = num_views`` and ``extra["views_of"] = src``.
+
+    Returns ``{"out", "views", "clips"}``.
+    """
+    src, out = Path(src), Path(out)
+    if num_views < 1:
+        raise ValueError(f"num_views must be >= 1, got {num_views}")
+    _check_overlap(src, out)
+    index = read_dataset_index(src)
+    with DatasetWriter(out, splits=list(index.splits), replace=overwrite) as writer:
+        for split in index.splits:
+            for path in index.clip_paths(split) if index.splits[split] else []:
+                clip = load_clip(path)
+                if clip.num_views < num_views:
+                    raise DataError(f"{path}: clip {clip.name} has {clip.num_views} views, fewer than {num_views}")
+                writer.add(split, clip.select_views(range(num_views)))
+        writer.commit(name=index.name, fps=index.fps, skeleton=index.skeleton, license=index.license,
+                      extra={**index.extra, "views": num_views, "views_of": str(src.resolve())})
+    return {"out": str(out), "views": num_views, "clips": sum(writer.num_clips.values())}

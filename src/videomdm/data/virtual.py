@@ -7,6 +7,9 @@ observed :class:`~videomdm.data.clip.Clip` per camera, in the record format of `
 
 Randomness is explicit: every function takes a ``numpy.random.Generator`` and draws from nothing else, so the same
 generator state gives the same cameras and the same noise.
+
+:func:`observe_rig` films a clip with the same cameras but returns one multi-view clip (a virtual calibrated rig of
+synchronized cameras, DESIGN.md "Views") instead of one monocular clip per camera.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "simulate_detections",
     "camera_for_clip",
     "observe_clip",
+    "observe_rig",
     "DEFAULT_DISTANCE",
     "DEFAULT_ELEVATION_DEG",
     "DEFAULT_AZIMUTH_DEG",
@@ -320,3 +324,21 @@ def observe_clip(clip: Clip, *, num_cameras: int, rng: np.random.Generator,
             image_size=(width, height),
         ))
     return observed
+
+
+def observe_rig(clip: Clip, *, num_cameras: int, rng: np.random.Generator, **options) -> Clip:
+    """Film a mocap clip with a virtual rig of ``num_cameras`` synchronized, calibrated cameras: one clip with
+    ``num_cameras`` views.
+
+    View k is camera k of :func:`observe_clip` with the same arguments and generator state (the same cameras and
+    detector noise), so the first v views of a rig are exactly the monocular clips ``<name>_cam0 ... cam<v-1>``:
+    ``keypoints_2d (V, T, J, 2)``, ``confidence (V, T, J)``, ``K (V, 3, 3)``, ``R (V, 3, 3)``, ``t (V, 3)``. The name is
+    ``<clip name>_rig`` and ``source`` notes the camera count. ``options`` are those of :func:`observe_clip`.
+    """
+    views = observe_clip(clip, num_cameras=num_cameras, rng=rng, **options)
+
+    def stacked(name: str) -> np.ndarray:
+        return np.concatenate([getattr(view, name) for view in views])  # each view's (1, ...)
+
+    return replace(views[0], name=f"{clip.name}_rig", source=f"{clip.source}; virtual rig of {num_cameras} cameras",
+                   **{name: stacked(name) for name in ("keypoints_2d", "confidence", "K", "R", "t")})

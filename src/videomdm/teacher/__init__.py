@@ -7,6 +7,7 @@
 - :mod:`.corrupt`: the ground truth damaged by a parametric model of lifter errors (controlled experiments);
 - :mod:`.file`: per-clip 3D arrays from an external lifter, in one ``.npz``;
 - :mod:`.detector`: the 2D detector's own 3D (MediaPipe BlazePose), grounded and mapped to SMPL-22;
+- :mod:`.triangulate`: a calibrated rig's views triangulated, mapped to SMPL-22 and grounded;
 - :mod:`.arrays`: array helpers the modules above share.
 """
 
@@ -15,6 +16,7 @@ from .detector import detector_teacher
 from .factory import TEACHER_KINDS, LiftedData, Teacher, TrainingSplitError, make_teacher
 from .file import TeacherFile, load_teacher_file
 from .grounding import ground_to_world, solve_root_translation
+from .triangulate import TriangulatedTeacher, TriangulatingTeacher, triangulate_teacher
 from .lifter import (LIFTER_INFO, LIFTER_WEIGHTS, Lifter, LifterConfig, NormalizedKeypoints, TemporalLifter,
                      build_network, evaluate_lifter, lift_clip, load_lifter, normalize_keypoints, train_lifter)
 
@@ -43,4 +45,7 @@ __all__ = [
     "corrupt_teacher",
     "TeacherFile",
     "load_teacher_file",
+    "TriangulatedTeacher",
+    "TriangulatingTeacher",
+    "triangulate_teacher",
 ]

@@ -37,11 +37,12 @@ def detector_teacher(clip: "Clip", detector_3d: np.ndarray | None = None) -> np.
     if detector_3d is None or clip.keypoint_skeleton != derivation.source.name:
         raise DataError(f"clip {clip.name}: the detector teacher needs BlazePose-33 3D from the detector")
     rel_cam = np.asarray(detector_3d, dtype=np.float64)
-    valid = np.isfinite(rel_cam).all(axis=(1, 2)) & (clip.confidence.sum(axis=1) > 0)  # (T,)
+    keypoints, confidence = clip.keypoints_2d[0], clip.confidence[0]  # the detector's view (T, 33, 2), (T, 33)
+    valid = np.isfinite(rel_cam).all(axis=(1, 2)) & (confidence.sum(axis=1) > 0)  # (T,)
     if not valid.any():
         raise DataError(f"clip {clip.name}: no frame with the detector's 3D")
     flat = torch.from_numpy(rel_cam.reshape(1, len(rel_cam), -1))  # (1, T, 33·3)
     rel_cam = fill_gaps(flat, torch.from_numpy(valid)[None])[0].numpy().reshape(rel_cam.shape)
-    xy = on_arrays(pixels_to_normalized, clip.keypoints_2d, clip.K)  # (T, 33, 2)
-    world = ground_to_world(rel_cam, xy, clip.confidence, clip.R, clip.t, derivation.source)  # (T, 33, 3)
+    xy = on_arrays(pixels_to_normalized, keypoints, clip.K[0])  # (T, 33, 2)
+    world = ground_to_world(rel_cam, xy, confidence, clip.R[0], clip.t[0], derivation.source)  # (T, 33, 3)
     return derivation.apply(world)

@@ -6,7 +6,8 @@ A clip's ``teacher_3d`` (DESIGN.md, clip record) comes from one of :data:`TEACHE
   (:mod:`videomdm.teacher.grounding`); reads only the 2D keypoints, their confidences and the camera;
 - ``corrupt``: the ground truth damaged by a model of lifter errors (:mod:`videomdm.teacher.corrupt`);
 - ``file``: per-clip arrays made by any external lifter (:mod:`videomdm.teacher.file`);
-- ``mediapipe``: the 2D detector's own 3D (:mod:`videomdm.teacher.detector`).
+- ``mediapipe``: the 2D detector's own 3D (:mod:`videomdm.teacher.detector`);
+- ``triangulate``: a calibrated rig's views triangulated (:mod:`videomdm.teacher.triangulate`).
 
 **A lifter never lifts the split it was trained on** (its errors there would be smaller than on new data, so a
 teacher made that way flatters every number measured against it). :func:`make_teacher` therefore asks what a lifter
@@ -31,13 +32,14 @@ from .corrupt import CorruptionParams, corrupt_teacher
 from .detector import detector_teacher
 from .file import load_teacher_file
 from .lifter import Lifter, lift_clip, load_lifter
+from .triangulate import TriangulatingTeacher
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data.clip import Clip
 
 __all__ = ["TEACHER_KINDS", "Teacher", "LiftedData", "TrainingSplitError", "make_teacher"]
 
-TEACHER_KINDS = ("lifter", "corrupt", "file", "mediapipe")
+TEACHER_KINDS = ("lifter", "corrupt", "file", "mediapipe", "triangulate")
 
 
 class Teacher(Protocol):
@@ -85,7 +87,8 @@ def _refuse_training_split(lifter: Lifter, lifts: LiftedData) -> None:
 
 def make_teacher(kind: str, *, lifts: LiftedData | None = None, lifter: Lifter | Path | None = None,
                  level_floor: bool = False, severity: float = 1.0, seed: int = 0,
-                 params: CorruptionParams = CorruptionParams(), path: Path | None = None) -> Teacher:
+                 params: CorruptionParams = CorruptionParams(), path: Path | None = None,
+                 threshold_px: float = 20.0, smooth_seconds: float = 0.05) -> Teacher:
     """The teacher of ``kind`` (one of :data:`TEACHER_KINDS`); each reads only its own options.
 
     - ``lifter``: ``lifter`` (a :class:`~videomdm.teacher.lifter.Lifter` or its folder) and ``lifts``, the data it
@@ -98,6 +101,10 @@ def make_teacher(kind: str, *, lifts: LiftedData | None = None, lifter: Lifter |
     - ``file``: ``path``, a teacher ``.npz`` (:func:`~videomdm.teacher.file.load_teacher_file`).
     - ``mediapipe``: no option; the detector's 3D passed with each clip
       (:func:`~videomdm.teacher.detector.detector_teacher`).
+    - ``triangulate``: ``threshold_px`` (the reprojection error above which a view is left out of a joint),
+      ``smooth_seconds`` (σ of the Gaussian filter over time) and ``level_floor``; reads a multi-view clip's
+      keypoints and cameras, never ``gt_3d`` (:class:`~videomdm.teacher.triangulate.TriangulatingTeacher`, whose ``reports`` hold each clip's per-view
+      reprojection error).
     """
     if kind == "lifter":
         if lifter is None:
@@ -117,6 +124,8 @@ def make_teacher(kind: str, *, lifts: LiftedData | None = None, lifter: Lifter |
         return lambda clip, detector_3d=None: by_clip(clip)
     if kind == "mediapipe":
         return detector_teacher
+    if kind == "triangulate":
+        return TriangulatingTeacher(threshold_px=threshold_px, smooth_seconds=smooth_seconds, level_floor=level_floor)
     raise ValueError(f"unknown teacher kind {kind!r}; known: {list(TEACHER_KINDS)}")
 
 
@@ -137,9 +146,9 @@ def _lifter_teacher(lifter: Lifter, level_floor: bool) -> Teacher:
                           f"for {expected} keypoints; joints the clip lacks are treated as always missing "
                           f"(train with LifterConfig(keypoint_skeleton={clip.keypoint_skeleton!r}))",
                           stacklevel=2)
-        uv, conf = observed_keypoints(clip, lifter.skeleton)
+        uv, conf = observed_keypoints(clip, lifter.skeleton)  # (V, T, J, 2): a monocular lifter lifts the first view
         try:
-            return lift_clip(lifter, uv, conf, clip.K, clip.R, clip.t, level_floor=level_floor)
+            return lift_clip(lifter, uv[0], conf[0], clip.K[0], clip.R[0], clip.t[0], level_floor=level_floor)
         except ValueError as err:
             raise DataError(f"clip {clip.name}: {err}") from None
 
@@ -153,7 +162,7 @@ def _corrupt_teacher(severity: float, seed: int, params: CorruptionParams) -> Te
         rng = np.random.default_rng([seed, zlib.crc32(clip.name.encode())])
         skeleton = get_skeleton(clip.skeleton)
         try:
-            return corrupt_teacher(clip.gt_3d, clip.K, clip.R, clip.t, skeleton, severity=severity, rng=rng,
+            return corrupt_teacher(clip.gt_3d, clip.K[0], clip.R[0], clip.t[0], skeleton, severity=severity, rng=rng,
                                    fps=float(clip.fps), params=params)
         except ValueError as err:
             raise DataError(f"clip {clip.name}: {err}") from None

@@ -51,7 +51,7 @@ class TeacherFile:
                             f"got shape {data.shape}")
         if not np.issubdtype(data.dtype, np.number) or not np.isfinite(data).all():
             raise DataError(f"{where}: teacher has NaN or non-finite values")
-        reference = clip.keypoints_2d if clip.keypoints_2d is not None else clip.gt_3d
+        reference = clip.keypoints_2d[0] if clip.keypoints_2d is not None else clip.gt_3d  # (T, ...)
         if reference is not None and len(reference) != len(data):
             raise DataError(f"{where}: teacher has {len(data)} frames but the clip has {len(reference)}")
         joints, _ = self._map.apply(data.astype(np.float64))  # (T, J, 3) SMPL-22
@@ -59,7 +59,7 @@ class TeacherFile:
             if clip.R is None or clip.t is None:
                 raise DataError(f"{where}: camera-frame teacher but the clip has no extrinsics R, t")
             try:
-                R_f, t_f = per_frame_extrinsics(clip.R, clip.t, len(joints))
+                R_f, t_f = per_frame_extrinsics(clip.R[0], clip.t[0], len(joints))  # the first view's camera
             except ValueError as err:
                 raise DataError(f"{where}: {err}") from None
             joints = on_arrays(camera_to_world, joints, R_f, t_f)
