@@ -1,4 +1,4 @@
-# Computed the 2d objective terms in reference_2d_terms.json with the code of commit 3042a88 (before the view axis).
+# Computed the 2d objective terms in reference_2d_terms.json with the code of commit 396ef71 (before the view axis).
 import json, sys
 import numpy as np, torch
 sys.path.insert(0, "tests")
