@@ -82,3 +82,14 @@ def test_the_config_sets_the_cut_off_in_hertz():
     assert load_config("default").model.max_frequency_hz == 0.0  # MDM, and every run saved before the option
     with pytest.raises(ConfigError, match="max_frequency_hz"):
         load_config("small", ["model.max_frequency_hz=-1"])
+
+
+def test_bf16_inputs_and_autocast_keep_their_dtype():
+    x = torch.randn(2, 30, 5)
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    reference = bandlimit(x, mask, 0.2)
+    assert bandlimit(x.bfloat16(), mask, 0.2).dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = bandlimit(x * 1.0, mask, 0.2)
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, reference)  # projected in float32 even under autocast

@@ -64,10 +64,11 @@ def bandlimit(x: Tensor, mask: Tensor, cycles_per_frame: float) -> Tensor:
     if not torch.equal(mask, frames[None, :] < lengths[:, None]):
         raise ValueError("bandlimit needs the real frames of each window first, padding after them")
     out = torch.zeros_like(x)
-    for n in lengths.unique().tolist():
-        if n == 0:
-            continue
-        rows = lengths == n
-        projector = torch.as_tensor(lowpass_projector(n, cycles_per_frame), dtype=x.dtype, device=x.device)
-        out[rows, :n] = torch.einsum("st,btd->bsd", projector, x[rows, :n])
+    with torch.autocast(x.device.type, enabled=False):  # in float32 even under bf16 autocast: a sum over T frames
+        for n in lengths.unique().tolist():
+            if n == 0:
+                continue
+            rows = lengths == n
+            projector = torch.as_tensor(lowpass_projector(n, cycles_per_frame), dtype=torch.float32, device=x.device)
+            out[rows, :n] = torch.einsum("st,btd->bsd", projector, x[rows, :n].float()).to(x.dtype)
     return out
