@@ -12,8 +12,14 @@ configuration:
   sizes: on CUDA ``torch.cuda.max_memory_allocated``, on the CPU the process's peak resident set during the run
   (Linux ``/proc``: ``VmHWM`` after resetting it) minus its resident set before, which includes loading the dataset.
 
+* ``--compare``: the reference step (``train.fast=false``, ``train.precision=fp32``: the step as it was before the
+  fast step existed) and the default step (``train.fast=true``, ``train.precision=auto``) side by side, one JSON line
+  per supervision mode (``3d``, ``teacher``, ``2d``) with the machine (CPU model, bf16 units, torch, threads),
+  ``baseline_steps_per_s``, ``steps_per_s`` and ``speedup``: see :func:`compare`.
+
     OMP_NUM_THREADS=1 python benchmarks/training.py            # small model (the ``small`` preset) and reference size
     python benchmarks/training.py --quick                       # small model only
+    python benchmarks/training.py --compare                     # reference vs default step, small preset, 32 x 60
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from conftest import make_motion_dataset  # noqa: E402
 
 from videomdm.config import load_config  # noqa: E402
 from videomdm.data.prepare import prepare_mocap_2d  # noqa: E402
-from videomdm.factory import resolve_device  # noqa: E402
+from videomdm.factory import autocast_dtype, device_summary, resolve_device  # noqa: E402
 from videomdm.teacher import make_teacher  # noqa: E402
 from videomdm.train import train  # noqa: E402
 
@@ -56,12 +62,13 @@ def make_data(root: Path, num_walks: int, frames: int) -> Path:
 
 
 def run_config(preset: str, supervision: str, batch: int, frames: int, steps: int, device: str,
-               precision: str = "fp32", cache_mb: float = 1024.0):
+               precision: str = "fp32", cache_mb: float = 1024.0, extra: tuple[str, ...] = ()):
     return load_config(preset, [f"train.supervision={supervision}", f"train.batch_size={batch}",
                                 f"data.cache_mb={cache_mb}",
                                 f"data.num_frames={frames}", f"data.min_frames={min(40, frames)}",
                                 f"train.steps={steps}", "train.log_every=1", f"train.save_every={steps}",
-                                f"train.device={device}", f"train.precision={precision}", "train.warmup_steps=0"])
+                                f"train.device={device}", f"train.precision={precision}", "train.warmup_steps=0",
+                                *extra])
 
 
 def step_seconds(run_dir: Path) -> list[float]:
@@ -115,6 +122,56 @@ def throughput(data: Path, work: Path, preset: str, batch: int, frames: int, arg
     return lines
 
 
+# The compared steps: today's default, and the reference step kept as ``train.fast=false`` (in fp32, the default
+# precision before ``auto``).
+STEPS = {"baseline": ("fp32", ("train.fast=false",)), "new": ("auto", ())}
+
+
+def _load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def compare(data: Path, work: Path, args) -> list[dict]:
+    """The reference step against the default one, round-robin in this process: ``--repeats`` rounds, each a run of
+    ``--warmup + --steps`` steps of the real training loop per step kind and supervision mode (``small`` preset,
+    batch 32 x 60 frames). A step's time is the wall time the loop logs for it (``log_every=1``); the first
+    ``--warmup`` steps of every run are dropped (they load and encode the clips they draw). Steps per second =
+    1 / the median step time over all rounds, so that other load on a shared machine, which moves absolute times,
+    hits both kinds alike."""
+    device = resolve_device(args.device)
+    modes = ("3d", "teacher", "2d")
+    times: dict[tuple[str, str], list[float]] = {(m, k): [] for m in modes for k in STEPS}
+    load_before = _load_average()
+    started = time.perf_counter()
+    for round_ in range(args.repeats):
+        for mode in modes:
+            for kind, (precision, extra) in STEPS.items():
+                run = work / f"compare_{mode}_{kind}_{round_}"
+                config = run_config("small", mode, 32, 60, args.warmup + args.steps, args.device, precision,
+                                    extra=extra + ("train.keep_checkpoints=1",))
+                train(data, run, config, progress=False)
+                times[mode, kind] += step_seconds(run)[args.warmup:]
+    summary = device_summary(device)
+    lines = []
+    for mode in modes:
+        baseline = 1.0 / statistics.median(times[mode, "baseline"])
+        new = 1.0 / statistics.median(times[mode, "new"])
+        lines.append({"benchmark": "training", "kind": "compare", "mode": mode, "cpu": summary["cpu"],
+                      "bf16_units": summary["bf16_units"], "gpu": summary["gpu"], "torch": summary["torch"],
+                      "threads": summary["threads"], "preset": "small", "batch": 32, "frames": 60,
+                      "precision": str(autocast_dtype("auto", device) or torch.float32).removeprefix("torch."),
+                      "baseline_steps_per_s": round(baseline, 3), "steps_per_s": round(new, 3),
+                      "speedup": round(new / baseline, 3), "timed_steps_each": len(times[mode, "new"]),
+                      "rounds": args.repeats})
+    ratio = statistics.median(times["2d", "new"]) / statistics.median(times["3d", "new"])
+    baseline_ratio = statistics.median(times["2d", "baseline"]) / statistics.median(times["3d", "baseline"])
+    lines[-1].update({"ratio_2d_to_3d": round(ratio, 3), "baseline_ratio_2d_to_3d": round(baseline_ratio, 3)})
+    for line in lines:
+        line.update({"load_average_before_after": [load_before, _load_average()],
+                     "benchmark_seconds": round(time.perf_counter() - started, 1)})
+    return lines
+
+
 def _memory_status(field: str) -> int:
     """A ``/proc/self/status`` size in bytes (``VmRSS``: resident now, ``VmHWM``: peak resident)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -163,12 +220,24 @@ def peak_memory(data: Path, work: Path, preset: str, supervision: str, batch: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per configuration (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed first steps of a run (default: %(default)s)")
+    parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--steps", type=int, help="timed steps per configuration (default: 4, --compare: 10)")
+    parser.add_argument("--warmup", type=int, help="untimed first steps of a run (default: 1, --compare: 4)")
     parser.add_argument("--quick", action="store_true", help="small model only")
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: a temporary folder)")
+    parser.add_argument("--compare", action="store_true",
+                        help="only the reference step against the default one (small preset, 32 x 60), per mode")
+    parser.add_argument("--repeats", type=int, default=3, help="--compare: rounds (default: %(default)s)")
     args = parser.parse_args()
+    args.steps = args.steps or (10 if args.compare else 4)
+    args.warmup = args.warmup if args.warmup is not None else (4 if args.compare else 1)
+    if args.compare:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = args.work or Path(tmp)
+            data = make_data(work, num_walks=16, frames=120)
+            for line in compare(data, work, args):
+                print(json.dumps(line), flush=True)
+        return
 
     device = resolve_device(args.device)
     header = {"benchmark": "training", "kind": "device", "device": str(device),
