@@ -29,6 +29,7 @@ import json
 import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +43,7 @@ from conftest import make_motion_dataset  # noqa: E402
 
 from videomdm.config import load_config  # noqa: E402
 from videomdm.data.prepare import prepare_mocap_2d  # noqa: E402
-from videomdm.factory import autocast_dtype, device_summary, resolve_device  # noqa: E402
+from videomdm.factory import device_summary, resolve_device  # noqa: E402
 from videomdm.teacher import make_teacher  # noqa: E402
 from videomdm.train import train  # noqa: E402
 
@@ -122,35 +123,52 @@ def throughput(data: Path, work: Path, preset: str, batch: int, frames: int, arg
     return lines
 
 
-# The compared steps: today's default, and the reference step kept as ``train.fast=false`` (in fp32, the default
-# precision before ``auto``).
-STEPS = {"baseline": ("fp32", ("train.fast=false",)), "new": ("auto", ())}
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def _load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
+def _cli_run(src: Path, data: Path, run: Path, mode: str, steps: int, device: str, sets: list[str]) -> list[float]:
+    """``videomdm train`` of the package in ``src`` in a fresh process (``small`` preset, batch 32 x 60, ``steps``
+    steps, a log line per step): the wall time of each step as the training loop logs it."""
+    overrides = [f"train.supervision={mode}", "train.batch_size=32", "data.num_frames=60", "data.min_frames=40",
+                 f"train.steps={steps}", "train.log_every=1", f"train.save_every={steps}", "train.keep_checkpoints=1",
+                 f"train.device={device}", "train.warmup_steps=0", *sets]
+    command = [sys.executable, "-m", "videomdm.cli", "train", str(data), "--out", str(run), "--config", "small",
+               "--quiet", *(arg for item in overrides for arg in ("--set", item))]
+    done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} (PYTHONPATH={src}) failed:\n{done.stderr[-3000:]}")
+    return step_seconds(run)
+
+
 def compare(data: Path, work: Path, args) -> list[dict]:
-    """The reference step against the default one, round-robin in this process: ``--repeats`` rounds, each a run of
-    ``--warmup + --steps`` steps of the real training loop per step kind and supervision mode (``small`` preset,
-    batch 32 x 60 frames). A step's time is the wall time the loop logs for it (``log_every=1``); the first
-    ``--warmup`` steps of every run are dropped (they load and encode the clips they draw). Steps per second =
-    1 / the median step time over all rounds, so that other load on a shared machine, which moves absolute times,
-    hits both kinds alike."""
+    """Today's default step against the reference step, round-robin: ``--repeats`` rounds, each a run of
+    ``--warmup + --steps`` steps of ``videomdm train`` per step kind and supervision mode (``small`` preset, batch
+    32 x 60 frames), each in a fresh process, the two kinds alternating. A step's time is the wall time the training
+    loop logs for it (``log_every=1``); the first ``--warmup`` steps of every run are dropped (they load and encode
+    the clips they draw). Steps per second = 1 / the median step time over all rounds, so that other load on a
+    shared machine, which moves absolute times, hits both kinds alike.
+
+    The baseline is the reference step (``train.fast=false``) in fp32, the default precision before ``auto``; with
+    ``--baseline-src`` it is the default step of another source tree (e.g. an older checkout's ``src``) in fp32.
+    ``--set`` overrides the new step's settings (e.g. ``train.precision=fp32`` to time the fast step alone)."""
     device = resolve_device(args.device)
-    modes = ("3d", "teacher", "2d")
-    times: dict[tuple[str, str], list[float]] = {(m, k): [] for m in modes for k in STEPS}
+    modes = args.modes.split(",")
+    baseline_src = Path(args.baseline_src).resolve() if args.baseline_src else SRC
+    kinds = {"baseline": (baseline_src, ["train.precision=fp32"] + ([] if args.baseline_src else ["train.fast=false"])),
+             "new": (SRC, list(args.set or []))}
+    times: dict[tuple[str, str], list[float]] = {(m, k): [] for m in modes for k in kinds}
     load_before = _load_average()
     started = time.perf_counter()
     for round_ in range(args.repeats):
         for mode in modes:
-            for kind, (precision, extra) in STEPS.items():
+            for kind, (src, sets) in (kinds.items() if round_ % 2 == 0 else reversed(kinds.items())):
                 run = work / f"compare_{mode}_{kind}_{round_}"
-                config = run_config("small", mode, 32, 60, args.warmup + args.steps, args.device, precision,
-                                    extra=extra + ("train.keep_checkpoints=1",))
-                train(data, run, config, progress=False)
-                times[mode, kind] += step_seconds(run)[args.warmup:]
+                times[mode, kind] += _cli_run(src, data, run, mode, args.warmup + args.steps, args.device,
+                                              sets)[args.warmup:]
     summary = device_summary(device)
     lines = []
     for mode in modes:
@@ -159,13 +177,18 @@ def compare(data: Path, work: Path, args) -> list[dict]:
         lines.append({"benchmark": "training", "kind": "compare", "mode": mode, "cpu": summary["cpu"],
                       "bf16_units": summary["bf16_units"], "gpu": summary["gpu"], "torch": summary["torch"],
                       "threads": summary["threads"], "preset": "small", "batch": 32, "frames": 60,
-                      "precision": str(autocast_dtype("auto", device) or torch.float32).removeprefix("torch."),
+                      "baseline": f"{'reference step' if not args.baseline_src else baseline_src}, fp32",
+                      "new_settings": kinds["new"][1],
                       "baseline_steps_per_s": round(baseline, 3), "steps_per_s": round(new, 3),
                       "speedup": round(new / baseline, 3), "timed_steps_each": len(times[mode, "new"]),
                       "rounds": args.repeats})
-    ratio = statistics.median(times["2d", "new"]) / statistics.median(times["3d", "new"])
-    baseline_ratio = statistics.median(times["2d", "baseline"]) / statistics.median(times["3d", "baseline"])
-    lines[-1].update({"ratio_2d_to_3d": round(ratio, 3), "baseline_ratio_2d_to_3d": round(baseline_ratio, 3)})
+    if "2d" in modes and "3d" in modes:
+        for line in lines:
+            if line["mode"] == "2d":
+                line["ratio_2d_to_3d"] = round(statistics.median(times["2d", "new"])
+                                               / statistics.median(times["3d", "new"]), 3)
+                line["baseline_ratio_2d_to_3d"] = round(statistics.median(times["2d", "baseline"])
+                                                        / statistics.median(times["3d", "baseline"]), 3)
     for line in lines:
         line.update({"load_average_before_after": [load_before, _load_average()],
                      "benchmark_seconds": round(time.perf_counter() - started, 1)})
@@ -228,6 +251,11 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true",
                         help="only the reference step against the default one (small preset, 32 x 60), per mode")
     parser.add_argument("--repeats", type=int, default=3, help="--compare: rounds (default: %(default)s)")
+    parser.add_argument("--modes", default="3d,teacher,2d", help="--compare: supervision modes (default: %(default)s)")
+    parser.add_argument("--baseline-src", help="--compare: time the default step of this source tree (its src/ "
+                        "folder) as the baseline instead of this tree's reference step")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="--compare: config override of the new step, repeatable")
     args = parser.parse_args()
     args.steps = args.steps or (10 if args.compare else 4)
     args.warmup = args.warmup if args.warmup is not None else (4 if args.compare else 1)

@@ -27,11 +27,11 @@ import os
 import platform
 import time
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
