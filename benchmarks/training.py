@@ -28,6 +28,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -130,18 +131,23 @@ def _load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
-def _cli_run(src: Path, data: Path, run: Path, mode: str, steps: int, device: str, sets: list[str]) -> list[float]:
+def _cli_run(src: Path, data: Path, run: Path, mode: str, steps: int, device: str,
+             sets: list[str]) -> tuple[list[float], float]:
     """``videomdm train`` of the package in ``src`` in a fresh process (``small`` preset, batch 32 x 60, ``steps``
-    steps, a log line per step): the wall time of each step as the training loop logs it."""
+    steps, a log line per step): the wall time of each step as the training loop logs it, and the CPU time (user +
+    system, all threads) of the whole process."""
     overrides = [f"train.supervision={mode}", "train.batch_size=32", "data.num_frames=60", "data.min_frames=40",
                  f"train.steps={steps}", "train.log_every=1", f"train.save_every={steps}", "train.keep_checkpoints=1",
                  f"train.device={device}", "train.warmup_steps=0", *sets]
     command = [sys.executable, "-m", "videomdm.cli", "train", str(data), "--out", str(run), "--config", "small",
                "--quiet", *(arg for item in overrides for arg in ("--set", item))]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} (PYTHONPATH={src}) failed:\n{done.stderr[-3000:]}")
-    return step_seconds(run)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return step_seconds(run), cpu
 
 
 def compare(data: Path, work: Path, args) -> list[dict]:
@@ -149,8 +155,13 @@ def compare(data: Path, work: Path, args) -> list[dict]:
     ``--warmup + --steps`` steps of ``videomdm train`` per step kind and supervision mode (``small`` preset, batch
     32 x 60 frames), each in a fresh process, the two kinds alternating. A step's time is the wall time the training
     loop logs for it (``log_every=1``); the first ``--warmup`` steps of every run are dropped (they load and encode
-    the clips they draw). Steps per second = 1 / the median step time over all rounds, so that other load on a
-    shared machine, which moves absolute times, hits both kinds alike.
+    the clips they draw). ``steps_per_s`` = 1 / the median step time over all rounds; ``speedup`` = the median over
+    rounds of the ratio of the two kinds' median step times in that round (load that changes between rounds cancels).
+
+    Other load on a shared machine moves wall times by several times within a minute, so each round also runs every
+    kind for ``--warmup`` steps only: ``cpu_seconds_per_step`` = (CPU time of the long run − CPU time of the short
+    run) / ``--steps`` (set-up cancels; all threads, the prefetching one included), the work a step takes whatever
+    else runs, and ``cpu_speedup`` the ratio of the medians over rounds.
 
     The baseline is the reference step (``train.fast=false``) in fp32, the default precision before ``auto``; with
     ``--baseline-src`` it is the default step of another source tree (e.g. an older checkout's ``src``) in fp32.
@@ -161,14 +172,19 @@ def compare(data: Path, work: Path, args) -> list[dict]:
     kinds = {"baseline": (baseline_src, ["train.precision=fp32"] + ([] if args.baseline_src else ["train.fast=false"])),
              "new": (SRC, list(args.set or []))}
     times: dict[tuple[str, str], list[float]] = {(m, k): [] for m in modes for k in kinds}
+    round_medians: dict[tuple[str, str], list[float]] = {(m, k): [] for m in modes for k in kinds}
+    cpu: dict[tuple[str, str], list[float]] = {(m, k): [] for m in modes for k in kinds}
     load_before = _load_average()
     started = time.perf_counter()
     for round_ in range(args.repeats):
         for mode in modes:
             for kind, (src, sets) in (kinds.items() if round_ % 2 == 0 else reversed(kinds.items())):
                 run = work / f"compare_{mode}_{kind}_{round_}"
-                times[mode, kind] += _cli_run(src, data, run, mode, args.warmup + args.steps, args.device,
-                                              sets)[args.warmup:]
+                steps, cpu_long = _cli_run(src, data, run, mode, args.warmup + args.steps, args.device, sets)
+                _, cpu_short = _cli_run(src, data, work / f"{run.name}_short", mode, args.warmup, args.device, sets)
+                times[mode, kind] += steps[args.warmup:]
+                round_medians[mode, kind].append(statistics.median(steps[args.warmup:]))
+                cpu[mode, kind].append((cpu_long - cpu_short) / args.steps)
     summary = device_summary(device)
     lines = []
     for mode in modes:
@@ -180,15 +196,20 @@ def compare(data: Path, work: Path, args) -> list[dict]:
                       "baseline": f"{'reference step' if not args.baseline_src else baseline_src}, fp32",
                       "new_settings": kinds["new"][1],
                       "baseline_steps_per_s": round(baseline, 3), "steps_per_s": round(new, 3),
-                      "speedup": round(new / baseline, 3), "timed_steps_each": len(times[mode, "new"]),
-                      "rounds": args.repeats})
+                      "speedup": round(statistics.median(b / n for b, n in zip(round_medians[mode, "baseline"],
+                                                                                  round_medians[mode, "new"])), 3),
+                      "baseline_cpu_seconds_per_step": round(statistics.median(cpu[mode, "baseline"]), 4),
+                      "cpu_seconds_per_step": round(statistics.median(cpu[mode, "new"]), 4),
+                      "cpu_speedup": round(statistics.median(cpu[mode, "baseline"])
+                                           / statistics.median(cpu[mode, "new"]), 3),
+                      "timed_steps_each": len(times[mode, "new"]), "rounds": args.repeats})
     if "2d" in modes and "3d" in modes:
         for line in lines:
             if line["mode"] == "2d":
-                line["ratio_2d_to_3d"] = round(statistics.median(times["2d", "new"])
-                                               / statistics.median(times["3d", "new"]), 3)
-                line["baseline_ratio_2d_to_3d"] = round(statistics.median(times["2d", "baseline"])
-                                                        / statistics.median(times["3d", "baseline"]), 3)
+                line["cpu_ratio_2d_to_3d"] = round(statistics.median(cpu["2d", "new"])
+                                                   / statistics.median(cpu["3d", "new"]), 3)
+                line["baseline_cpu_ratio_2d_to_3d"] = round(statistics.median(cpu["2d", "baseline"])
+                                                            / statistics.median(cpu["3d", "baseline"]), 3)
     for line in lines:
         line.update({"load_average_before_after": [load_before, _load_average()],
                      "benchmark_seconds": round(time.perf_counter() - started, 1)})
