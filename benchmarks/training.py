@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from conftest import make_motion_dataset  # noqa: E402
 
 from videomdm.config import load_config  # noqa: E402
 from videomdm.data.prepare import prepare_mocap_2d  # noqa: E402
-from videomdm.factory import device_summary, resolve_device  # noqa: E402
+from videomdm.factory import autocast_dtype, device_summary, resolve_device  # noqa: E402
 from videomdm.teacher import make_teacher  # noqa: E402
 from videomdm.train import train  # noqa: E402
 
@@ -150,8 +151,75 @@ def _cli_run(src: Path, data: Path, run: Path, mode: str, steps: int, device: st
     return step_seconds(run), cpu
 
 
+def interleaved_steps(data: Path, work: Path, configs: dict[str, object], warmup: int) -> dict[str, list[float]]:
+    """Wall seconds of each step of several :func:`videomdm.train.train` runs that take turns step by step.
+
+    Each run has its own thread; a baton passes between them at every optimizer step (a global optimizer-step
+    hook), so exactly one run computes at a time and consecutive steps of different runs are a fraction of a second
+    apart: load from other jobs hits them alike. A step's time runs from receiving the baton to the next optimizer
+    step (the EMA, logging and batch of the step included; batches a run prefetches on its own thread may overlap
+    another run's step). The first ``warmup`` steps of each run (set-up, clips encoded on first use) are dropped."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    order = list(configs)
+    turn = {"name": order[0]}
+    done: set[str] = set()
+    names: dict[int, str] = {}
+    started: dict[str, float] = {}
+    times: dict[str, list[float]] = {name: [] for name in order}
+    errors: list[BaseException] = []
+    baton = threading.Condition()
+
+    def hand_over(name: str) -> None:  # called holding the baton's lock
+        waiting = [other for other in order if other not in done and other != name]
+        if waiting:
+            turn["name"] = order[(order.index(name) + 1) % len(order)]
+            while turn["name"] in done:
+                turn["name"] = order[(order.index(turn["name"]) + 1) % len(order)]
+        baton.notify_all()
+
+    def take(name: str) -> None:  # called holding the baton's lock
+        baton.wait_for(lambda: turn["name"] == name or all(o in done for o in order if o != name))
+        started[name] = time.perf_counter()
+
+    def hook(optimizer, args, kwargs) -> None:
+        name = names.get(threading.get_ident())
+        if name is None:
+            return
+        with baton:
+            times[name].append(time.perf_counter() - started[name])
+            hand_over(name)
+            take(name)
+
+    def run(name: str) -> None:
+        names[threading.get_ident()] = name
+        try:
+            with baton:
+                take(name)
+            train(data, work / f"interleaved_{name}", configs[name], progress=False)
+        except BaseException as error:  # raised again in the caller
+            errors.append(error)
+        finally:
+            with baton:
+                done.add(name)
+                hand_over(name)
+
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        threads = [threading.Thread(target=run, args=(name,)) for name in order]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        handle.remove()
+    if errors:
+        raise errors[0]
+    return {name: values[warmup:] for name, values in times.items()}
+
+
 def compare(data: Path, work: Path, args) -> list[dict]:
-    """Today's default step against the reference step, round-robin: ``--repeats`` rounds, each a run of
+    """The default step against the baseline step, round-robin: ``--repeats`` rounds, each a run of
     ``--warmup + --steps`` steps of ``videomdm train`` per step kind and supervision mode (``small`` preset, batch
     32 x 60 frames), each in a fresh process, the two kinds alternating. A step's time is the wall time the training
     loop logs for it (``log_every=1``); the first ``--warmup`` steps of every run are dropped (they load and encode
@@ -168,6 +236,8 @@ def compare(data: Path, work: Path, args) -> list[dict]:
     ``--set`` overrides the new step's settings (e.g. ``train.precision=fp32`` to time the fast step alone)."""
     device = resolve_device(args.device)
     modes = args.modes.split(",")
+    if not args.baseline_src:
+        return compare_interleaved(data, work, args)
     baseline_src = Path(args.baseline_src).resolve() if args.baseline_src else SRC
     kinds = {"baseline": (baseline_src, ["train.precision=fp32"] + ([] if args.baseline_src else ["train.fast=false"])),
              "new": (SRC, list(args.set or []))}
@@ -210,6 +280,46 @@ def compare(data: Path, work: Path, args) -> list[dict]:
                                                    / statistics.median(cpu["3d", "new"]), 3)
                 line["baseline_cpu_ratio_2d_to_3d"] = round(statistics.median(cpu["2d", "baseline"])
                                                             / statistics.median(cpu["3d", "baseline"]), 3)
+    for line in lines:
+        line.update({"load_average_before_after": [load_before, _load_average()],
+                     "benchmark_seconds": round(time.perf_counter() - started, 1)})
+    return lines
+
+
+def compare_interleaved(data: Path, work: Path, args) -> list[dict]:
+    """The default step (``--set`` applied) against this tree's reference step (``train.fast=false``, fp32), the
+    two runs of each supervision mode taking turns step by step in this process (:func:`interleaved_steps`):
+    ``--warmup + --steps`` steps each, ``--repeats`` times; steps per second = 1 / the median step time."""
+    device = resolve_device(args.device)
+    summary = device_summary(device)
+    load_before, started = _load_average(), time.perf_counter()
+    medians, lines = {}, []
+    for mode in args.modes.split(","):
+        times: dict[str, list[float]] = {"baseline": [], "new": []}
+        for round_ in range(args.repeats):
+            configs = {kind: run_config("small", mode, 32, 60, args.warmup + args.steps, args.device, precision,
+                                        extra=extra)
+                       for kind, precision, extra in (("baseline", "fp32", ("train.fast=false",)),
+                                                      ("new", "auto", tuple(args.set or ())))}
+            if round_ % 2:
+                configs = dict(reversed(configs.items()))
+            for kind, values in interleaved_steps(data, work / f"{mode}_{round_}", configs, args.warmup).items():
+                times[kind] += values
+        medians[mode] = {kind: statistics.median(values) for kind, values in times.items()}
+        lines.append({"benchmark": "training", "kind": "compare", "mode": mode, "cpu": summary["cpu"],
+                      "bf16_units": summary["bf16_units"], "gpu": summary["gpu"], "torch": summary["torch"],
+                      "threads": summary["threads"], "preset": "small", "batch": 32, "frames": 60,
+                      "baseline": "reference step (train.fast=false), fp32", "new_settings": list(args.set or []),
+                      "precision": str(autocast_dtype("auto", device) or torch.float32).removeprefix("torch."),
+                      "baseline_steps_per_s": round(1.0 / medians[mode]["baseline"], 3),
+                      "steps_per_s": round(1.0 / medians[mode]["new"], 3),
+                      "speedup": round(medians[mode]["baseline"] / medians[mode]["new"], 3),
+                      "timed_steps_each": len(times["new"]), "rounds": args.repeats})
+    if "2d" in medians and "3d" in medians:
+        for line in lines:
+            if line["mode"] == "2d":
+                line["ratio_2d_to_3d"] = round(medians["2d"]["new"] / medians["3d"]["new"], 3)
+                line["baseline_ratio_2d_to_3d"] = round(medians["2d"]["baseline"] / medians["3d"]["baseline"], 3)
     for line in lines:
         line.update({"load_average_before_after": [load_before, _load_average()],
                      "benchmark_seconds": round(time.perf_counter() - started, 1)})
