@@ -12,10 +12,12 @@ configuration:
   sizes: on CUDA ``torch.cuda.max_memory_allocated``, on the CPU the process's peak resident set during the run
   (Linux ``/proc``: ``VmHWM`` after resetting it) minus its resident set before, which includes loading the dataset.
 
-* ``--compare``: the reference step (``train.fast=false``, ``train.precision=fp32``: the step as it was before the
-  fast step existed) and the default step (``train.fast=true``, ``train.precision=auto``) side by side, one JSON line
-  per supervision mode (``3d``, ``teacher``, ``2d``) with the machine (CPU model, bf16 units, torch, threads),
-  ``baseline_steps_per_s``, ``steps_per_s`` and ``speedup``: see :func:`compare`.
+* ``--compare``: the reference step (``train.fast=false``, ``train.precision=fp32``: the loop as it was before the
+  fast step existed) and the default step (``train.fast=true``, ``train.precision=auto``) side by side, taking turns
+  step by step in this process, one JSON line per supervision mode (``3d``, ``teacher``, ``2d``) with the machine (CPU
+  model, bf16 units, torch, threads), ``baseline_steps_per_s``, ``steps_per_s`` and ``speedup``
+  (:func:`compare_interleaved`). ``--baseline-src OLD/src`` times another source tree's default step instead,
+  alternating whole ``videomdm train`` processes (:func:`compare`).
 
     OMP_NUM_THREADS=1 python benchmarks/training.py            # small model (the ``small`` preset) and reference size
     python benchmarks/training.py --quick                       # small model only
