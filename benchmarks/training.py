@@ -312,7 +312,8 @@ def compare_interleaved(data: Path, work: Path, args) -> list[dict]:
                       "bf16_units": summary["bf16_units"], "gpu": summary["gpu"], "torch": summary["torch"],
                       "threads": summary["threads"], "preset": "small", "batch": 32, "frames": 60,
                       "baseline": "reference step (train.fast=false), fp32", "new_settings": list(args.set or []),
-                      "precision": str(autocast_dtype("auto", device) or torch.float32).removeprefix("torch."),
+                      "precision": str(autocast_dtype(configs["new"].train.precision, device)
+                                       or torch.float32).removeprefix("torch."),
                       "baseline_steps_per_s": round(1.0 / medians[mode]["baseline"], 3),
                       "steps_per_s": round(1.0 / medians[mode]["new"], 3),
                       "speedup": round(medians[mode]["baseline"] / medians[mode]["new"], 3),
