@@ -188,6 +188,8 @@ def interleaved_steps(data: Path, work: Path, configs: dict[str, object], warmup
         name = names.get(threading.get_ident())
         if name is None:
             return
+        if torch.cuda.is_available():  # the step's kernels have finished before it is timed
+            torch.cuda.synchronize()
         with baton:
             times[name].append(time.perf_counter() - started[name])
             hand_over(name)
