@@ -135,7 +135,8 @@ class TrainConfig:
     ema_decay: float = 0.9999
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun, CUDA means each process's LOCAL_RANK GPU)
-    precision: str = "fp32"  # fp32 | bf16 (autocast of the denoiser where the device supports it, else fp32)
+    precision: str = "auto"  # auto (bf16 where the device computes it natively, else fp32) | fp32 | bf16 (autocast)
+    fast: bool = True  # False: the reference step (one tensor at a time in AdamW/EMA, batches built in the loop)
     log_every: int = 50
     save_every: int = 5000
     keep_checkpoints: int = 3
@@ -296,7 +297,7 @@ def _validate(config: Config) -> Config:
         "model.activation": (config.model.activation, ("gelu", "relu")),
         "model.prediction": (config.model.prediction, ("x0", "v")),
         "two_d.depth_weighting": (config.two_d.depth_weighting, ("none", "mean_depth", "depth_squared")),
-        "train.precision": (config.train.precision, ("fp32", "bf16")),
+        "train.precision": (config.train.precision, ("auto", "fp32", "bf16")),
         "train.lr_schedule": (config.train.lr_schedule, ("constant", "cosine")),
         "data.normalization": (config.data.normalization, ("group", "dimension")),
         "loss.time_weighting": (config.loss.time_weighting, ("x0", "v", "min_snr")),

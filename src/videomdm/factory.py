@@ -4,7 +4,10 @@ run on. Shared by training, sampling and the benchmarks; imports nothing about d
 
 from __future__ import annotations
 
+import os
+import platform
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -13,7 +16,8 @@ from .diffusion import GaussianDiffusion
 from .model import MotionDenoiser
 from .parameterization import Parameterized
 
-__all__ = ["build_model", "build_denoiser", "build_diffusion", "resolve_device", "bf16_supported", "autocast_dtype"]
+__all__ = ["build_model", "build_denoiser", "build_diffusion", "resolve_device", "bf16_supported", "PRECISIONS",
+           "autocast_dtype", "device_summary"]
 
 
 def build_model(config: Config, feature_dim: int, cond_dim: int) -> MotionDenoiser:
@@ -53,18 +57,46 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 def autocast_dtype(precision: str, device: torch.device, use: str = "training") -> torch.dtype | None:
-    """``torch.bfloat16`` for ``precision="bf16"`` on a device with native bf16 support (:func:`bf16_supported`),
-    else None (fp32). The one precision check of training and sampling; falling back warns, naming ``use``.
+    """The autocast dtype of ``precision`` on ``device``, None meaning fp32. The one precision check of training and
+    sampling.
+
+    ``"bf16"``: ``torch.bfloat16`` where the device computes bf16 natively (:func:`bf16_supported`), else fp32 with a
+    warning naming ``use``. ``"auto"``: the same without the warning (bf16 where it is native, fp32 elsewhere).
+    ``"fp32"``: None.
 
     Raises:
-        ValueError: ``precision`` is neither ``"fp32"`` nor ``"bf16"``.
+        ValueError: ``precision`` is not one of :data:`PRECISIONS`.
     """
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(repr(p) for p in PRECISIONS)}, got {precision!r}")
     if precision == "fp32":
         return None
     if not bf16_supported(device):
-        warnings.warn(f"precision bf16: {device} has no native bf16 support; {use} in fp32", stacklevel=2)
+        if precision == "bf16":
+            warnings.warn(f"precision bf16: {device} has no native bf16 support; {use} in fp32", stacklevel=2)
         return None
     return torch.bfloat16
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+def device_summary(device: torch.device) -> dict[str, object]:
+    """What a benchmark figure was measured on: ``device``, ``cpu`` (model name), ``cpu_capability`` (torch's
+    vector ISA level), ``bf16_units`` (:func:`bf16_supported`), ``gpu`` (CUDA device name, or None), ``torch``,
+    ``threads`` (torch intra-op threads) and ``cpu_count``."""
+    return {"device": str(device), "cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "bf16_units": bf16_supported(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}

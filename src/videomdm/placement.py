@@ -75,17 +75,25 @@ class Placement:
         return rotated + self.translation.reshape(shape + (3,))
 
 
-def _residual_rows(points: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Tensor,
-                   t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``A (B, T, J, 2, 3)``, ``c (B, T, J, 2)`` of (P-2) and the weights with unusable entries zeroed."""
+def _design_columns(points: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Tensor, t: Tensor,
+                    axes: list[int]) -> tuple[Tensor, Tensor]:
+    """The columns ``M (B, T, J, 2, 3 + len(axes))`` that every residual and Jacobian of (P-2) combines, and the
+    weights ``(B, T, J)`` with unusable entries zeroed.
+
+    With ``col(q) = (q_x − x q_z, q_y − y q_z)`` (so ``A p = col(R p)`` and ``c = col(t)``) and
+    ``Y(θ) P = cos θ P_h + sin θ P_h⊥ + P_y`` (``P_h = (x, 0, z)``, ``P_h⊥ = (z, 0, −x)``, ``P_y = (0, y, 0)``):
+    ``M = [col(R P_h), col(R P_h⊥), col(R P_y + t), col(R e_i) for i in axes]``, so that
+    ``e(θ, 0) = M (cos θ, sin θ, 1, 0..)``, ``∂e/∂θ = M (−sin θ, cos θ, 0, 0..)`` and ``∂e/∂d_i = col(R e_i)``."""
     w = torch.where(torch.isfinite(keypoints_norm).all(-1), weight.clamp_min(0.0), torch.zeros_like(weight))
-    k = torch.where(w[..., None] > 0, keypoints_norm, torch.zeros_like(keypoints_norm))  # NaN-safe where unused
+    k = torch.where(w[..., None] > 0, keypoints_norm, torch.zeros_like(keypoints_norm))[..., None]  # (B, T, J, 2, 1)
     frames = points.shape[:2]
     R_full = (R if R.ndim == 4 else R[:, None].expand(frames + (3, 3)))[:, :, None]  # (B, T, 1, 3, 3)
     t_full = (t if t.ndim == 3 else t[:, None].expand(frames + (3,)))[:, :, None]  # (B, T, 1, 3)
-    A = R_full[..., :2, :] - k[..., :, None] * R_full[..., 2:3, :]  # (B, T, J, 2, 3)
-    c = t_full[..., :2] - k * t_full[..., 2:3]  # (B, T, J, 2)
-    return A, c, w
+    x, y, z = points[..., 0:1], points[..., 1:2], points[..., 2:3]  # (B, T, J, 1) each
+    r0, r1, r2 = R_full[..., 0], R_full[..., 1], R_full[..., 2]  # (B, T, 1, 3): the columns R e_i
+    camera = torch.stack([r0 * x + r2 * z, r0 * z - r2 * x, r1 * y + t_full,  # (B, T, J, 3, 3 + axes): R p
+                          *(R_full[..., i].expand_as(r1 * y) for i in axes)], dim=-1)
+    return camera[..., :2, :] - k * camera[..., 2:3, :], w
 
 
 def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Tensor, t: Tensor, *,
@@ -115,35 +123,38 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
             or weight.shape != points_world.shape[:-1]:
         raise ValueError(f"expected points (B, T, J, 3), keypoints (B, T, J, 2), weight (B, T, J), got "
                          f"{tuple(points_world.shape)}, {tuple(keypoints_norm.shape)}, {tuple(weight.shape)}")
-    A, c, w = _residual_rows(points_world, keypoints_norm, weight, R, t)
     axes = [0, 1, 2] if solve_height else [0, 2]  # the solved components of d
     batch = points_world.shape[0]
-    theta = points_world.new_zeros(batch)
+    # Every residual and Jacobian is a combination of fixed columns M (_design_columns):
+    #     e(θ, 0) = M (cos θ, sin θ, 1, 0..),   ∂e/∂θ = M (−sin θ, cos θ, 0, 0..) = M u,   ∂e/∂d = M E,
+    # so the weighted normal equations of every iteration are S^T G S with G = M^T W M, formed once (float64).
+    M, w = _design_columns(points_world, keypoints_norm, weight, R, t, axes)  # (B, T, J, 2, K), (B, T, J)
+    M = M.reshape(batch, -1, M.shape[-1]).double()  # (B, N, K): one row per joint, frame, view and image axis
+    row_weight = w[..., None].expand(w.shape + (2,)).reshape(batch, -1, 1).double()  # (B, N, 1)
+    G = (M * row_weight).transpose(1, 2) @ M  # (B, K, K)
+    K = G.shape[-1]
+    E = torch.zeros(K, len(axes), dtype=G.dtype, device=G.device)
+    E[3:] = torch.eye(len(axes), dtype=G.dtype, device=G.device)  # (K, axes): ∂e/∂d selects A_d
     unknowns = len(axes) + (1 if solve_yaw else 0)
-    eye = torch.eye(unknowns, dtype=points_world.dtype, device=points_world.device)
-    translation = points_world.new_zeros(batch, 3)
-    axes_index = torch.tensor(axes, device=points_world.device)
-
-    def solve(normal: Tensor, rhs: Tensor) -> Tensor:  # (B, U, U), (B, U) → (B, U) with the relative ridge
-        lam = ridge * normal.diagonal(dim1=-2, dim2=-1).sum(-1) / unknowns + 1e-9  # (B,)
-        return torch.linalg.solve(normal + lam[:, None, None] * eye, rhs)
-
+    eye = torch.eye(unknowns, dtype=G.dtype, device=G.device)
+    theta = G.new_zeros(batch)
+    translation = G.new_zeros(batch, 3)
     for _ in range(iterations if solve_yaw else 1):
-        rotation, derivative = _yaw(theta)
-        rotated = torch.einsum("bij,btkj->btki", rotation, points_world)  # (B, T, J, 3)
-        residual = torch.einsum("btkai,btki->btka", A, rotated) + c  # (B, T, J, 2) at d = 0
-        jacobian = A[..., axes]  # (B, T, J, 2, 3 or 2): ∂e/∂d
+        cos, sin, one, zeros = theta.cos(), theta.sin(), torch.ones_like(theta), theta.new_zeros(batch, len(axes))
+        v = torch.cat([torch.stack([cos, sin, one], -1), zeros], -1)  # (B, K): e(θ, 0) = M v
+        S = E.expand(batch, K, len(axes))  # (B, K, U): the Jacobian is M S
         if solve_yaw:
-            turned = torch.einsum("bij,btkj->btki", derivative, points_world)  # Y'(θ) P
-            d_theta = torch.einsum("btkai,btki->btka", A, turned)[..., None]  # (B, T, J, 2, 1): ∂e/∂θ
-            jacobian = torch.cat([d_theta, jacobian], dim=-1)  # (B, T, J, 2, 1 + 3 or 2)
-            residual = residual - d_theta[..., 0] * theta[:, None, None, None]  # linearized about θ, not 0
-        normal = torch.einsum("btk,btkai,btkaj->bij", w, jacobian, jacobian)  # (B, U, U)
-        rhs = -torch.einsum("btk,btkai,btka->bi", w, jacobian, residual)  # (B, U)
-        solution = solve(normal, rhs)
+            u = torch.cat([torch.stack([-sin, cos, torch.zeros_like(theta)], -1), zeros], -1)  # (B, K)
+            S = torch.cat([u[..., None], S], dim=-1)  # (B, K, 1 + axes)
+            v = v - u * theta[:, None]  # linearized about θ, not 0
+        normal = S.transpose(1, 2) @ G @ S  # (B, U, U)
+        rhs = -(S.transpose(1, 2) @ (G @ v[..., None]))[..., 0]  # (B, U)
+        lam = ridge * normal.diagonal(dim1=-2, dim2=-1).sum(-1) / unknowns + 1e-9  # (B,)
+        solution = torch.linalg.solve(normal + lam[:, None, None] * eye, rhs)
         if solve_yaw:
             theta, solution = solution[:, 0].clamp(-max_yaw, max_yaw), solution[:, 1:]
-        translation = translation.index_copy(1, axes_index, solution)
+        translation = translation.index_copy(1, torch.tensor(axes, device=solution.device), solution)
+    theta, translation = theta.to(points_world.dtype), translation.to(points_world.dtype)
 
     # (P-3): Gauss–Newton on the reprojection error itself, from the solution of (P-2).
     R_full = (R if R.ndim == 4 else R[:, None].expand(points_world.shape[:2] + (3, 3)))[:, :, None]  # (B, T, 1, 3, 3)
@@ -165,8 +176,9 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
         omega = w * depth[..., 0].square()  # the loss's weights, fixed at the current depths
         normal = torch.einsum("btk,btkai,btkaj->bij", omega, jacobian, jacobian)
         rhs = -torch.einsum("btk,btkai,btka->bi", omega, jacobian, residual)
-        step = solve(normal, rhs)
+        lam = ridge * normal.diagonal(dim1=-2, dim2=-1).sum(-1) / unknowns + 1e-9  # (B,)
+        step = torch.linalg.solve(normal + lam[:, None, None] * eye.to(normal.dtype), rhs)
         if solve_yaw:
             theta, step = (theta + step[:, 0]).clamp(-max_yaw, max_yaw), step[:, 1:]
-        translation = translation.index_add(1, axes_index, step)
+        translation = translation.index_add(1, torch.tensor(axes, device=step.device), step)
     return Placement(theta, translation)

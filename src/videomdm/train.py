@@ -27,9 +27,12 @@ import os
 import platform
 import time
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
 import torch
@@ -49,7 +52,10 @@ from .objectives import build_objective
 from .representation import Normalizer
 from .text import build_text_encoder
 
-__all__ = ["train", "RunExistsError", "Processes", "processes_from_env", "micro_batch_positions", "ItemRandom"]
+__all__ = ["train", "RunExistsError", "Processes", "processes_from_env", "micro_batch_positions", "ItemRandom",
+           "MicroBatch", "step_batches", "prefetch"]
+
+T = TypeVar("T")
 
 
 class RunExistsError(CheckpointError):
@@ -187,8 +193,12 @@ def _initial_weights(source: Path, config: Config) -> tuple[dict[str, Tensor], N
 
 
 @torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """``θ_ema ← decay·θ_ema + (1 − decay)·θ``."""
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, *, foreach: bool = False) -> None:
+    """``θ_ema ← decay·θ_ema + (1 − decay)·θ``; ``foreach``: all parameters in one call (``torch._foreach_lerp_``,
+    the same arithmetic without a Python loop)."""
+    if foreach:
+        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
+        return
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p, 1.0 - decay)
 
@@ -228,6 +238,49 @@ def _truncate_metrics(path: Path, step: int) -> None:
 def micro_batch(dataset: MotionWindows, indices: list[int], random: ItemRandom) -> Batch:
     """The windows of clips ``indices``, each cut with its own item generator (:class:`ItemRandom`)."""
     return collate([dataset.sample(index, rng) for index, rng in zip(indices, random.numpy)])
+
+
+@dataclass
+class MicroBatch:
+    """One micro-batch of a step: its ``positions`` in the step's global batch, the items' random streams and the
+    batch (on the host)."""
+
+    positions: range
+    random: ItemRandom
+    batch: Batch
+
+
+def step_batches(dataset: MotionWindows, config: Config, processes: Processes, step: int) -> list[MicroBatch]:
+    """This process's micro-batches of step ``step``: a function of ``(train.seed, step)`` and the dataset only, so
+    they may be built ahead of the step (:func:`prefetch`)."""
+    batch_size, accum = config.train.batch_size, config.train.grad_accum
+    # The global batch depends on (seed, step) and its size only; this process takes its slots of it.
+    rng = np.random.default_rng(_step_seed(config.train.seed, step))
+    indices = rng.integers(0, len(dataset), batch_size * accum * processes.world_size).tolist()
+    out = []
+    for micro in range(accum):
+        positions = micro_batch_positions(batch_size, processes, micro)
+        random = ItemRandom(config.train.seed, step, positions, config.data.num_frames)
+        out.append(MicroBatch(positions, random, micro_batch(dataset, [indices[p] for p in positions], random)))
+    return out
+
+
+def prefetch(make: Callable[[int], T], keys: Iterable[int], ahead: int = 1) -> Iterator[T]:
+    """``make(key)`` for every key in order, computed on one background thread up to ``ahead`` keys before it is
+    asked for (torch and numpy release the interpreter lock in their kernels, so it overlaps the consumer's work).
+    One worker runs the calls one after another, in key order: results are those of calling ``make`` in the loop.
+    An exception in ``make`` is raised here, when its result is asked for."""
+    keys = iter(keys)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="videomdm-prefetch") as pool:
+        pending = deque(pool.submit(make, key) for key in islice(keys, ahead + 1))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                pending.extend(pool.submit(make, key) for key in islice(keys, 1))
+                yield result
+        finally:
+            for future in pending:  # a consumer that stops early does not wait for batches it will not use
+                future.cancel()
 
 
 def _average_over_processes(values: Tensor, processes: Processes) -> Tensor:
@@ -307,7 +360,12 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
     if initial is not None:
         network.load_state_dict(initial[0])
     ema = copy.deepcopy(network).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    fast = config.train.fast
+    # The fast step updates all parameters in fused kernels (AdamW) or one call (gradient norm, EMA); the reference
+    # step (train.fast=false) one tensor at a time, as before. The arithmetic is the same up to float rounding.
+    fused = fast and device.type in ("cpu", "cuda")
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay,
+                                  fused=fused or None)
     start = 0
     if last is not None:
         ckpt = load_checkpoint(last)
@@ -315,6 +373,8 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
         network.load_state_dict(ckpt.model)
         ema.load_state_dict(ckpt.ema)
         optimizer.load_state_dict(ckpt.state["optimizer"])
+        for group in optimizer.param_groups:  # the saved groups carry the implementation of the run that saved them
+            group["fused"], group["foreach"] = fused or None, None
         start = ckpt.step
         saved_batch = ckpt.state.get("effective_batch_size", effective_batch)
         if processes.is_main and saved_batch != effective_batch:
@@ -349,22 +409,25 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
     t_last, steps_since = time.perf_counter(), 0
     pending: list[Tensor] = []  # per step since the last read: (1 + terms,) float64 loss and term means, on device
     model.train()
-    with metrics_file.open("a") if processes.is_main else contextlib.nullcontext() as log:
+
+    def make_batches(step: int) -> list[MicroBatch]:
+        return step_batches(dataset, config, processes, step)
+
+    # The fast step builds the next step's batches on a background thread while this one computes.
+    prefetched = prefetch(make_batches, range(start, total)) if fast else None
+    with metrics_file.open("a") if processes.is_main else contextlib.nullcontext() as log, \
+            contextlib.closing(prefetched) if prefetched is not None else contextlib.nullcontext():
         for step in range(start, total):
-            # The global batch depends on (seed, step) and its size only; this process takes its slots of it.
-            rng = np.random.default_rng(_step_seed(config.train.seed, step))
-            indices = rng.integers(0, len(dataset), effective_batch).tolist()
+            with record_function("videomdm.batch"):  # the fast step only waits here for the prefetched batches
+                batches = next(prefetched) if prefetched is not None else make_batches(step)
             lr = _learning_rate(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             sums = None  # (1 + terms,) loss and loss terms summed over this process's micro-batches
-            for micro in range(accum):
-                positions = micro_batch_positions(batch_size, processes, micro)
-                random = ItemRandom(config.train.seed, step, positions, config.data.num_frames)
-                with record_function("videomdm.batch"):
-                    batch = micro_batch(dataset, [indices[p] for p in positions], random).to(device)
-                torch.manual_seed(_seed_of(config.train.seed, step, positions[0], 2))  # dropout, condition dropout
+            for micro, part in enumerate(batches):
+                batch, random = part.batch.to(device), part.random
+                torch.manual_seed(_seed_of(config.train.seed, step, part.positions[0], 2))  # dropout, cond. dropout
                 # Gradients are averaged over processes only after the last micro-batch.
                 sync = micro == accum - 1 or processes.world_size == 1
                 with contextlib.nullcontext() if sync else model.no_sync():
@@ -376,9 +439,10 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
                 sums = values if sums is None else sums + values
             pending.append(_average_over_processes(sums / accum, processes))
             with record_function("videomdm.optimizer"):
-                grad_norm = nn.utils.clip_grad_norm_(network.parameters(), config.train.grad_clip)
+                grad_norm = nn.utils.clip_grad_norm_(network.parameters(), config.train.grad_clip,
+                                                     foreach=True if fast else None)
                 optimizer.step()
-                update_ema(ema, network, _ema_decay(config, step))
+                update_ema(ema, network, _ema_decay(config, step), foreach=fast)
             steps_since += 1
             bar.update(1)
             done = step + 1
