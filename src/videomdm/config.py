@@ -115,7 +115,7 @@ class TwoDConfig:
     chain_steps: int = 4  # below t*, inputs come from chains of this many detached self-predictions
     min_depth: float = 0.1  # metres; points nearer the camera are clamped in the projection
     solve_yaw: bool = True  # placement solved from the keypoints: turn about +y and translation (False: translation)
-    time_weighting: str = "x0"  # per-level weight of the 2d terms, as loss.time_weighting (v-space weights diverge)
+    time_weighting: str = "x0"  # per-level weight of the 2d terms, as loss.time_weighting (small preset: min_snr)
 
 
 @dataclass
@@ -160,13 +160,15 @@ MODEL_DEFINING_SECTIONS = ("model", "diffusion.steps", "diffusion.schedule", "da
 def _small() -> Config:
     """A model and budget that train in a few minutes on 2 CPU cores (the demo). v-prediction (at this budget an x0
     model trained from 2D collapses to a static mean pose) with the v-space loss for the feature objective (it gets
-    gradient at low noise), and predictions band-limited to 4 Hz (a short-trained network passes white noise and
-    the teacher's jitter through to its output); README, "Does the prior clean its teacher?"."""
+    gradient at low noise), min-SNR-5 level weights for the 2D objective, and predictions band-limited to 4 Hz (a
+    short-trained network passes white noise and the teacher's jitter through to its output); README, "Does the
+    prior clean its teacher?"."""
     return Config(
         model=ModelConfig(width=128, layers=4, heads=4, ff_size=256, dropout=0.1, prediction="v",
                           max_frequency_hz=4.0),
         data=DataConfig(num_frames=60, min_frames=40),
         loss=LossConfig(time_weighting="v"),
+        two_d=TwoDConfig(time_weighting="min_snr"),
         train=TrainConfig(steps=1200, batch_size=32, lr=3e-4, warmup_steps=100, lr_schedule="cosine",
                           ema_decay=0.995, log_every=25, save_every=400),
     )
