@@ -37,7 +37,8 @@ class Shrink(torch.nn.Module):
 
 
 def _objective_terms(data: Path, weighting: str, indices=(0, 0, 0)) -> dict[str, float]:
-    config = tiny_config("train.supervision=2d", "two_d.alignment=0.5", f"two_d.depth_weighting={weighting}")
+    config = tiny_config("train.supervision=2d", "two_d.alignment=0.5", f"two_d.depth_weighting={weighting}",
+                         "two_d.time_weighting=x0")  # the reference was computed with the x0 level weights
     objective = build_objective(config, None, CPU)
     windows = MotionWindows(data, "train", motion_field="teacher_3d", num_frames=16, min_frames=10,
                             with_keypoints=True)
