@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .camera import DEFAULT_MIN_DEPTH
+from .camera import DEFAULT_MIN_DEPTH, project_normalized, world_to_camera
 from .representation import yaw_matrix
 
 __all__ = ["Placement", "solve_placement"]
@@ -75,25 +75,42 @@ class Placement:
         return rotated + self.translation.reshape(shape + (3,))
 
 
-def _design_columns(points: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Tensor, t: Tensor,
-                    axes: list[int]) -> tuple[Tensor, Tensor]:
-    """The columns ``M (B, T, J, 2, 3 + len(axes))`` that every residual and Jacobian of (P-2) combines, and the
-    weights ``(B, T, J)`` with unusable entries zeroed.
+def _usable_keypoints(keypoints_norm: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """``(B, T, J, 2)`` keypoints with 0 where unused (NaN-safe) and ``(B, T, J)`` weights with unusable entries
+    (negative, or a non-finite keypoint) zeroed."""
+    w = torch.where(torch.isfinite(keypoints_norm).all(-1), weight.clamp_min(0.0), torch.zeros_like(weight))
+    return torch.where(w[..., None] > 0, keypoints_norm, torch.zeros_like(keypoints_norm)), w
+
+
+def _per_frame(R: Tensor, t: Tensor, frames: torch.Size) -> tuple[Tensor, Tensor]:
+    """Per-window or per-frame extrinsics as ``(B, T, 1, 3, 3)``, ``(B, T, 1, 3)``: broadcastable over joints."""
+    R_full = (R if R.ndim == 4 else R[:, None].expand(frames + (3, 3)))[:, :, None]
+    t_full = (t if t.ndim == 3 else t[:, None].expand(frames + (3,)))[:, :, None]
+    return R_full, t_full
+
+
+def _ridge_solve(normal: Tensor, rhs: Tensor, ridge: float) -> Tensor:
+    """``(N + λ I)⁻¹ rhs`` per window, ``λ = ridge · trace(N) / U + 1e-9``: ``(B, U, U), (B, U) → (B, U)``."""
+    unknowns = normal.shape[-1]
+    lam = ridge * normal.diagonal(dim1=-2, dim2=-1).sum(-1) / unknowns + 1e-9  # (B,)
+    eye = torch.eye(unknowns, dtype=normal.dtype, device=normal.device)
+    return torch.linalg.solve(normal + lam[:, None, None] * eye, rhs)
+
+
+def _design_columns(points: Tensor, k: Tensor, R: Tensor, t: Tensor, axes: list[int]) -> Tensor:
+    """The columns ``M (B, T, J, 2, 3 + len(axes))`` that every residual and Jacobian of (P-2) combines, for the
+    keypoints ``k`` of :func:`_usable_keypoints`.
 
     With ``col(q) = (q_x − x q_z, q_y − y q_z)`` (so ``A p = col(R p)`` and ``c = col(t)``) and
     ``Y(θ) P = cos θ P_h + sin θ P_h⊥ + P_y`` (``P_h = (x, 0, z)``, ``P_h⊥ = (z, 0, −x)``, ``P_y = (0, y, 0)``):
     ``M = [col(R P_h), col(R P_h⊥), col(R P_y + t), col(R e_i) for i in axes]``, so that
     ``e(θ, 0) = M (cos θ, sin θ, 1, 0..)``, ``∂e/∂θ = M (−sin θ, cos θ, 0, 0..)`` and ``∂e/∂d_i = col(R e_i)``."""
-    w = torch.where(torch.isfinite(keypoints_norm).all(-1), weight.clamp_min(0.0), torch.zeros_like(weight))
-    k = torch.where(w[..., None] > 0, keypoints_norm, torch.zeros_like(keypoints_norm))[..., None]  # (B, T, J, 2, 1)
-    frames = points.shape[:2]
-    R_full = (R if R.ndim == 4 else R[:, None].expand(frames + (3, 3)))[:, :, None]  # (B, T, 1, 3, 3)
-    t_full = (t if t.ndim == 3 else t[:, None].expand(frames + (3,)))[:, :, None]  # (B, T, 1, 3)
+    R_full, t_full = _per_frame(R, t, points.shape[:2])
     x, y, z = points[..., 0:1], points[..., 1:2], points[..., 2:3]  # (B, T, J, 1) each
     r0, r1, r2 = R_full[..., 0], R_full[..., 1], R_full[..., 2]  # (B, T, 1, 3): the columns R e_i
     camera = torch.stack([r0 * x + r2 * z, r0 * z - r2 * x, r1 * y + t_full,  # (B, T, J, 3, 3 + axes): R p
                           *(R_full[..., i].expand_as(r1 * y) for i in axes)], dim=-1)
-    return camera[..., :2, :] - k * camera[..., 2:3, :], w
+    return camera[..., :2, :] - k[..., None] * camera[..., 2:3, :]
 
 
 def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Tensor, t: Tensor, *,
@@ -128,15 +145,15 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
     # Every residual and Jacobian is a combination of fixed columns M (_design_columns):
     #     e(θ, 0) = M (cos θ, sin θ, 1, 0..),   ∂e/∂θ = M (−sin θ, cos θ, 0, 0..) = M u,   ∂e/∂d = M E,
     # so the weighted normal equations of every iteration are S^T G S with G = M^T W M, formed once (float64).
-    M, w = _design_columns(points_world, keypoints_norm, weight, R, t, axes)  # (B, T, J, 2, K), (B, T, J)
+    k, w = _usable_keypoints(keypoints_norm, weight)  # (B, T, J, 2), (B, T, J)
+    M = _design_columns(points_world, k, R, t, axes)  # (B, T, J, 2, K)
     M = M.reshape(batch, -1, M.shape[-1]).double()  # (B, N, K): one row per joint, frame, view and image axis
     row_weight = w[..., None].expand(w.shape + (2,)).reshape(batch, -1, 1).double()  # (B, N, 1)
     G = (M * row_weight).transpose(1, 2) @ M  # (B, K, K)
     K = G.shape[-1]
     E = torch.zeros(K, len(axes), dtype=G.dtype, device=G.device)
     E[3:] = torch.eye(len(axes), dtype=G.dtype, device=G.device)  # (K, axes): ∂e/∂d selects A_d
-    unknowns = len(axes) + (1 if solve_yaw else 0)
-    eye = torch.eye(unknowns, dtype=G.dtype, device=G.device)
+    axes_index = torch.tensor(axes, device=G.device)
     theta = G.new_zeros(batch)
     translation = G.new_zeros(batch, 3)
     for _ in range(iterations if solve_yaw else 1):
@@ -149,36 +166,30 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
             v = v - u * theta[:, None]  # linearized about θ, not 0
         normal = S.transpose(1, 2) @ G @ S  # (B, U, U)
         rhs = -(S.transpose(1, 2) @ (G @ v[..., None]))[..., 0]  # (B, U)
-        lam = ridge * normal.diagonal(dim1=-2, dim2=-1).sum(-1) / unknowns + 1e-9  # (B,)
-        solution = torch.linalg.solve(normal + lam[:, None, None] * eye, rhs)
+        solution = _ridge_solve(normal, rhs, ridge)
         if solve_yaw:
             theta, solution = solution[:, 0].clamp(-max_yaw, max_yaw), solution[:, 1:]
-        translation = translation.index_copy(1, torch.tensor(axes, device=solution.device), solution)
+        translation = translation.index_copy(1, axes_index, solution)
     theta, translation = theta.to(points_world.dtype), translation.to(points_world.dtype)
 
     # (P-3): Gauss–Newton on the reprojection error itself, from the solution of (P-2).
-    R_full = (R if R.ndim == 4 else R[:, None].expand(points_world.shape[:2] + (3, 3)))[:, :, None]  # (B, T, 1, 3, 3)
-    t_full = (t if t.ndim == 3 else t[:, None].expand(points_world.shape[:2] + (3,)))[:, :, None]  # (B, T, 1, 3)
-    k = torch.where(w[..., None] > 0, keypoints_norm, torch.zeros_like(keypoints_norm))
+    R_full, _ = _per_frame(R, t, points_world.shape[:2])  # (B, T, 1, 3, 3)
     for _ in range(refinements):
-        rotation, derivative = _yaw(theta)
-        rotated = torch.einsum("bij,btkj->btki", rotation, points_world)
-        Q = torch.einsum("btkij,btkj->btki", R_full, rotated + translation[:, None, None]) + t_full  # camera frame
+        Q = world_to_camera(Placement(theta, translation).apply(points_world), R, t)  # (B, T, J, 3) camera frame
         depth = Q[..., 2:].clamp_min(min_depth)  # (B, T, J, 1)
-        projected = Q[..., :2] / depth
+        projected = project_normalized(Q, min_depth)
         residual = projected - k  # (B, T, J, 2)
         # ∂π/∂Q = [I₂ | −π] / Z, so a direction ∂Q of the camera-frame point moves the projection by (∂Q_xy − π ∂Q_z) / Z.
         d_projection = (R_full[..., :2, :] - projected[..., :, None] * R_full[..., 2:3, :]) / depth[..., None]
         jacobian = d_projection[..., axes]  # (B, T, J, 2, 3 or 2): ∂π/∂d
         if solve_yaw:
-            turned = torch.einsum("bij,btkj->btki", derivative, points_world)
+            turned = torch.einsum("bij,btkj->btki", _yaw(theta)[1], points_world)  # Y'(θ) P
             jacobian = torch.cat([torch.einsum("btkai,btki->btka", d_projection, turned)[..., None], jacobian], -1)
         omega = w * depth[..., 0].square()  # the loss's weights, fixed at the current depths
         normal = torch.einsum("btk,btkai,btkaj->bij", omega, jacobian, jacobian)
         rhs = -torch.einsum("btk,btkai,btka->bi", omega, jacobian, residual)
-        lam = ridge * normal.diagonal(dim1=-2, dim2=-1).sum(-1) / unknowns + 1e-9  # (B,)
-        step = torch.linalg.solve(normal + lam[:, None, None] * eye.to(normal.dtype), rhs)
+        step = _ridge_solve(normal, rhs, ridge)
         if solve_yaw:
             theta, step = (theta + step[:, 0]).clamp(-max_yaw, max_yaw), step[:, 1:]
-        translation = translation.index_add(1, torch.tensor(axes, device=step.device), step)
+        translation = translation.index_add(1, axes_index, step)
     return Placement(theta, translation)
