@@ -188,6 +188,7 @@ def cmd_prepare_keypoints(args: argparse.Namespace) -> None:
 
 
 def _lift_rig(args: argparse.Namespace) -> None:
+    from .footage import LIFT_COMPARISON_KEYS
     from .rig_footage import lift_rig_take
     from .sample import load_run
 
@@ -203,14 +204,12 @@ def _lift_rig(args: argparse.Namespace) -> None:
         metrics = lift_rig_take(run, videos, Path(args.calibration), target, settings=_lift_settings(args),
                                 offsets=offsets, max_offset=args.max_offset, max_seconds=args.max_seconds,
                                 render=not args.no_render)
-        results[metrics["take"]] = {k: metrics[k] for k in ("frames", "offsets", "teacher_reprojection_px",
-                                                            "lift_reprojection_px", "teacher_accel_ms2",
-                                                            "lift_accel_ms2")}
+        results[metrics["take"]] = {k: metrics[k] for k in ("frames", "offsets", *LIFT_COMPARISON_KEYS)}
     _print_summary(f"lifted {len(results)} take(s) into {out}", results)
 
 
 def _lift_videos(args: argparse.Namespace, videos: list[Path]) -> None:
-    from .footage import lift_video
+    from .footage import LIFT_COMPARISON_KEYS, lift_video
     from .sample import load_run
 
     out = Path(args.out)
@@ -230,8 +229,7 @@ def _lift_videos(args: argparse.Namespace, videos: list[Path]) -> None:
             print(f"error: {err}")
             failed[video.name] = str(err)
             continue
-        results[video.name] = {k: metrics[k] for k in ("frames", "teacher_reprojection_px", "lift_reprojection_px",
-                                                      "teacher_accel_ms2", "lift_accel_ms2")}
+        results[video.name] = {k: metrics[k] for k in ("frames", *LIFT_COMPARISON_KEYS)}
     if not results:
         raise DataError(f"no video could be lifted: {json.dumps(failed)}")
     _print_summary(f"lifted {len(results)} of {len(videos)} video(s) into {out}", {**results, "failed": failed})

@@ -38,7 +38,8 @@ from .sample import LoadedRun, lift
 from .skeleton import Skeleton, get_skeleton
 from .teacher import LiftedData, make_teacher
 
-__all__ = ["VIDEO_TEACHERS", "KEYPOINT_TEACHERS", "prepare_videos", "prepare_keypoint_files", "lift_video"]
+__all__ = ["VIDEO_TEACHERS", "KEYPOINT_TEACHERS", "LIFT_COMPARISON_KEYS", "prepare_videos", "prepare_keypoint_files",
+           "lift_video"]
 
 # Teachers (:func:`videomdm.teacher.make_teacher`) for footage: ``mediapipe`` is the detector's own 3D, ``lifter``
 # the built-in lifter, ``file`` a teacher ``.npz`` with one array per clip name (``<video>_<k>``, see
@@ -157,6 +158,10 @@ def prepare_keypoint_files(src: Path, out: Path, fmt: str, *, teacher: str = "li
     return summary
 
 
+LIFT_COMPARISON_KEYS = ("teacher_reprojection_px", "lift_reprojection_px", "teacher_accel_ms2", "lift_accel_ms2")
+"""What a lift's ``metrics.json`` compares, teacher against lift, for a video or a rig take (no ground truth)."""
+
+
 def _write_motion(out: Path, name: str, joints: np.ndarray, fps: float, skeleton: Skeleton) -> list[Path]:
     """The one place where a lifted motion ``(T, J, 3)`` (world metres, y up) is written to files."""
     path, bvh = out / f"{name}.npy", out / f"{name}.bvh"
@@ -226,8 +231,7 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
     frames = sum(r["frames"] for r in rows.values())
     metrics = {
         "video": str(video), "run": str(run.checkpoint), "teacher": teacher, "clips": rows, "frames": frames,
-        **{key: sum(r[key] * r["frames"] for r in rows.values()) / frames
-           for key in ("teacher_reprojection_px", "lift_reprojection_px", "teacher_accel_ms2", "lift_accel_ms2")},
+        **{key: sum(r[key] * r["frames"] for r in rows.values()) / frames for key in LIFT_COMPARISON_KEYS},
         "units": "joints in metres, world y up, floor y = 0; SMPL-22 order",
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")

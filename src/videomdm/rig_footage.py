@@ -40,6 +40,7 @@ from .data.writer import DatasetWriter
 from .experiments import LiftSettings
 from .export import write_joints
 from .footage import _write_motion
+from .metrics import acceleration
 from .render import render_views_overlay
 from .sample import LoadedRun, lift
 from .skeleton import SMPL_22, get_skeleton
@@ -222,8 +223,6 @@ def lift_rig_take(run: LoadedRun, videos: Sequence[Path], calibration: Path, out
     reprojection error in pixels per view and their mean (undistorted pixels, the joints the detector gives), the
     acceleration of both, and the take's :func:`rig_clip` report.
     """
-    from .metrics import motion_quality
-
     rig = read_rig(Path(calibration))
     videos, out = [Path(v) for v in videos], Path(out)
     fps = run.config.data.fps
@@ -248,8 +247,8 @@ def lift_rig_take(run: LoadedRun, videos: Sequence[Path], calibration: Path, out
         "fps": fps, "cameras": rig.names, **report,
         **{f"{who}_reprojection_px_per_view": [round(e, 3) for e in errors] for who, errors in per_view.items()},
         **{f"{who}_reprojection_px": float(np.mean(errors)) for who, errors in per_view.items()},
-        "teacher_accel_ms2": motion_quality(clip.teacher_3d, fps=fps, skeleton=run.skeleton)["accel_ms2"],
-        "lift_accel_ms2": motion_quality(joints, fps=fps, skeleton=run.skeleton)["accel_ms2"],
+        "teacher_accel_ms2": acceleration(clip.teacher_3d, fps),
+        "lift_accel_ms2": acceleration(joints, fps),
         "files": [p.name for p in written] + [f"{name}_teacher.npy"],
         "units": "joints in metres, world y up, floor y = 0; SMPL-22 order; pixels undistorted",
     }
