@@ -48,6 +48,13 @@ def lowpass_projector(num_frames: int, cycles_per_frame: float) -> np.ndarray:
     return _projector(num_frames, kept_coefficients(num_frames, cycles_per_frame))
 
 
+@lru_cache(maxsize=64)
+def _projector_tensor(num_frames: int, cycles_per_frame: float, device: torch.device) -> Tensor:
+    """:func:`lowpass_projector` as a float32 tensor on ``device``, made once per window length (every denoiser
+    call projects: no host-to-device copy per call)."""
+    return torch.as_tensor(lowpass_projector(num_frames, cycles_per_frame), dtype=torch.float32, device=device)
+
+
 def bandlimit(x: Tensor, mask: Tensor, cycles_per_frame: float) -> Tensor:
     """Project every window of a batch onto its frequencies ≤ ``cycles_per_frame`` (eq. (1)), each over its real
     frames.
@@ -69,6 +76,6 @@ def bandlimit(x: Tensor, mask: Tensor, cycles_per_frame: float) -> Tensor:
             if n == 0:
                 continue
             rows = lengths == n
-            projector = torch.as_tensor(lowpass_projector(n, cycles_per_frame), dtype=torch.float32, device=x.device)
+            projector = _projector_tensor(n, cycles_per_frame, x.device)
             out[rows, :n] = torch.einsum("st,btd->bsd", projector, x[rows, :n].float()).to(x.dtype)
     return out
