@@ -54,6 +54,29 @@ def test_patched_v_prediction_is_per_frame():
     torch.testing.assert_close(denoiser(x, t, mask), expected)
 
 
+class ConstantOutput(torch.nn.Module):
+    """A stand-in network whose raw output is 1 everywhere, in the dtype autocast gives its matrix products."""
+
+    def forward(self, x, t, mask, cond=None, uncond=None):
+        return torch.nn.functional.linear(x, torch.eye(x.shape[-1])) * 0 + 1
+
+
+def test_v_prediction_under_bf16_autocast_keeps_the_schedule_in_float32():
+    """Under bf16 autocast x0 = sqrt(abar_t) x_t − sqrt(1 − abar_t) v uses the float32 schedule: in bf16, abar_0
+    rounds to 1 and the lowest level would ignore the network (x0 = x_t), unlike float32 sampling."""
+    diffusion = GaussianDiffusion(50)
+    denoiser = Parameterized(ConstantOutput(), "v", diffusion.alphas_cumprod)
+    x = torch.randn(3, 5, 4)
+    t = torch.tensor([0, 1, 2])
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x0 = denoiser(x, t, mask)
+    abar = diffusion.alphas_cumprod[t].float()[:, None, None]
+    assert x0.dtype == torch.float32
+    torch.testing.assert_close(x0, abar.sqrt() * x - (1 - abar).sqrt())
+    assert (x0[0] - x[0]).abs().min() > 0.04  # sqrt(1 − abar_0) = 0.042: the network's output counts at t = 0
+
+
 def test_x0_prediction_is_the_network_output():
     net = small_model().eval()
     x, t, mask, cond = inputs()

@@ -60,13 +60,17 @@ class Parameterized(nn.Module):
     def forward(self, x: Tensor, t: Tensor, mask: Tensor, cond: Tensor | None = None,
                 uncond: Tensor | None = None) -> Tensor:
         """x0 prediction ``(B, T, D)`` from x_t ``(B, T, D)`` at levels ``t`` ``(B,)``; exactly 0 on padded frames
-        (``mask`` ``(B, T)`` bool, True = real frame; values of ``x`` there may be anything, NaN included)."""
+        (``mask`` ``(B, T)`` bool, True = real frame; values of ``x`` there may be anything, NaN included). Under
+        autocast, ``v`` predictions combine input and output in float32 and return float32."""
         out = self.net(x, t, mask, cond=cond, uncond=uncond)  # (B, T, D)
         if self.prediction == "x0":
             x0 = out
         else:
-            abar = self.alphas_cumprod[t].to(out.dtype)[:, None, None]  # (B, 1, 1)
-            x0 = (abar.sqrt() * x - (1.0 - abar).sqrt() * out).masked_fill(~mask[..., None], 0.0)
+            # In float32 whatever the network's dtype: in bf16, abar_0 = 0.9983 rounds to 1, so sqrt(1 − abar) = 0
+            # and the lowest level would ignore the network (and give it no gradient) while float32 sampling
+            # does not; the other low levels' coefficients would be off by up to 15 %.
+            abar = self.alphas_cumprod[t][:, None, None]  # (B, 1, 1) float32
+            x0 = (abar.sqrt() * x.float() - (1.0 - abar).sqrt() * out.float()).masked_fill(~mask[..., None], 0.0)
         if self.max_cycles_per_frame > 0:
             x0 = bandlimit(x0, mask, self.max_cycles_per_frame)
         return x0
