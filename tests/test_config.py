@@ -31,6 +31,7 @@ def test_round_trip_through_dict():
     ("data.cache_mb=-1", "cache_mb must be ≥ 0"),
     ("model.frames_per_token=0", "frames_per_token must be at least 1"),
     ("train.lr_schedule=linear", "must be one of"),
+    ("two_d.low_levels=none", "must be one of"),
     ("data.normalization=feature", "must be one of"),
     ("loss.time_weighting=eps", "must be one of"),
     ("data.root_emphasis=0", "root_emphasis must be positive"),

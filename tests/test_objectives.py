@@ -60,6 +60,8 @@ def test_inference_does_not_load_the_trainer():
     ("2d", [], {"reprojection": 7.0, "velocity_2d": 350.0}),
     ("2d", ["model.prediction=v", "two_d.alignment=0.5"],
      {"reprojection": 7.0, "velocity_2d": 350.0, "alignment": 0.5}),
+    ("2d", ["two_d.low_levels=self", "loss.positions=3"],
+     {"reprojection": 7.0, "velocity_2d": 350.0, "self_features": 1.0, "self_positions": 3.0}),
 ])
 def test_an_objective_returns_its_weighted_total_and_detached_terms(dataset_2d, mode, settings, weights):
     config = tiny_config(f"train.supervision={mode}", *settings)

@@ -132,6 +132,31 @@ def test_teacher_is_never_noised_below_t_star(monkeypatch):
     assert not torch.allclose(x[3], torch.full_like(x[3], 7.0), atol=0.5)
 
 
+def test_low_levels_self_denoise_the_models_own_estimate():
+    """``two_d.low_levels=self``: items below t* are the model's one-call estimate from the teacher noised to t*,
+    noised again to their own level with fresh noise, and that estimate is their target; the others are the teacher
+    noised to their level."""
+    steps, t_star = 50, 12
+    config = load_config("small", [f"diffusion.steps={steps}", f"two_d.teacher_min_t={t_star}",
+                                   "two_d.low_levels=self", "train.supervision=2d"])
+    objective = build_objective(config, None, torch.device("cpu"))
+    diffusion = GaussianDiffusion(steps)
+    model = _RecordingDenoiser(value=7.0)
+    teacher = torch.randn(4, 10, 263)
+    levels = torch.tensor([0, 5, 12, 40])
+    mask = torch.ones(4, 10, dtype=torch.bool)
+    x, own = objective.noised_own_estimate(model, diffusion, teacher, levels, mask, None, None,
+                                           ItemRandom(0, 0, range(4), max_frames=10))
+    assert model.levels == [[t_star, t_star]]  # one call, at t*, for the two low items only
+    torch.testing.assert_close(own[:2], torch.full_like(own[:2], 7.0))
+    torch.testing.assert_close(own[2:], teacher[2:])
+    random = ItemRandom(0, 0, range(4), max_frames=10)
+    first = random.noise(10, 263, torch.device("cpu"))
+    fresh = random.noise(10, 263, torch.device("cpu"), [0, 1])
+    torch.testing.assert_close(x[:2], diffusion.q_sample(own[:2], levels[:2], fresh))
+    torch.testing.assert_close(x[2:], diffusion.q_sample(teacher[2:], levels[2:], first[2:]))
+
+
 def test_cli_lifter_prepare_and_2d_training(tmp_path, capsys):
     mocap = tmp_path / "mocap"
     mocap.mkdir()

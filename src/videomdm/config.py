@@ -58,6 +58,7 @@ class ModelConfig:
     frames_per_token: int = 1  # k consecutive frames per transformer token (temporal patching, see model.py); 1 = MDM
     temporal_kernel: int = 0  # odd width (tokens) of a depthwise temporal convolution in every block; 0 = none (MDM)
     max_frequency_hz: float = 0.0  # band limit of every x0 prediction (DCT low-pass, bandlimit.py); 0 = none (MDM)
+    zero_init_output: bool = False  # output layer starts at 0: an untrained v/eps network returns its input (MDM: False)
 
 
 @dataclass
@@ -113,6 +114,7 @@ class TwoDConfig:
     alignment: float = 0.0  # weight of the representation alignment loss (rotations, velocities, contacts)
     teacher_min_t: int = 12  # t*: the teacher is only ever noised to t ≥ t*
     chain_steps: int = 4  # below t*, inputs come from chains of this many detached self-predictions
+    low_levels: str = "chain"  # below t*: chain (2D terms on chain inputs) | self (denoise the model's own estimate)
     min_depth: float = 0.1  # metres; points nearer the camera are clamped in the projection
     solve_yaw: bool = True  # placement solved from the keypoints: turn about +y and translation (False: translation)
     time_weighting: str = "x0"  # per-level weight of the 2d terms, as loss.time_weighting (small preset: min_snr)
@@ -301,6 +303,7 @@ def _validate(config: Config) -> Config:
         "two_d.depth_weighting": (config.two_d.depth_weighting, ("none", "mean_depth", "depth_squared")),
         "train.precision": (config.train.precision, ("auto", "fp32", "bf16")),
         "train.lr_schedule": (config.train.lr_schedule, ("constant", "cosine")),
+        "two_d.low_levels": (config.two_d.low_levels, ("chain", "self")),
         "data.normalization": (config.data.normalization, ("group", "dimension")),
         "loss.time_weighting": (config.loss.time_weighting, ("x0", "v", "min_snr")),
         "two_d.time_weighting": (config.two_d.time_weighting, ("x0", "v", "min_snr")),

@@ -26,7 +26,8 @@ def build_model(config: Config, feature_dim: int, cond_dim: int) -> MotionDenois
     m = config.model
     return MotionDenoiser(feature_dim=feature_dim, cond_dim=cond_dim, width=m.width, layers=m.layers, heads=m.heads,
                           ff_size=m.ff_size, dropout=m.dropout, activation=m.activation, cond_dropout=m.cond_dropout,
-                          frames_per_token=m.frames_per_token, temporal_kernel=m.temporal_kernel)
+                          frames_per_token=m.frames_per_token, temporal_kernel=m.temporal_kernel,
+                          zero_init_output=m.zero_init_output)
 
 
 def build_denoiser(config: Config, network: torch.nn.Module) -> Parameterized:

@@ -77,9 +77,10 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, item_weight: Tensor |
     return masked_mean((pred - target).square(), mask, item_weight)
 
 
-def joint_position_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """MDM eq. 3: mean squared joint position error (m²). ``pred, target (B, T, J, 3)``."""
-    return masked_mean((pred - target).square().sum(-1), mask)
+def joint_position_loss(pred: Tensor, target: Tensor, mask: Tensor, item_weight: Tensor | None = None) -> Tensor:
+    """MDM eq. 3: mean squared joint position error (m²). ``pred, target (B, T, J, 3)``, optional per-item weights
+    ``(B,)``."""
+    return masked_mean((pred - target).square().sum(-1), mask, item_weight)
 
 
 def _pair_mask(mask: Tensor) -> Tensor:
@@ -87,14 +88,16 @@ def _pair_mask(mask: Tensor) -> Tensor:
     return mask[:, 1:] & mask[:, :-1]
 
 
-def joint_velocity_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """MDM eq. 5: squared error of frame-to-frame joint displacements (m² per frame²). ``(B, T, J, 3)``."""
+def joint_velocity_loss(pred: Tensor, target: Tensor, mask: Tensor, item_weight: Tensor | None = None) -> Tensor:
+    """MDM eq. 5: squared error of frame-to-frame joint displacements (m² per frame²). ``(B, T, J, 3)``, optional
+    per-item weights ``(B,)``."""
     pred_vel = pred[:, 1:] - pred[:, :-1]
     target_vel = target[:, 1:] - target[:, :-1]
-    return masked_mean((pred_vel - target_vel).square().sum(-1), _pair_mask(mask))
+    return masked_mean((pred_vel - target_vel).square().sum(-1), _pair_mask(mask), item_weight)
 
 
-def foot_contact_loss(pred: Tensor, contacts: Tensor, foot_joints: list[int], mask: Tensor) -> Tensor:
+def foot_contact_loss(pred: Tensor, contacts: Tensor, foot_joints: list[int], mask: Tensor,
+                      item_weight: Tensor | None = None) -> Tensor:
     """MDM eq. 4: squared speed of predicted foot joints on frames where the target foot is in contact.
 
     Args:
@@ -102,10 +105,11 @@ def foot_contact_loss(pred: Tensor, contacts: Tensor, foot_joints: list[int], ma
         contacts: (B, T, F) target contact labels in {0, 1}, one per entry of ``foot_joints``.
         foot_joints: F joint indices (the skeleton's feet, in the order of the contact features).
         mask: (B, T) real frames.
+        item_weight: optional (B,) per-item weights.
     """
     foot_vel = pred[:, 1:, foot_joints] - pred[:, :-1, foot_joints]  # (B, T-1, F, 3)
     speed_sq = foot_vel.square().sum(-1) * contacts[:, :-1]  # (B, T-1, F)
-    return masked_mean(speed_sq, _pair_mask(mask))
+    return masked_mean(speed_sq, _pair_mask(mask), item_weight)
 
 
 # --- 2D losses ------------------------------------------------------------------------------------------------------

@@ -249,6 +249,7 @@ class MotionDenoiser(nn.Module):
         max_frames: int = 1024,
         frames_per_token: int = 1,
         temporal_kernel: int = 0,
+        zero_init_output: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= cond_dropout <= 1.0:
@@ -272,6 +273,9 @@ class MotionDenoiser(nn.Module):
                                     for _ in range(layers))
         self.ln_final = nn.LayerNorm(width)
         self.output_proj = nn.Linear(width, frames_per_token * feature_dim)
+        if zero_init_output:
+            nn.init.zeros_(self.output_proj.weight)
+            nn.init.zeros_(self.output_proj.bias)
         # Position 0 is the condition token, positions 1..N the frame tokens. Deterministic, so not saved.
         positions = torch.arange(math.ceil(max_frames / frames_per_token) + 1)
         self.register_buffer("positional", sinusoidal_embedding(positions, width), persistent=False)

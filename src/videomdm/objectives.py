@@ -121,12 +121,13 @@ class FeatureObjective:
             pred_joints = decode(normalizer.denormalize(pred), num_joints)  # (B, T, J, 3)
             target_joints = decode(batch.features, num_joints)
             if w.positions:
-                terms["positions"] = joint_position_loss(pred_joints, target_joints, batch.mask)
+                terms["positions"] = joint_position_loss(pred_joints, target_joints, batch.mask, item_weight)
             if w.velocities:
-                terms["velocities"] = joint_velocity_loss(pred_joints, target_joints, batch.mask)
+                terms["velocities"] = joint_velocity_loss(pred_joints, target_joints, batch.mask, item_weight)
             if w.foot_contact:
                 contacts = batch.features[..., self.layout.foot_contacts]  # (B, T, 4)
-                terms["foot_contact"] = foot_contact_loss(pred_joints, contacts, self.foot_joints, batch.mask)
+                terms["foot_contact"] = foot_contact_loss(pred_joints, contacts, self.foot_joints, batch.mask,
+                                                            item_weight)
         total = sum(getattr(w, name) * value for name, value in terms.items())
         return total, {name: value.detach() for name, value in terms.items()}
 
@@ -158,10 +159,17 @@ class ReprojectionObjective:
         teacher = normalizer.normalize(batch.features)  # (B, T, D)
         t = random.timesteps(diffusion.num_steps, self.denoise.device)
         cond, uncond = self.denoise.condition(batch.texts)
+        self_levels = cfg.low_levels == "self"
         with record_function("videomdm.noised_teacher"):
-            x_t = self.noised_teacher(model, diffusion, teacher, t, batch.mask, cond, uncond, random)
+            if self_levels:
+                x_t, own = self.noised_own_estimate(model, diffusion, teacher, t, batch.mask, cond, uncond, random)
+            else:
+                x_t = self.noised_teacher(model, diffusion, teacher, t, batch.mask, cond, uncond, random)
         pred = self.denoise(model, x_t, t, batch.mask, cond, uncond)
         item_weight = diffusion.loss_weights(t, cfg.time_weighting, self.loss.min_snr_gamma)  # (B,) per level
+        low = t < cfg.teacher_min_t
+        if self_levels:
+            item_weight = item_weight * (~low)
         joints = decode(normalizer.denormalize(pred), self.layout.num_joints)  # (B, T, J, 3) canonical frame
         # The prediction decodes at the teacher window's anchor (root x, z = 0, facing +z); where it stands and which
         # way it faces are solved from the keypoints instead (placement.py; detached: at the optimum the loss has no
@@ -180,6 +188,15 @@ class ReprojectionObjective:
         if cfg.alignment:
             terms["alignment"] = self.alignment_loss(normalizer, pred, joints, batch)
         weights = {"reprojection": cfg.reprojection, "velocity_2d": cfg.velocity, "alignment": cfg.alignment}
+        if self_levels:
+            own_weight = diffusion.loss_weights(t, self.loss.time_weighting, self.loss.min_snr_gamma) * low
+            terms["self_features"] = masked_mse(pred, own, batch.mask, own_weight)
+            weights["self_features"] = self.loss.features
+            if self.loss.positions:
+                own_joints = decode(normalizer.denormalize(own), self.layout.num_joints)
+                pred_joints = decode(normalizer.denormalize(pred), self.layout.num_joints)
+                terms["self_positions"] = joint_position_loss(pred_joints, own_joints, batch.mask, own_weight)
+                weights["self_positions"] = self.loss.positions
         total = sum(weights[name] * value for name, value in terms.items())
         return total, {name: value.detach() for name, value in terms.items()}
 
@@ -223,6 +240,39 @@ class ReprojectionObjective:
         x = x.clone()
         x[low] = x_low
         return x
+
+    def noised_own_estimate(self, model: torch.nn.Module, diffusion: GaussianDiffusion, teacher: Tensor, t: Tensor,
+                            mask: Tensor, cond: Tensor | None, uncond: Tensor | None,
+                            random: ItemNoise) -> tuple[Tensor, Tensor]:
+        """``two_d.low_levels = "self"``: the model input at level ``t`` and, for items below t*, the clean motion
+        they are denoised towards.
+
+        Items with ``t ≥ t*`` get ``q_sample(teacher, t)`` (their own estimate is the teacher, unused). Items with
+        ``t < t*`` get ``q_sample(ŷ, t)`` with fresh noise, where ŷ is the model's own x0 prediction from
+        ``q_sample(teacher, t*)`` (eval mode, no gradient): below t* the model learns to denoise motions of its own
+        2D-consistent kind, as a ``3d`` model denoises data, instead of correcting with the keypoints it cannot see.
+
+        Returns:
+            ``(x_t, own)``: (B, T, D) the noised input and (B, T, D) the clean motion of each item (no gradient).
+        """
+        t_star = self.two_d.teacher_min_t
+        frames, dim = teacher.shape[1:]
+        device = self.denoise.device
+        x = diffusion.q_sample(teacher, t.clamp_min(t_star), random.noise(frames, dim, device))
+        own = teacher.clone()
+        low = torch.nonzero(t < t_star).squeeze(-1)
+        if low.numel() == 0:
+            return x, own
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            star = torch.full_like(t[low], t_star)
+            own[low] = self.denoise(model, x[low], star, mask[low], None if cond is None else cond[low],
+                                    None if uncond is None else uncond[low])
+        model.train(was_training)
+        x = x.clone()
+        x[low] = diffusion.q_sample(own[low], t[low], random.noise(frames, dim, device, low.tolist()))
+        return x, own
 
     def alignment_loss(self, normalizer: Normalizer, pred: Tensor, joints: Tensor, batch: Batch) -> Tensor:
         """Representation alignment: pull the predicted rotation, local-velocity and foot-contact slices toward the
