@@ -77,6 +77,42 @@ def test_v_prediction_under_bf16_autocast_keeps_the_schedule_in_float32():
     assert (x0[0] - x[0]).abs().min() > 0.04  # sqrt(1 − abar_0) = 0.042: the network's output counts at t = 0
 
 
+def test_edm_with_unit_data_std_is_v_prediction():
+    diffusion = GaussianDiffusion(50)
+    net = small_model(0).eval()
+    x, t, mask, _ = inputs()
+    v = Parameterized(net, "v", diffusion.alphas_cumprod)
+    edm = Parameterized(net, "edm", diffusion.alphas_cumprod, data_std=torch.ones(x.shape[-1]))
+    with torch.no_grad():
+        torch.testing.assert_close(edm(x, t, mask), v(x, t, mask))
+
+
+def test_edm_with_a_zero_network_is_the_wiener_filter_of_each_feature():
+    """x0_hat = s² sqrt(abar) / (s² abar + 1 − abar) x_t: the posterior mean of zero-mean Gaussian data of std s."""
+    diffusion = GaussianDiffusion(50)
+    net = small_model(0)
+    zero_head(net)
+    x, t, mask, _ = inputs()
+    data_std = torch.ones(x.shape[-1])
+    data_std[:3] = 5.0
+    denoiser = Parameterized(net, "edm", diffusion.alphas_cumprod, data_std=data_std).eval()
+    abar = diffusion.alphas_cumprod[t].float()[:, None, None]
+    expected = data_std**2 * abar.sqrt() / (data_std**2 * abar + 1 - abar) * x
+    torch.testing.assert_close(denoiser(x, t, mask), expected)
+    with pytest.raises(ValueError, match="data_std"):
+        Parameterized(net, "edm", diffusion.alphas_cumprod)
+
+
+def test_edm_takes_the_root_emphasis_as_the_root_features_data_std():
+    for settings, root_std in ((["model.prediction=edm"], 5.0),
+                               (["model.prediction=edm", "data.root_emphasis=2"], 2.0),
+                               (["model.prediction=edm", "data.normalization=dimension"], 1.0)):
+        config = load_config("small", settings)
+        data_std = build_denoiser(config, build_model(config, 263, 0)).data_std
+        assert data_std[:4].tolist() == [root_std] * 4  # angular velocity, linear velocity (2), height
+        assert torch.all(data_std[4:] == 1.0)
+
+
 def test_x0_prediction_is_the_network_output():
     net = small_model().eval()
     x, t, mask, cond = inputs()

@@ -54,7 +54,7 @@ class ModelConfig:
     dropout: float = 0.1
     activation: str = "gelu"
     cond_dropout: float = 0.1  # probability of dropping the condition in training (classifier-free guidance)
-    prediction: str = "x0"  # x0 (MDM) | v: the network predicts v, the model still returns x0 (parameterization.py)
+    prediction: str = "x0"  # x0 (MDM) | v | edm (v with each feature group's data std); the model returns x0 either way
     frames_per_token: int = 1  # k consecutive frames per transformer token (temporal patching, see model.py); 1 = MDM
     temporal_kernel: int = 0  # odd width (tokens) of a depthwise temporal convolution in every block; 0 = none (MDM)
     max_frequency_hz: float = 0.0  # band limit of every x0 prediction (DCT low-pass, bandlimit.py); 0 = none (MDM)
@@ -160,17 +160,18 @@ MODEL_DEFINING_SECTIONS = ("model", "diffusion.steps", "diffusion.schedule", "da
 
 
 def _small() -> Config:
-    """A model and budget that train in a few minutes on 2 CPU cores (the demo). v-prediction (at this budget an x0
-    model trained from 2D collapses to a static mean pose) with the v-space loss for the feature objective (it gets
-    gradient at low noise), min-SNR-5 level weights for the 2D objective, and predictions band-limited to 4 Hz (a
-    short-trained network passes white noise and the teacher's jitter through to its output); README, "Does the
-    prior clean its teacher?"."""
+    """A model and budget that train in a few minutes on 2 CPU cores (the demo). EDM preconditioning with each
+    feature group's data std (v-prediction for unit-std features; at this budget an x0 model trained from 2D
+    collapses to a static mean pose) from a zero output layer, the v-space loss for the feature objective (it gets
+    gradient at low noise), min-SNR-5 level weights for the 2D objective with the levels below t* denoising the
+    model's own estimate, and predictions band-limited to 4 Hz (a short-trained network passes white noise and the
+    teacher's jitter through to its output); README, "Does the prior clean its teacher?"."""
     return Config(
-        model=ModelConfig(width=128, layers=4, heads=4, ff_size=256, dropout=0.1, prediction="v",
-                          max_frequency_hz=4.0),
+        model=ModelConfig(width=128, layers=4, heads=4, ff_size=256, dropout=0.1, prediction="edm",
+                          max_frequency_hz=4.0, zero_init_output=True),
         data=DataConfig(num_frames=60, min_frames=40),
         loss=LossConfig(time_weighting="v"),
-        two_d=TwoDConfig(time_weighting="min_snr"),
+        two_d=TwoDConfig(time_weighting="min_snr", low_levels="self"),
         train=TrainConfig(steps=1200, batch_size=32, lr=3e-4, warmup_steps=100, lr_schedule="cosine",
                           ema_decay=0.995, log_every=25, save_every=400),
     )
@@ -299,7 +300,7 @@ def _validate(config: Config) -> Config:
         "diffusion.sample_precision": (config.diffusion.sample_precision, ("fp32", "bf16")),
         "data.text_encoder": (config.data.text_encoder, ("none", "minilm")),
         "model.activation": (config.model.activation, ("gelu", "relu")),
-        "model.prediction": (config.model.prediction, ("x0", "v")),
+        "model.prediction": (config.model.prediction, ("x0", "v", "edm")),
         "two_d.depth_weighting": (config.two_d.depth_weighting, ("none", "mean_depth", "depth_squared")),
         "train.precision": (config.train.precision, ("auto", "fp32", "bf16")),
         "train.lr_schedule": (config.train.lr_schedule, ("constant", "cosine")),

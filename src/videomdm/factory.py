@@ -15,6 +15,7 @@ from .config import Config
 from .diffusion import GaussianDiffusion
 from .model import MotionDenoiser
 from .parameterization import Parameterized
+from .representation import FeatureLayout
 
 __all__ = ["build_model", "build_denoiser", "build_diffusion", "resolve_device", "bf16_supported", "PRECISIONS",
            "autocast_dtype", "device_summary"]
@@ -32,8 +33,15 @@ def build_model(config: Config, feature_dim: int, cond_dim: int) -> MotionDenois
 
 def build_denoiser(config: Config, network: torch.nn.Module) -> Parameterized:
     """``network`` read under ``config.model.prediction``: the x0 denoiser that objectives and samplers call."""
+    data_std = None
+    if config.model.prediction == "edm":
+        layout = FeatureLayout.from_dim(network.feature_dim)
+        data_std = torch.ones(layout.dim)
+        if config.data.normalization == "group":
+            for name in ("root_angular_velocity", "root_linear_velocity", "root_height"):
+                data_std[layout.slices()[name]] = config.data.root_emphasis
     return Parameterized(network, config.model.prediction, build_diffusion(config).alphas_cumprod,
-                         max_cycles_per_frame=config.model.max_frequency_hz / config.data.fps)
+                         max_cycles_per_frame=config.model.max_frequency_hz / config.data.fps, data_std=data_std)
 
 
 def build_diffusion(config: Config) -> GaussianDiffusion:

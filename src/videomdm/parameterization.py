@@ -7,9 +7,17 @@ Sec. 5). The network maps ``(x_t, t, mask, cond, uncond)`` to a raw output ``F``
     x0:  x0_hat = F                                          (MDM: the network predicts x0)
     v:   x0_hat = sqrt(abar_t) x_t − sqrt(1 − abar_t) F      (the network predicts v, Salimans & Ho 2022, eq. 8)
 
-With v, the prediction starts from its input at low noise (with unit-variance data this is EDM's ``c_skip``/``c_out``
-preconditioning, eq. 7). Under 2D supervision, where a single view leaves depth unconstrained, this keeps what the
-views cannot see close to the (noised) input instead of arbitrary.
+    edm: x0_hat = c_skip x_t − c_out F, per feature with its data std s_d (EDM's preconditioning, Karras et al.
+         2022, eq. 7 and Table 1, written for the variance-preserving x_t = sqrt(abar) x0 + sqrt(1 − abar) eps):
+         c_skip = s_d² sqrt(abar) / (s_d² abar + 1 − abar),  c_out = s_d sqrt(1 − abar) / sqrt(s_d² abar + 1 − abar)
+
+With v, the prediction starts from its input at low noise; v is edm with s_d = 1 everywhere (unit-variance data).
+Under 2D supervision, where a single view leaves depth unconstrained, this keeps what the views cannot see close to
+the (noised) input instead of arbitrary. ``edm`` takes each feature's own std: with group normalization the root
+features have std ``data.root_emphasis`` (5), not 1, and under v their target grows with the noise (v = sqrt(abar)
+eps − sqrt(1 − abar) x0) to 5× the others', so a short-trained network's error on them, which integrates into the
+whole trajectory, is 5× larger too. With a zero network, c_skip x_t is the best linear estimate of zero-mean
+Gaussian data of std s_d (the Wiener filter), and the network's target has unit variance at every level.
 
 Optionally the x0 prediction is band-limited in time (``max_cycles_per_frame > 0``): projected onto its DCT
 frequencies up to the cut-off (:mod:`videomdm.bandlimit`), so that every prediction, in training and in sampling,
@@ -27,7 +35,7 @@ from .bandlimit import bandlimit
 
 __all__ = ["Parameterized", "PREDICTIONS"]
 
-PREDICTIONS = ("x0", "v")
+PREDICTIONS = ("x0", "v", "edm")
 
 
 class Parameterized(nn.Module):
@@ -40,15 +48,18 @@ class Parameterized(nn.Module):
         prediction: what ``net`` predicts, one of :data:`PREDICTIONS`.
         alphas_cumprod: ``(N,)`` cumulative alpha-bar of the diffusion; required for ``v``.
         max_cycles_per_frame: cut-off of the band limit on x0_hat (Hz / fps); 0 = none.
+        data_std: ``(D,)`` std of each (normalized) feature; required for ``edm``.
     """
 
     def __init__(self, net: nn.Module, prediction: str, alphas_cumprod: Tensor | None = None,
-                 max_cycles_per_frame: float = 0.0) -> None:
+                 max_cycles_per_frame: float = 0.0, data_std: Tensor | None = None) -> None:
         super().__init__()
         if prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
-        if prediction == "v" and alphas_cumprod is None:
-            raise ValueError("v prediction needs the diffusion's alphas_cumprod")
+        if prediction != "x0" and alphas_cumprod is None:
+            raise ValueError(f"{prediction} prediction needs the diffusion's alphas_cumprod")
+        if prediction == "edm" and data_std is None:
+            raise ValueError("edm prediction needs the features' data_std")
         self.net = net
         self.prediction = prediction
         if max_cycles_per_frame < 0:
@@ -56,6 +67,7 @@ class Parameterized(nn.Module):
         self.max_cycles_per_frame = max_cycles_per_frame
         schedule = None if alphas_cumprod is None else alphas_cumprod.float()
         self.register_buffer("alphas_cumprod", schedule, persistent=False)
+        self.register_buffer("data_std", None if data_std is None else data_std.float(), persistent=False)
 
     def forward(self, x: Tensor, t: Tensor, mask: Tensor, cond: Tensor | None = None,
                 uncond: Tensor | None = None) -> Tensor:
@@ -65,6 +77,12 @@ class Parameterized(nn.Module):
         out = self.net(x, t, mask, cond=cond, uncond=uncond)  # (B, T, D)
         if self.prediction == "x0":
             x0 = out
+        elif self.prediction == "edm":
+            abar = self.alphas_cumprod[t][:, None, None]  # (B, 1, 1) float32
+            sd2 = self.data_std.square()  # (D,)
+            scale = (1.0 - abar) + sd2 * abar  # (B, 1, D)
+            x0 = (sd2 * abar.sqrt() / scale * x.float()
+                  - self.data_std * (1.0 - abar).sqrt() / scale.sqrt() * out.float()).masked_fill(~mask[..., None], 0.0)
         else:
             # In float32 whatever the network's dtype: in bf16, abar_0 = 0.9983 rounds to 1, so sqrt(1 − abar) = 0
             # and the lowest level would ignore the network (and give it no gradient) while float32 sampling
