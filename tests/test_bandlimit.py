@@ -76,7 +76,7 @@ def test_band_limited_predictions_have_no_energy_above_the_cut_off():
 
 def test_the_config_sets_the_cut_off_in_hertz():
     config = load_config("small", ["model.max_frequency_hz=5", "data.fps=25"])
-    denoiser = build_denoiser(config, build_model(config, 7, 0))
+    denoiser = build_denoiser(config, build_model(config, 263, 0))
     assert denoiser.max_cycles_per_frame == pytest.approx(0.2)
     assert load_config("small").model.max_frequency_hz == 4.0  # the measured recipe
     assert load_config("default").model.max_frequency_hz == 0.0  # MDM, and every run saved before the option

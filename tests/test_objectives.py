@@ -57,10 +57,11 @@ def test_inference_does_not_load_the_trainer():
     ("3d", [], {"features": 1.0}),
     ("teacher", ["loss.positions=2", "loss.velocities=3", "loss.foot_contact=4"],
      {"features": 1.0, "positions": 2.0, "velocities": 3.0, "foot_contact": 4.0}),
-    ("2d", [], {"reprojection": 7.0, "velocity_2d": 350.0}),
+    ("2d", [], {"reprojection": 7.0, "velocity_2d": 350.0, "self_features": 1.0}),
+    ("2d", ["two_d.low_levels=chain"], {"reprojection": 7.0, "velocity_2d": 350.0}),
     ("2d", ["model.prediction=v", "two_d.alignment=0.5"],
-     {"reprojection": 7.0, "velocity_2d": 350.0, "alignment": 0.5}),
-    ("2d", ["two_d.low_levels=self", "loss.positions=3"],
+     {"reprojection": 7.0, "velocity_2d": 350.0, "alignment": 0.5, "self_features": 1.0}),
+    ("2d", ["loss.positions=3"],
      {"reprojection": 7.0, "velocity_2d": 350.0, "self_features": 1.0, "self_positions": 3.0}),
 ])
 def test_an_objective_returns_its_weighted_total_and_detached_terms(dataset_2d, mode, settings, weights):
