@@ -62,6 +62,16 @@ def test_lift_split_reprojection_is_in_pixels_of_the_clip_keypoints(dataset_2d, 
     assert np.isfinite(metrics["lift_reprojection_px"])
 
 
+def test_the_final_fit_brings_the_lift_towards_the_keypoints_within_the_band(dataset_2d, run_2d):
+    """The band-limited last pull towards the rays lowers the reprojection error of a (barely trained) prior's
+    lift; without it the lift is the prior's last prediction, placed."""
+    run = load_run(run_2d)
+    assert run.config.model.max_frequency_hz > 0
+    fitted = lift_split(run, dataset_2d, "test", LiftSettings())
+    unfitted = lift_split(run, dataset_2d, "test", LiftSettings(final_fit=False))
+    assert fitted["lift_reprojection_px"] < unfitted["lift_reprojection_px"]
+
+
 def test_evaluate_run_writes_metrics_and_refuses_a_foreign_evaluator(dataset_2d, run_2d, motion_dataset, tmp_path):
     evaluator = train_evaluator(dataset_2d, tmp_path / "evaluator", config=TINY_EVALUATOR, progress=False)
     out = tmp_path / "eval"

@@ -347,7 +347,7 @@ def _lift_settings(args: argparse.Namespace):
     from .experiments import LiftSettings
 
     return LiftSettings(init=args.init, t_start=args.t_start, guidance=args.guidance,
-                        guidance_min_t=args.guidance_min_t, seed=args.seed)
+                        guidance_min_t=args.guidance_min_t, seed=args.seed, final_fit=not args.no_final_fit)
 
 
 def cmd_lift(args: argparse.Namespace) -> None:
@@ -678,6 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "two_d.teacher_min_t, t*); lower trusts the teacher more")
         p.add_argument("--guidance-min-t", type=int, default=1,
                        help="no guidance below this noise level (default: %(default)s)")
+        p.add_argument("--no-final-fit", action="store_true",
+                       help="return the prior's last prediction as it is, without the band-limited pull of the "
+                       "result towards the keypoint rays (band-limited runs with guidance only)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="auto")
         p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")

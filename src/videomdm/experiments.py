@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -49,6 +50,11 @@ class LiftSettings:
     guidance: float = 1.0
     guidance_min_t: int = 1
     seed: int = 0
+    final_fit: bool = True
+
+    def lift_kwargs(self) -> dict:
+        """The keyword arguments of :func:`videomdm.sample.lift` these settings stand for."""
+        return dataclasses.asdict(self)
 
 
 def _frame_weighted(rows: list[tuple[int, dict[str, float]]], keys: tuple[str, ...]) -> dict[str, float]:
@@ -74,9 +80,7 @@ def lift_split(run: LoadedRun, data_dir: Path, split: str, settings: LiftSetting
         if clip.teacher_3d is None:
             raise ValueError(f"{path}: clip {clip.name} has no teacher_3d to lift from")
         observations = clip_observations(clip, run.skeleton, path) if clip.keypoints_2d is not None else None
-        joints = lift(run, clip.teacher_3d, observations, init=settings.init,
-                      t_start=settings.t_start, guidance=settings.guidance, guidance_min_t=settings.guidance_min_t,
-                      seed=settings.seed)
+        joints = lift(run, clip.teacher_3d, observations, **settings.lift_kwargs())
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             np.save(Path(out_dir) / f"{clip.name}.npy", joints)

@@ -204,8 +204,7 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
     stream, position = iter_frames(video, fps, max_seconds=max_seconds), 0
     for start, clip in clips:
         observations = clip_observations(clip, run.skeleton, video)
-        joints = lift(run, clip.teacher_3d, observations, init=settings.init, guidance=settings.guidance,
-                      t_start=settings.t_start, guidance_min_t=settings.guidance_min_t, seed=settings.seed)
+        joints = lift(run, clip.teacher_3d, observations, **settings.lift_kwargs())
         written = _write_motion(out, clip.name, joints, fps, run.skeleton)
         write_joints(out / f"{clip.name}_teacher.npy", clip.teacher_3d, run.skeleton)
         rows[clip.name] = {

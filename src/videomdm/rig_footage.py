@@ -234,9 +234,7 @@ def lift_rig_take(run: LoadedRun, videos: Sequence[Path], calibration: Path, out
     sequences = [detect(v, fps=source_fps, max_seconds=max_seconds, progress=progress) for v in videos]
     clip, report = rig_clip(name, sequences, rig, fps=fps, offsets=offsets, max_offset=max_offset,
                             threshold_px=threshold_px)
-    joints = lift(run, clip.teacher_3d, clip_observations(clip, run.skeleton, name), init=settings.init,
-                  guidance=settings.guidance, t_start=settings.t_start, guidance_min_t=settings.guidance_min_t,
-                  seed=settings.seed)
+    joints = lift(run, clip.teacher_3d, clip_observations(clip, run.skeleton, name), **settings.lift_kwargs())
     out.mkdir(parents=True, exist_ok=True)
     written = _write_motion(out, name, joints, fps, run.skeleton)
     write_joints(out / f"{name}_teacher.npy", clip.teacher_3d, run.skeleton)

@@ -16,6 +16,7 @@ from .config import Config
 from .diffusion import GaussianDiffusion, classifier_free_guidance, level_sequence, sample_ddim, sample_ddpm
 from .factory import autocast_dtype, build_denoiser, build_diffusion, build_model, resolve_device
 from .parameterization import Parameterized
+from .bandlimit import bandlimit
 from .camera import transform_camera
 from .data.dataset import Observations
 from .placement import solve_placement
@@ -231,7 +232,7 @@ def _stack_transforms(transforms: Sequence[RigidTransform]) -> RigidTransform:
 @torch.no_grad()
 def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | None = None, *,
          init: str = "teacher", t_start: int | None = None, steps: int | None = None, guidance: float = 1.0,
-         guidance_min_t: int = 1, stride: int | None = None, seed: int = 0) -> np.ndarray:
+         guidance_min_t: int = 1, stride: int | None = None, seed: int = 0, final_fit: bool = True) -> np.ndarray:
     """Clean 3D for one clip from the trained prior, optionally guided by its 2D keypoints.
 
     Windows are made as in training: the whole clip is encoded once (:func:`encode_with_frames`: the floor is the
@@ -330,6 +331,14 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     canonical = to_joints(denoised)  # (W, L, J, 3)
     if state is not None:
         canonical, to_canonical = placed(canonical, state), state.to_canonical
+        cycles_per_frame = config.model.max_frequency_hz / config.data.fps
+        if final_fit and guidance > 0 and cycles_per_frame > 0:
+            # The guidance's last pull, band-limited: the low-frequency part of what still separates the joints
+            # from their rays (what a smooth motion can fit) is removed; the detector's jitter is not followed.
+            on_rays = nearest_point_to_rays(canonical, keypoints, confidence, state.R, state.t,
+                                            min_depth=config.two_d.min_depth)
+            residual = (weight * (on_rays - canonical)).flatten(2)  # (W, L, J·3)
+            canonical = canonical + bandlimit(residual, mask, cycles_per_frame).unflatten(2, canonical.shape[2:])
     world = to_canonical.inverse().apply(canonical)  # (W, L, J, 3)
     return blend_windows(world, starts, num_frames).float().cpu().numpy()
 
