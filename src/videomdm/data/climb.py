@@ -2,12 +2,13 @@
 into a mocap dataset (:func:`videomdm.data.mocap.build_mocap_dataset`): a second source of real human mocap beside
 LAFAN1, used to train a lifter on other data than it will lift (a cross-domain teacher).
 
-**What the files are.** Five takes of one person climbing onto and off boxes, recorded with optical motion capture
+**What the files are.** Five takes of climbing onto and off boxes, recorded with optical motion capture
 (``demo_data/climb/mocap_climb_seq_{0..4}/*_joint_positions_f<first>-<last>.npy`` in the wheel, 12 939 frames in
 all): float32 ``(T, 53, 3)`` world joint positions in metres, z up, on a constant-bone-length skeleton whose joints
 are named in :data:`CLIMB_JOINTS` (body joints ``Hips``, ``Spine``, ``Spine1``, ``Neck``, ``Head``,
 ``Left/RightShoulder``, ``…Arm``, ``…ForeArm``, ``…Hand``, ``…UpLeg``, ``…Leg``, ``…Foot``, ``…ToeBase``, plus
-15 finger joints per hand and two foot markers ``Left/RightFootMod``). The order of :data:`CLIMB_JOINTS` is the one
+15 finger joints per hand and two foot markers ``Left/RightFootMod``; the limbs of takes 0–3 have identical lengths, take
+4's differ by up to 1.2 cm, and the spine and neck segments vary by up to 1.9 cm between takes). The order of :data:`CLIMB_JOINTS` is the one
 the package documents for its ``mocap`` format.
 
 **Frame rate: not recorded in the files; 120 fps (:data:`CLIMB_FPS`) is inferred** from the motion itself, and
