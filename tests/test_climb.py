@@ -2,6 +2,7 @@
 wheel the test writes itself) and the dataset built from it; the real wheel in one integration test."""
 
 import hashlib
+import io
 import json
 import subprocess
 import zipfile
@@ -12,8 +13,16 @@ import pytest
 from synthetic import walk
 
 from videomdm.data import climb
-from videomdm.data.climb import (CLIMB_FILES, CLIMB_JOINTS, SMPL22_FROM_CLIMB, SPINE2_FRACTION, build_climb_dataset,
-                                 climb_to_smpl22, fetch_climb_joints, load_climb_take)
+from videomdm.data.climb import (
+    CLIMB_FILES,
+    CLIMB_JOINTS,
+    SMPL22_FROM_CLIMB,
+    SPINE2_FRACTION,
+    build_climb_dataset,
+    climb_to_smpl22,
+    fetch_climb_joints,
+    load_climb_take,
+)
 from videomdm.data.clip import load_clip, read_dataset_index
 from videomdm.data.errors import DataError
 from videomdm.data.mocap import load_mocap, resample
@@ -50,7 +59,7 @@ def test_mapping_recovers_every_mapped_joint_and_places_spine2_by_the_rule():
     pelvis, neck = smpl[:, SMPL_22.index("pelvis")], smpl[:, SMPL_22.index("neck")]
     np.testing.assert_allclose(mapped[:, spine2], pelvis + SPINE2_FRACTION * (neck - pelvis), atol=1e-6)
     assert [k for k, v in SMPL22_FROM_CLIMB.items() if v is None] == ["spine2"]  # the only placed joint
-    assert len(set(v for v in SMPL22_FROM_CLIMB.values() if v)) == 21  # no climbing joint used twice
+    assert len({v for v in SMPL22_FROM_CLIMB.values() if v}) == 21  # no climbing joint used twice
 
 
 def test_axes_turn_z_up_into_y_up_by_a_proper_rotation():
@@ -88,16 +97,11 @@ def test_reader_names_the_file_and_the_problem(tmp_path):
 
 def _takes(frames: int = 130) -> dict[str, bytes]:
     """Cache name → .npy bytes of a short synthetic take each (120 fps)."""
-    out = {}
-    for i, name in enumerate(CLIMB_FILES):
-        path_bytes = _npy_bytes(climbing_joints(walk(frames, fps=120.0, seed=i), seed=i))
-        out[name] = path_bytes
-    return out
+    return {name: _npy_bytes(climbing_joints(walk(frames, fps=120.0, seed=i), seed=i))
+            for i, name in enumerate(CLIMB_FILES)}
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
