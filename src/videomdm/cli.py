@@ -36,6 +36,18 @@ def cmd_data_lafan1(args: argparse.Namespace) -> None:
     _print_summary(f"wrote dataset {args.out}", summary)
 
 
+def cmd_data_climb(args: argparse.Namespace) -> None:
+    from .data.climb import CLIMB_FPS, CLIMB_LICENSE, build_climb_dataset
+
+    print(f"Climbing motion capture (holosoma-retargeting 0.1.0 demo data), license: {CLIMB_LICENSE}")
+    print(f"The data is fetched at run time from the PyPI wheel of holosoma-retargeting==0.1.0 (about 100 MB, once); "
+          f"its frame rate is not recorded and is taken as {CLIMB_FPS:g} fps (inferred, see videomdm.data.climb).")
+    summary = build_climb_dataset(Path(args.out), Path(args.cache), fps=args.fps, overwrite=args.overwrite,
+                                  lifter_fraction=args.lifter_fraction, test_fraction=args.test_fraction,
+                                  window_frames=args.window_frames)
+    _print_summary(f"wrote dataset {args.out}", summary)
+
+
 def cmd_data_mocap(args: argparse.Namespace) -> None:
     from .data.mocap import build_mocap_dataset, find_mocap_files
 
@@ -547,6 +559,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     _split_arguments(p)
     p.set_defaults(func=cmd_data_lafan1)
+    p = data.add_parser("climb", help="fetch the climbing mocap shipped in holosoma-retargeting==0.1.0 and build a "
+                        "dataset (a second source, e.g. for a cross-domain lifter)")
+    p.add_argument("--out", required=True, help="dataset folder to create")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="download cache (default: %(default)s)")
+    p.add_argument("--fps", type=float, default=20.0, help="model frame rate (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    _split_arguments(p)
+    p.set_defaults(func=cmd_data_climb)
     p = data.add_parser("mocap", help="build a dataset from a folder of BVH / joints .npy files")
     p.add_argument("src", help="folder of .bvh / .npy (T, 22, 3) files")
     p.add_argument("--out", required=True, help="dataset folder to create")
