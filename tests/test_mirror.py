@@ -188,3 +188,23 @@ def test_mirroring_draws_from_the_item_stream_after_the_window(text_dataset):
 def test_mirror_probability_is_checked(text_dataset):
     with pytest.raises(ValueError, match=r"mirror is a probability in \[0, 1\], got 1.5"):
         MotionWindows(text_dataset, "train", motion_field="gt_3d", num_frames=30, min_frames=20, mirror=1.5)
+
+
+def test_training_reads_data_mirror_from_the_config(dataset_2d, tmp_path, monkeypatch):
+    import json
+
+    import videomdm.train as train_module
+    from test_train_2d import tiny_2d_config
+
+    made = []
+
+    class Recording(MotionWindows):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(train_module, "MotionWindows", Recording)
+    train_module.train(dataset_2d, tmp_path / "run", tiny_2d_config("train.steps=1", "data.mirror=0.25"),
+                       progress=False)
+    assert [windows.mirror for windows in made] == [0.25]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["mirror"] == 0.25
