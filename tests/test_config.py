@@ -36,6 +36,8 @@ def test_round_trip_through_dict():
     ("loss.time_weighting=eps", "must be one of"),
     ("data.root_emphasis=0", "root_emphasis must be positive"),
     ("data.stats_smoothing=-1", "stats_smoothing ≥ 0"),
+    ("data.mirror=1.5", r"data.mirror is a probability in \[0, 1\], got 1.5"),
+    ("data.mirror=-0.1", r"data.mirror is a probability in \[0, 1\]"),
     ("lr", "section.key=value"),
 ])
 def test_bad_overrides_are_errors(override, message):

@@ -90,6 +90,7 @@ class DataConfig:
     normalization: str = "group"  # group: one std per feature group (HumanML3D) | dimension: one std per feature
     root_emphasis: float = 5.0  # group normalization: root slices' std divided by this (HumanML3D's feat_bias)
     stats_smoothing: float = 2.0  # Gaussian std (frames) smoothing motions before normalization statistics; 0 = off
+    mirror: float = 0.0  # probability that a training window is mirrored left/right (data/mirror.py); 0 = never
 
 
 @dataclass
@@ -331,6 +332,8 @@ def _validate(config: Config) -> Config:
         raise ConfigError("data.root_emphasis must be positive and data.stats_smoothing ≥ 0")
     if config.data.cache_mb < 0:
         raise ConfigError(f"data.cache_mb must be ≥ 0 (0 = no cache), got {config.data.cache_mb}")
+    if not 0.0 <= config.data.mirror <= 1.0:
+        raise ConfigError(f"data.mirror is a probability in [0, 1], got {config.data.mirror}")
     if config.data.min_frames > config.data.num_frames:
         raise ConfigError("data.min_frames must not exceed data.num_frames")
     positive = {"train.steps": config.train.steps, "train.batch_size": config.train.batch_size,

@@ -336,7 +336,8 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
                             num_frames=config.data.num_frames, min_frames=config.data.min_frames,
                             skeleton=config.data.skeleton, fps=config.data.fps,
                             contact_threshold=config.data.contact_threshold, facing_sigma=config.data.facing_sigma,
-                            with_keypoints=objective.with_keypoints, cache_mb=config.data.cache_mb)
+                            with_keypoints=objective.with_keypoints, cache_mb=config.data.cache_mb,
+                            mirror=config.data.mirror)
     batch_size, accum = config.train.batch_size, config.train.grad_accum
     effective_batch = batch_size * accum * processes.world_size
     normalizer_file = run_dir / "normalizer.safetensors"

@@ -13,6 +13,11 @@ Clips are read lazily and cached within a memory bound (:class:`MotionWindows`).
 (:func:`videomdm.representation.encode`); a window is a slice of its features, which decodes starting at the origin
 facing +z at its first frame (the floor stays the clip's lowest foot), as HumanML3D crops its training windows. For
 ``2d`` the camera is carried into that window's frame (:meth:`videomdm.representation.CanonicalFrames.window`).
+
+Mirroring (``mirror`` > 0, training augmentation): a window is cut, with that probability, from the clip mirrored
+left/right (:mod:`videomdm.data.mirror`: joints x → −x with left and right swapped, cameras ``M R M, M t``,
+keypoints ``x → −x`` swapped alike). The mirrored clip is encoded exactly as the clip itself (its own
+canonicalization and frames) and cached beside it under the same memory bound.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ from ..representation import CanonicalFrames, FeatureLayout, Normalizer, encode,
 from ..skeleton import Skeleton, get_skeleton, joint_map
 from .clip import Clip, load_clip, read_clip_summary, read_dataset_index
 from .errors import DataError
+from .mirror import mirror_camera, mirror_joints, mirror_keypoints
 
 __all__ = ["MotionWindows", "EncodedClip", "Batch", "collate", "MOTION_SOURCES", "Observations", "observed_keypoints", "clip_observations",
-           "merge_moments"]
+           "merge_moments", "mirror_observations"]
 
 # Which clip field each supervision mode reads its 3D motion from (``2d`` reads the teacher and the keypoints).
 MOTION_SOURCES = {"3d": "gt_3d", "teacher": "teacher_3d", "2d": "teacher_3d"}
@@ -178,11 +184,14 @@ class MotionWindows:
         num_frames: window length (longer clips are cropped at random, shorter ones padded).
         min_frames: clips shorter than this are skipped (and counted in ``skipped``).
         cache_mb: bound of the encoded-clip cache, megabytes (0 = no cache: every window reads its clip).
+        mirror: probability that a window is cut from the clip mirrored left/right (module docstring); 0 = never
+            (and no random number is drawn for it, so the windows of existing runs are unchanged).
     """
 
     def __init__(self, root: Path, split: str, *, motion_field: str, num_frames: int, min_frames: int,
                  skeleton: str = "smpl22", fps: float = 20.0, contact_threshold: float = 0.002,
-                 facing_sigma: float = 20.0, with_keypoints: bool = False, cache_mb: float = 1024.0) -> None:
+                 facing_sigma: float = 20.0, with_keypoints: bool = False, cache_mb: float = 1024.0,
+                 mirror: float = 0.0) -> None:
         index = read_dataset_index(Path(root))
         if abs(index.fps - fps) > 1e-6:
             raise DataError(f"{root}: dataset is at {index.fps} fps but the config expects {fps} fps")
@@ -190,14 +199,17 @@ class MotionWindows:
             raise DataError(f"{root}: dataset skeleton is {index.skeleton} but the config expects {skeleton}")
         if motion_field not in ("gt_3d", "teacher_3d"):
             raise ValueError(f"motion_field must be gt_3d or teacher_3d, got {motion_field!r}")
+        if not 0.0 <= mirror <= 1.0:
+            raise ValueError(f"mirror is a probability in [0, 1], got {mirror}")
         self.skeleton = get_skeleton(skeleton)
         self.layout = FeatureLayout(self.skeleton.num_joints)
         self.num_frames = num_frames
         self.motion_field = motion_field
         self.encode_kwargs = {"contact_threshold": contact_threshold, "facing_sigma": facing_sigma}
         self.with_keypoints = with_keypoints
+        self.mirror = mirror
         self.cache_bytes = int(cache_mb * 2**20)
-        self._cache: OrderedDict[int, EncodedClip] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, bool], EncodedClip] = OrderedDict()  # (clip index, mirrored)
         self._cached_bytes = 0
         # Only the fields this mode reads are loaded; ground truth in particular never reaches other modes.
         needed = {motion_field, *(("keypoints_2d", "confidence", "K", "R", "t") if with_keypoints else ())}
@@ -235,50 +247,60 @@ class MotionWindows:
         joints = torch.as_tensor(joints, dtype=torch.float32)
         return encode(joints, self.skeleton, **self.encode_kwargs)
 
-    def clip(self, index: int) -> EncodedClip:
-        """Clip ``index`` encoded, from the cache or read from its file (then cached, evicting the least recently
-        used clips beyond ``cache_mb``)."""
-        cached = self._cache.get(index)
+    def clip(self, index: int, mirrored: bool = False) -> EncodedClip:
+        """Clip ``index`` encoded (``mirrored``: the clip mirrored left/right, then encoded), from the cache or read
+        from its file (then cached, evicting the least recently used clips beyond ``cache_mb``)."""
+        key = (index, mirrored)
+        cached = self._cache.get(key)
         if cached is not None:
-            self._cache.move_to_end(index)
+            self._cache.move_to_end(key)
             return cached
-        encoded = self._load(index)
+        encoded = self._load(index, mirrored)
         size = encoded.nbytes
         if size <= self.cache_bytes:
-            self._cache[index] = encoded
+            self._cache[key] = encoded
             self._cached_bytes += size
             while self._cached_bytes > self.cache_bytes:
                 _, evicted = self._cache.popitem(last=False)
                 self._cached_bytes -= evicted.nbytes
         return encoded
 
-    def _load(self, index: int) -> EncodedClip:
+    def _load(self, index: int, mirrored: bool = False) -> EncodedClip:
         path = self.paths[index]
         clip = load_clip(path, skip=self._skip)
         motion = getattr(clip, self.motion_field)
         if motion is None or len(motion) != self.lengths[index]:
             raise DataError(f"{path}: clip {clip.name} changed since the dataset was indexed (expected "
                             f"{self.lengths[index]} frames of {self.motion_field})")
-        joints = torch.as_tensor(np.asarray(motion, dtype=np.float32))
+        motion = np.asarray(motion, dtype=np.float32)  # (T, J, 3)
+        if mirrored:
+            motion = mirror_joints(motion, self.skeleton.mirror_permutation)
+        joints = torch.as_tensor(motion)
         if not self.with_keypoints:
             return EncodedClip(self.encode(joints))  # (T, D)
         observed = clip_observations(clip, self.skeleton, path)
         if observed.keypoints.shape[1] != len(motion):
             raise DataError(f"{path}: clip {clip.name} has {observed.keypoints.shape[1]} keypoint frames but "
                             f"{len(motion)} frames of {self.motion_field}")
+        if mirrored:
+            observed = mirror_observations(observed, self.skeleton.mirror_permutation)
         # Features and the windows' frames from one canonicalization of the clip.
         return EncodedClip(*encode_with_frames(joints, self.skeleton, **self.encode_kwargs), observed)
 
     def sample(self, index: int, rng: np.random.Generator) -> Batch:
         """A random window of clip ``index`` as a batch of one: features ``(1, T_w, D)``, a random caption, and
-        (with keypoints) its observations with the camera carried into the window's frame."""
-        clip = self.clip(index)
-        clip_features = clip.features
-        length = min(len(clip_features), self.num_frames)
-        start = int(rng.integers(0, len(clip_features) - length + 1))
+        (with keypoints) its observations with the camera carried into the window's frame.
+
+        Draws from ``rng``, in order: the window's start, the caption, and (only when ``mirror`` > 0) whether the
+        window is mirrored, so a run with mirroring sees the windows and captions of the same run without it."""
+        clip_frames = self.lengths[index]  # == len(self.clip(index).features), checked when a clip is loaded
+        length = min(clip_frames, self.num_frames)
+        start = int(rng.integers(0, clip_frames - length + 1))
         captions = self.texts[index]
         text = captions[int(rng.integers(len(captions)))] if captions else ""
-        features = clip_features[start:start + length][None]  # (1, T_w, D)
+        mirrored = self.mirror > 0 and bool(rng.random() < self.mirror)
+        clip = self.clip(index, mirrored)
+        features = clip.features[start:start + length][None]  # (1, T_w, D)
         mask = torch.ones(1, length, dtype=torch.bool)
         if not self.with_keypoints:
             return Batch(features, mask, [text])
@@ -316,6 +338,15 @@ class MotionWindows:
             moments = (rows.shape[0], rows.mean(0), ((rows - rows.mean(0)) ** 2).sum(0))
             count, mean, sum_squares = moments if mean is None else merge_moments((count, mean, sum_squares), moments)
         return Normalizer.from_moments(count, mean, sum_squares)
+
+
+def mirror_observations(observations: Observations, permutation: np.ndarray) -> Observations:
+    """A clip's observations (V views, T frames, J joints of the skeleton ``permutation (J,)`` belongs to) as seen
+    in the mirrored world: keypoints and confidence (Mi-3) and every view's per-frame camera (Mi-2) of
+    :mod:`videomdm.data.mirror`."""
+    keypoints, confidence = mirror_keypoints(observations.keypoints, observations.confidence, permutation)
+    R, t = mirror_camera(observations.R, observations.t)
+    return Observations(keypoints, confidence, R, t)
 
 
 def merge_moments(a: tuple[int, Tensor, Tensor], b: tuple[int, Tensor, Tensor]) -> tuple[int, Tensor, Tensor]:
