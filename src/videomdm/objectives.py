@@ -167,8 +167,8 @@ class ReprojectionObjective:
                 x_t = self.noised_teacher(model, diffusion, teacher, t, batch.mask, cond, uncond, random)
         pred = self.denoise(model, x_t, t, batch.mask, cond, uncond)
         item_weight = diffusion.loss_weights(t, cfg.time_weighting, self.loss.min_snr_gamma)  # (B,) per level
-        low = t < cfg.teacher_min_t
-        if self_levels:
+        if self_levels:  # the 2D terms train t ≥ t*; below, the feature loss against the model's own estimate
+            low = t < cfg.teacher_min_t
             item_weight = item_weight * (~low)
         joints = decode(normalizer.denormalize(pred), self.layout.num_joints)  # (B, T, J, 3) canonical frame
         # The prediction decodes at the teacher window's anchor (root x, z = 0, facing +z); where it stands and which

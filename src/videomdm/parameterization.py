@@ -58,8 +58,8 @@ class Parameterized(nn.Module):
             raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
         if prediction != "x0" and alphas_cumprod is None:
             raise ValueError(f"{prediction} prediction needs the diffusion's alphas_cumprod")
-        if prediction == "edm" and data_std is None:
-            raise ValueError("edm prediction needs the features' data_std")
+        if (prediction == "edm") != (data_std is not None):
+            raise ValueError("edm prediction needs the features' data_std, and only edm takes one")
         self.net = net
         self.prediction = prediction
         if max_cycles_per_frame < 0:
@@ -73,22 +73,22 @@ class Parameterized(nn.Module):
                 uncond: Tensor | None = None) -> Tensor:
         """x0 prediction ``(B, T, D)`` from x_t ``(B, T, D)`` at levels ``t`` ``(B,)``; exactly 0 on padded frames
         (``mask`` ``(B, T)`` bool, True = real frame; values of ``x`` there may be anything, NaN included). Under
-        autocast, ``v`` predictions combine input and output in float32 and return float32."""
+        autocast, ``v`` and ``edm`` predictions combine input and output in float32 and return float32."""
         out = self.net(x, t, mask, cond=cond, uncond=uncond)  # (B, T, D)
         if self.prediction == "x0":
             x0 = out
-        elif self.prediction == "edm":
-            abar = self.alphas_cumprod[t][:, None, None]  # (B, 1, 1) float32
-            sd2 = self.data_std.square()  # (D,)
-            scale = (1.0 - abar) + sd2 * abar  # (B, 1, D)
-            x0 = (sd2 * abar.sqrt() / scale * x.float()
-                  - self.data_std * (1.0 - abar).sqrt() / scale.sqrt() * out.float()).masked_fill(~mask[..., None], 0.0)
         else:
-            # In float32 whatever the network's dtype: in bf16, abar_0 = 0.9983 rounds to 1, so sqrt(1 − abar) = 0
-            # and the lowest level would ignore the network (and give it no gradient) while float32 sampling
-            # does not; the other low levels' coefficients would be off by up to 15 %.
+            # x0 = c_skip x_t − c_out F in float32 whatever the network's dtype: in bf16, abar_0 = 0.9983 rounds to 1,
+            # so sqrt(1 − abar) = 0 and the lowest level would ignore the network (and give it no gradient) while
+            # float32 sampling does not; the other low levels' coefficients would be off by up to 15 %.
             abar = self.alphas_cumprod[t][:, None, None]  # (B, 1, 1) float32
-            x0 = (abar.sqrt() * x.float() - (1.0 - abar).sqrt() * out.float()).masked_fill(~mask[..., None], 0.0)
+            if self.data_std is None:  # v: unit data std
+                c_skip, c_out = abar.sqrt(), (1.0 - abar).sqrt()
+            else:  # edm: each feature's data std, (B, 1, D)
+                sd2 = self.data_std.square()
+                scale = (1.0 - abar) + sd2 * abar
+                c_skip, c_out = sd2 * abar.sqrt() / scale, self.data_std * (1.0 - abar).sqrt() / scale.sqrt()
+            x0 = (c_skip * x.float() - c_out * out.float()).masked_fill(~mask[..., None], 0.0)
         if self.max_cycles_per_frame > 0:
             x0 = bandlimit(x0, mask, self.max_cycles_per_frame)
         return x0
