@@ -137,7 +137,9 @@ class ReprojectionObjective:
 
     Terms, weighted by ``config.two_d``: depth-weighted reprojection of the decoded prediction against the keypoints,
     2D velocity consistency, and (optionally) alignment of the prediction's rotation/velocity/contact slices with the
-    re-encoded prediction moved onto the keypoint rays. ``batch.features`` hold the teacher; no ground truth is read.
+    re-encoded prediction moved onto the keypoint rays; with ``two_d.low_levels = "self"`` the 2D terms score the
+    items at t ≥ t* and the feature loss (``loss`` weights) scores the items below t* against the model's own
+    estimate (:meth:`noised_own_estimate`). ``batch.features`` hold the teacher; no ground truth is read.
     A clip's views all score the one prediction: the losses average over them and placement uses all of them
     (:mod:`videomdm.views`).
     """
