@@ -331,7 +331,7 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     canonical = to_joints(denoised)  # (W, L, J, 3)
     if state is not None:
         canonical, to_canonical = placed(canonical, state), state.to_canonical
-        cycles_per_frame = run.model.max_cycles_per_frame  # the band of the run's own predictions
+        cycles_per_frame = config.model.max_frequency_hz / config.data.fps
         if final_fit and guidance > 0 and cycles_per_frame > 0:
             # The guidance's last pull, band-limited: the low-frequency part of what still separates the joints
             # from their rays (what a smooth motion can fit) is removed; the detector's jitter is not followed.
