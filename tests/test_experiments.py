@@ -68,7 +68,7 @@ def test_the_final_fit_brings_the_lift_towards_the_keypoints_within_the_band(dat
     run = load_run(run_2d)
     assert run.config.model.max_frequency_hz > 0
     fitted = lift_split(run, dataset_2d, "test", LiftSettings())
-    unfitted = lift_split(run, dataset_2d, "test", LiftSettings(final_fit=False))
+    unfitted = lift_split(run, dataset_2d, "test", LiftSettings(final_fit_hz=0.0))
     assert fitted["lift_reprojection_px"] < unfitted["lift_reprojection_px"]
 
 

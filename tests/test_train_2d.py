@@ -217,6 +217,7 @@ def test_lift_windows_and_frames(motion_dataset, tmp_path, monkeypatch, num_fram
     out = lift(run, teacher, t_start=5)
     assert out.shape == teacher.shape
     np.testing.assert_allclose(out, teacher, atol=1e-3)
+    np.testing.assert_allclose(lift(run, teacher, t_start=5, samples=3), teacher, atol=1e-3)  # each sample's windows
     starts = window_starts(num_frames, 40)
     covered = np.zeros(num_frames, dtype=bool)
     for s in starts:
@@ -224,6 +225,31 @@ def test_lift_windows_and_frames(motion_dataset, tmp_path, monkeypatch, num_fram
     assert covered.all() and starts[-1] + min(40, num_frames) == num_frames
     with pytest.raises(ValueError, match="t_start"):
         lift(run, teacher, t_start=10)
+    with pytest.raises(ValueError, match="samples"):
+        lift(run, teacher, t_start=5, samples=0)
+
+
+def test_the_posterior_mean_of_several_lifts_averages_their_noise_out(motion_dataset, tmp_path):
+    """A prior that removes nothing (it returns its input without the signal scale, x_t / √ᾱ_t) lifts the teacher
+    plus that sample's noise; the mean of 16 samples keeps about a quarter of one sample's error (1/√K)."""
+    from synthetic import walk
+
+    from videomdm.sample import lift, load_run
+
+    run_dir = tmp_path / "run"
+    train(motion_dataset, run_dir, tiny_2d_config("train.steps=1", "train.supervision=3d"), progress=False)
+    run = load_run(run_dir)
+    abar = run.diffusion.alphas_cumprod
+
+    class KeepsTheNoise(torch.nn.Module):
+        def forward(self, x, t, mask, cond=None, uncond=None):
+            return x / abar[t].sqrt()[:, None, None]
+
+    run.model = KeepsTheNoise()
+    teacher = walk(60, seed=4)
+    errors = {k: float(np.linalg.norm(lift(run, teacher, t_start=3, samples=k) - teacher, axis=-1).mean())
+              for k in (1, 16)}
+    assert 0 < errors[16] < 0.5 * errors[1], errors
 
 
 def test_guided_lift_lands_on_the_keypoint_rays(motion_dataset, tmp_path):

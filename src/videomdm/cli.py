@@ -359,7 +359,8 @@ def _lift_settings(args: argparse.Namespace):
     from .experiments import LiftSettings
 
     return LiftSettings(init=args.init, t_start=args.t_start, guidance=args.guidance,
-                        guidance_min_t=args.guidance_min_t, seed=args.seed, final_fit=not args.no_final_fit)
+                        guidance_min_t=args.guidance_min_t, seed=args.seed, samples=args.samples,
+                        final_fit_hz=args.final_fit_hz)
 
 
 def cmd_lift(args: argparse.Namespace) -> None:
@@ -694,9 +695,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "two_d.teacher_min_t, t*); lower trusts the teacher more")
         p.add_argument("--guidance-min-t", type=int, default=1,
                        help="no guidance below this noise level (default: %(default)s)")
-        p.add_argument("--no-final-fit", action="store_true",
-                       help="return the prior's last prediction as it is, without the band-limited pull of the "
-                       "result towards the keypoint rays (band-limited runs with guidance only)")
+        p.add_argument("--samples", type=int, default=8,
+                       help="lifts from independent noise averaged into the posterior mean (default: %(default)s)")
+        p.add_argument("--final-fit-hz", type=float,
+                       help="band of the final pull of the result towards the keypoint rays, in Hz (default: the "
+                       "run's model.max_frequency_hz; 0 = none; higher follows fast motion and the detector's noise)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="auto")
         p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")

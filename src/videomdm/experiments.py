@@ -43,14 +43,16 @@ LIFT_KEYS = ("mpjpe_mm", "root_mpjpe_mm", "pa_mpjpe_mm", "pck100", "accel_error_
 @dataclass(frozen=True)
 class LiftSettings:
     """How :func:`lift_split` lifts: see :func:`videomdm.sample.lift`. ``guidance = 0``: no ray guidance (the windows
-    are still placed from the keypoints); ``t_start`` None: the run's ``two_d.teacher_min_t``."""
+    are still placed from the keypoints); ``t_start`` None: the run's ``two_d.teacher_min_t``; ``samples``: lifts
+    averaged into the posterior mean; ``final_fit_hz`` None: the run's band."""
 
     init: str = "teacher"
     t_start: int | None = None
     guidance: float = 1.0
     guidance_min_t: int = 1
     seed: int = 0
-    final_fit: bool = True
+    samples: int = 8
+    final_fit_hz: float | None = None
 
     def lift_kwargs(self) -> dict:
         """The keyword arguments of :func:`videomdm.sample.lift` these settings stand for."""

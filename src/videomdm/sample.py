@@ -232,7 +232,8 @@ def _stack_transforms(transforms: Sequence[RigidTransform]) -> RigidTransform:
 @torch.no_grad()
 def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | None = None, *,
          init: str = "teacher", t_start: int | None = None, steps: int | None = None, guidance: float = 1.0,
-         guidance_min_t: int = 1, stride: int | None = None, seed: int = 0, final_fit: bool = True) -> np.ndarray:
+         guidance_min_t: int = 1, stride: int | None = None, seed: int = 0, samples: int = 1,
+         final_fit_hz: float | None = None) -> np.ndarray:
     """Clean 3D for one clip from the trained prior, optionally guided by its 2D keypoints.
 
     Windows are made as in training: the whole clip is encoded once (:func:`encode_with_frames`: the floor is the
@@ -250,8 +251,21 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     (1 = onto the ray; with several views the point nearest to all of a joint's rays,
     :func:`~videomdm.views.nearest_point_to_rays`, by the largest of its confidences) and re-encoded (the clip's floor kept; the cameras follow the new canonical frame) as the
     sampler's x0 estimate: a step callback of :func:`~videomdm.diffusion.sample_ddim` whose explicit state
-    (:class:`GuidanceState`: the cameras and each window's frame) the sampler threads and returns. Placing before moving keeps the body's size: rays are reached by a pose change, not by
-    shrinking the body towards the camera. The last levels are left to the prior to smooth the detector's noise.
+    (:class:`GuidanceState`: the cameras and each window's frame) the sampler threads and returns. Placing before
+    moving keeps the body's size: rays are reached by a pose change, not by shrinking the body towards the camera.
+    The last levels are left to the prior to smooth the detector's noise.
+
+    *Final fit* (with guidance): after the last step the placed result is moved by the part of its remaining offset
+    to the keypoint rays (the offset the guidance would apply) that lies at or below ``final_fit_hz`` (default: the
+    run's ``model.max_frequency_hz``, the band every prediction of the prior lies in; 0 = no final fit;
+    :func:`~videomdm.bandlimit.bandlimit`): what a smooth motion can fit is fitted, the detector's frame-to-frame
+    jitter is not followed. A higher band follows fast footage more closely, and more of the detector's noise.
+
+    *Posterior mean* (``samples`` = K > 1): K lifts from independent noise (the teacher noised K times to
+    ``t_start``) are averaged joint by joint: an estimate of the posterior mean E[x | teacher, keypoints], the
+    estimate of least squared error. What the noise put into one sample and the prior could not remove averages out
+    (≈ 1/√K). Costs K times the model calls of one lift, in one batch.
+
     Overlapping windows are blended (:func:`blend_windows`).
 
     Args:
@@ -266,6 +280,11 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     t_start = (config.two_d.teacher_min_t if init == "teacher" else last_level) if t_start is None else t_start
     if not 0 <= t_start <= last_level:
         raise ValueError(f"t_start must be in [0, {last_level}], got {t_start}")
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    final_fit_hz = config.model.max_frequency_hz if final_fit_hz is None else final_fit_hz
+    if final_fit_hz < 0:
+        raise ValueError(f"final_fit_hz must be ≥ 0 (0 = no final fit), got {final_fit_hz}")
     joints = torch.as_tensor(np.asarray(teacher_3d), dtype=torch.float32, device=run.device)  # (T, J, 3)
     num_frames = joints.shape[0]
     if num_frames < 2 or not torch.isfinite(joints).all():
@@ -274,17 +293,19 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     length = min(config.data.num_frames, num_frames)
     starts = window_starts(num_frames, length, max(1, length // 2) if stride is None else stride)
 
-    def windows_of(values: np.ndarray | Tensor, axis: int = 0) -> Tensor:  # (T, ...) → (W, L, ...) at ``axis``
+    def windows_of(values: np.ndarray | Tensor, axis: int = 0) -> Tensor:
+        """(T, ...) → (W·K, L, ...) at ``axis``: each window K times in a row, once per sample."""
         values = torch.as_tensor(np.asarray(values), dtype=torch.float32, device=run.device)
         if values.shape[axis] != num_frames:
             raise ValueError(f"observations have {values.shape[axis]} frames, the teacher has {num_frames}")
-        return torch.stack([values.narrow(axis, s, length) for s in starts])
+        return torch.stack([values.narrow(axis, s, length) for s in starts]).repeat_interleave(samples, 0)
 
     features, frames = encode_with_frames(joints, run.skeleton, **encode_kw)  # (T, D): one clip, as in training
-    x0 = run.normalizer.normalize(windows_of(features))  # (W, L, D)
-    to_canonical = _stack_transforms([frames.window(s) for s in starts])  # world → each window's frame
+    x0 = run.normalizer.normalize(windows_of(features))  # (W·K, L, D)
+    window_frames = [frames.window(s) for s in starts for _ in range(samples)]
+    to_canonical = _stack_transforms(window_frames)  # world → each window's frame
     mask = torch.ones(x0.shape[:2], dtype=torch.bool, device=run.device)
-    cond, uncond = _dropped_condition(run, len(starts))  # a text model used without a caption
+    cond, uncond = _dropped_condition(run, len(x0))  # a text model used without a caption
 
     def model_fn(x, t):
         return run.model(x, t, mask, cond=cond, uncond=uncond)
@@ -322,7 +343,7 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     generator = torch.Generator(device=run.device).manual_seed(seed)
     noise = torch.randn(x0.shape, generator=generator, device=run.device)
     if init == "teacher":
-        level = torch.full((len(starts),), t_start, dtype=torch.long, device=run.device)
+        level = torch.full((len(x0),), t_start, dtype=torch.long, device=run.device)
         x_start = run.diffusion.q_sample(x0, level, noise)
     else:
         x_start = noise
@@ -331,15 +352,14 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     canonical = to_joints(denoised)  # (W, L, J, 3)
     if state is not None:
         canonical, to_canonical = placed(canonical, state), state.to_canonical
-        cycles_per_frame = config.model.max_frequency_hz / config.data.fps
-        if final_fit and guidance > 0 and cycles_per_frame > 0:
-            # The guidance's last pull, band-limited: the low-frequency part of what still separates the joints
-            # from their rays (what a smooth motion can fit) is removed; the detector's jitter is not followed.
+        if final_fit_hz > 0 and guidance > 0:
             on_rays = nearest_point_to_rays(canonical, keypoints, confidence, state.R, state.t,
                                             min_depth=config.two_d.min_depth)
             residual = (weight * (on_rays - canonical)).flatten(2)  # (W, L, J·3)
-            canonical = canonical + bandlimit(residual, mask, cycles_per_frame).unflatten(2, canonical.shape[2:])
-    world = to_canonical.inverse().apply(canonical)  # (W, L, J, 3)
+            fitted = bandlimit(residual, mask, min(final_fit_hz / config.data.fps, 0.5))
+            canonical = canonical + fitted.unflatten(2, canonical.shape[2:])
+    world = to_canonical.inverse().apply(canonical)  # (W·K, L, J, 3)
+    world = world.unflatten(0, (len(starts), samples)).mean(1)  # the posterior mean of each window
     return blend_windows(world, starts, num_frames).float().cpu().numpy()
 
 
