@@ -39,7 +39,7 @@ def _filmed(rig, offsets, frames=90, fps=60.0, margin=6):
 def test_a_take_becomes_one_grounded_multi_view_clip_with_its_offsets_found():
     rig = make_rig(3)
     sequences, _ = _filmed(rig, [0, 4, -3])
-    clip, report = rig_clip("take", sequences, rig, fps=20.0, max_offset=6, smooth_seconds=0.0)
+    clip, report, views_used = rig_clip("take", sequences, rig, fps=20.0, max_offset=6, smooth_seconds=0.0)
     assert report["offsets_estimated"] and report["offsets"] == [0, 4, -3]
     assert max(report["offset_error_px"][1:]) < 0.1 < min(report["zero_offset_error_px"][1:])
     assert clip.num_views == 3 and clip.keypoint_skeleton == "smpl22" and clip.fps == 20.0
@@ -51,12 +51,32 @@ def test_a_take_becomes_one_grounded_multi_view_clip_with_its_offsets_found():
     assert abs(np.percentile(clip.teacher_3d[..., 1].min(-1), 5)) < 0.02
 
 
+def test_a_view_that_swapped_left_and_right_is_left_out_of_the_views_used():
+    """The views each keypoint was triangulated from (what lifting a take is guided by): a camera whose detector
+    swapped the ankles is rejected for them wherever the swap moves them beyond the outlier threshold, and kept for
+    every other joint."""
+    from dataclasses import replace
+
+    rig = make_rig(3)
+    sequences, _ = _filmed(rig, [0, 0, 0])
+    swapped = sequences[2].keypoints.copy()
+    swapped[:, [7, 8]] = swapped[:, [8, 7]]  # SMPL-22 left and right ankle
+    sequences[2] = replace(sequences[2], keypoints=swapped)
+    clip, _, views_used = rig_clip("take", sequences, rig, fps=20.0, offsets=[0, 0, 0], smooth_seconds=0.0)
+    assert views_used.shape == clip.confidence.shape and views_used.dtype == bool
+    apart = np.linalg.norm(clip.keypoints_2d[2, :, 7] - clip.keypoints_2d[2, :, 8], axis=-1) > 60  # px, swap visible
+    assert apart.sum() > 5 and not views_used[2, apart][:, [7, 8]].any()
+    assert views_used[:2][:, apart][..., [7, 8]].all()
+    others = [j for j in range(22) if j not in (7, 8)]
+    assert views_used[:, :, others].all()
+
+
 def test_given_offsets_are_used_and_bad_ones_refused():
     rig = make_rig(2, seed=1)
     sequences, _ = _filmed(rig, [0, 2])
-    clip, report = rig_clip("take", sequences, rig, fps=20.0, offsets=[0, 2], smooth_seconds=0.0)
+    clip, report, _ = rig_clip("take", sequences, rig, fps=20.0, offsets=[0, 2], smooth_seconds=0.0)
     assert report["offsets"] == [0, 2] and not report["offsets_estimated"] and clip_reprojection_px(clip) < 0.05
-    _, wrong = rig_clip("take", sequences, rig, fps=20.0, offsets=[0, 0])
+    _, wrong, _ = rig_clip("take", sequences, rig, fps=20.0, offsets=[0, 0])
     assert wrong["teacher"]["used_median_px"] > 1.0  # unsynchronized views disagree
     with pytest.raises(DataError, match="one offset per camera with 0 for the first"):
         rig_clip("take", sequences, rig, fps=20.0, offsets=[1, 2])

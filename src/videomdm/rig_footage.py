@@ -84,7 +84,7 @@ def align_views(keypoints: np.ndarray, confidence: np.ndarray, offsets: Sequence
 
 def rig_clip(name: str, sequences: Sequence[KeypointSequence], rig: Rig, *, fps: float,
              offsets: Sequence[int] | None = None, max_offset: int = 30, threshold_px: float = 20.0,
-             smooth_seconds: float = 0.05, text: Sequence[str] = ()) -> tuple[Clip, dict]:
+             smooth_seconds: float = 0.05, text: Sequence[str] = ()) -> tuple[Clip, dict, np.ndarray]:
     """One take's detections (one :class:`KeypointSequence` per camera, in the rig's order, at one frame rate) → a
     grounded multi-view clip with the triangulating teacher, and a report.
 
@@ -95,7 +95,8 @@ def rig_clip(name: str, sequences: Sequence[KeypointSequence], rig: Rig, *, fps:
         smooth_seconds: the teacher's Gaussian smoothing over time (:class:`~videomdm.teacher.TriangulatingTeacher`).
 
     Returns:
-        ``(clip, report)``: report with ``offsets``, ``offsets_estimated``, ``offset_error_px`` /
+        ``(clip, report, views_used)``: ``views_used`` ``(V, T, J2)`` bool, the views each keypoint was
+        triangulated from (the others were rejected as outliers or not seen); report with ``offsets``, ``offsets_estimated``, ``offset_error_px`` /
         ``zero_offset_error_px`` (median two-view error of the chosen / zero offsets, per view; estimated only),
         ``frames``, ``teacher`` (the triangulation's per-view median pixels, :meth:`TriangulatedTeacher.report`)
         and ``teacher_reprojection_px`` (the grounded teacher against the keypoints, mean over views).
@@ -140,7 +141,7 @@ def rig_clip(name: str, sequences: Sequence[KeypointSequence], rig: Rig, *, fps:
     clip = ground_clip(replace(clip, teacher_3d=teacher(clip)))
     report.update(frames=clip.num_frames, teacher=teacher.reports[name],
                   teacher_reprojection_px=round(clip_reprojection_px(clip), 3))
-    return clip, report
+    return clip, report, teacher.views_used[name]
 
 
 def prepare_rig_videos(takes: Sequence[Sequence[Path]], calibration: Path, out: Path, *, fps: float = 20.0,
@@ -169,8 +170,8 @@ def prepare_rig_videos(takes: Sequence[Sequence[Path]], calibration: Path, out: 
             name = _take_name(videos)
             log(f"{name}: detecting {len(videos)} views at {rates.pop():g} fps")
             sequences = [detect(v, fps=video_info(v)[0], max_seconds=max_seconds, progress=progress) for v in videos]
-            clip, report = rig_clip(name, sequences, rig, fps=fps, offsets=offsets, max_offset=max_offset,
-                                    threshold_px=threshold_px, text=[caption] if caption else [])
+            clip, report, _ = rig_clip(name, sequences, rig, fps=fps, offsets=offsets, max_offset=max_offset,
+                                       threshold_px=threshold_px, text=[caption] if caption else [])
             writer.add("train", clip)
             summary["takes"][name] = report
             log(f"{name}: {report['frames']} frames, offsets {report['offsets']}, triangulation "
@@ -232,9 +233,12 @@ def lift_rig_take(run: LoadedRun, videos: Sequence[Path], calibration: Path, out
     source_fps = video_info(videos[0])[0]
     name = _take_name(videos)
     sequences = [detect(v, fps=source_fps, max_seconds=max_seconds, progress=progress) for v in videos]
-    clip, report = rig_clip(name, sequences, rig, fps=fps, offsets=offsets, max_offset=max_offset,
-                            threshold_px=threshold_px)
-    joints = lift(run, clip.teacher_3d, clip_observations(clip, run.skeleton, name), **settings.lift_kwargs())
+    clip, report, views_used = rig_clip(name, sequences, rig, fps=fps, offsets=offsets, max_offset=max_offset,
+                                        threshold_px=threshold_px)
+    # Guidance by the keypoints the triangulation kept: a view it rejected for a joint (a detector that swapped left
+    # and right there) would pull the joint off the rays of the views that agree.
+    guiding = replace(clip, confidence=clip.confidence * views_used)
+    joints = lift(run, clip.teacher_3d, clip_observations(guiding, run.skeleton, name), **settings.lift_kwargs())
     out.mkdir(parents=True, exist_ok=True)
     written = _write_motion(out, name, joints, fps, run.skeleton)
     write_joints(out / f"{name}_teacher.npy", clip.teacher_3d, run.skeleton)

@@ -149,7 +149,8 @@ class TriangulatingTeacher:
     Reads ``keypoints_2d (V, T, J2, 2)`` (undistorted pixels), ``confidence (V, T, J2)``, ``keypoint_skeleton``,
     ``K (V, 3, 3)``, ``R (V, 3, 3)``, ``t (V, 3)``, ``fps`` and ``name``; never ``gt_3d``. ``smooth_seconds`` is the
     Gaussian filter's σ in seconds (``smooth_frames = smooth_seconds · fps``). Each clip's
-    :meth:`TriangulatedTeacher.report` is kept in :attr:`reports` (clip name → numbers) for the dataset's provenance.
+    :meth:`TriangulatedTeacher.report` is kept in :attr:`reports` (clip name → numbers) for the dataset's provenance,
+    and the views each keypoint was triangulated from in :attr:`views_used` (clip name → ``(V, T, J2)`` bool).
     """
 
     def __init__(self, *, threshold_px: float = 20.0, min_confidence: float = 0.1, smooth_seconds: float = 0.05,
@@ -159,6 +160,7 @@ class TriangulatingTeacher:
         self.min_confidence = min_confidence
         self.level_floor = level_floor
         self.reports: dict[str, dict[str, float]] = {}
+        self.views_used: dict[str, np.ndarray] = {}
 
     def __call__(self, clip: "Clip", detector_3d: np.ndarray | None = None) -> np.ndarray:
         fields = (clip.keypoints_2d, clip.confidence, clip.K, clip.R, clip.t)
@@ -179,4 +181,5 @@ class TriangulatingTeacher:
                                      smooth_frames=self.smooth_seconds * float(clip.fps),
                                      level_floor=self.level_floor, where=f"clip {clip.name}")
         self.reports[clip.name] = result.report()
+        self.views_used[clip.name] = result.triangulation.used
         return result.joints
