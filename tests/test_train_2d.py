@@ -281,6 +281,32 @@ def test_guided_lift_lands_on_the_keypoint_rays(motion_dataset, tmp_path):
     assert error[confidence == 0].max() > 1e-2  # the missing joint was not snapped
 
 
+def test_lifting_in_chunks_of_windows_gives_the_same_motion(motion_dataset, tmp_path):
+    """``max_windows`` bounds how many windows (of every sample) the sampler holds at once; guided, placed and
+    fitted window by window, the result is the same whatever the chunks."""
+    from synthetic import walk
+
+    from videomdm.camera import look_at, project_normalized, world_to_camera
+    from videomdm.data.dataset import Observations
+    from videomdm.sample import lift, load_run
+
+    run_dir = tmp_path / "run"
+    train(motion_dataset, run_dir, tiny_2d_config("train.steps=1", "train.supervision=3d"), progress=False)
+    run = load_run(run_dir)
+    truth = torch.from_numpy(walk(70, seed=6)).double()  # (T, J, 3)
+    eye = truth[0, 0] + torch.tensor([3.0, 0.5, 4.0], dtype=torch.float64)
+    R, t = look_at(eye[None], truth[0, 0][None])
+    keypoints = project_normalized(world_to_camera(truth[None], R, t))[0]
+    observations = Observations(keypoints.float().numpy()[None], np.ones((1, 70, 22), np.float32),
+                                R.expand(1, 70, 3, 3).float().numpy(), t.expand(1, 70, 3).float().numpy())
+    teacher = truth.float().numpy() + np.random.default_rng(1).normal(scale=0.03, size=truth.shape).astype(np.float32)
+    whole = lift(run, teacher, observations, samples=2, stride=10)  # 4 windows × 2 samples in one batch
+    chunked = lift(run, teacher, observations, samples=2, stride=10, max_windows=3)
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)
+    with pytest.raises(ValueError, match="max_windows"):
+        lift(run, teacher, observations, max_windows=0)
+
+
 @pytest.mark.parametrize("num_frames", [40, 97])
 def test_lift_places_the_prior_from_the_keypoints_not_at_the_teachers_anchor(motion_dataset, tmp_path, monkeypatch,
                                                                              num_frames):

@@ -233,7 +233,7 @@ def _stack_transforms(transforms: Sequence[RigidTransform]) -> RigidTransform:
 def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | None = None, *,
          init: str = "teacher", t_start: int | None = None, steps: int | None = None, guidance: float = 1.0,
          guidance_min_t: int = 1, stride: int | None = None, seed: int = 0, samples: int = 1,
-         final_fit_hz: float | None = None) -> np.ndarray:
+         final_fit_hz: float | None = None, max_windows: int = 256) -> np.ndarray:
     """Clean 3D for one clip from the trained prior, optionally guided by its 2D keypoints.
 
     Windows are made as in training: the whole clip is encoded once (:func:`encode_with_frames`: the floor is the
@@ -270,6 +270,8 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
 
     Args:
         teacher_3d: ``(T, J, 3)`` world joints in metres at the run's fps.
+        max_windows: at most this many windows (counting each sample's) go through the sampler at once, so that
+            memory stays bounded on long clips; the result does not depend on it (the noise is drawn for all first).
     Returns:
         ``(T, J, 3)`` float32 world joints in metres.
     """
@@ -280,8 +282,8 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     t_start = (config.two_d.teacher_min_t if init == "teacher" else last_level) if t_start is None else t_start
     if not 0 <= t_start <= last_level:
         raise ValueError(f"t_start must be in [0, {last_level}], got {t_start}")
-    if samples < 1:
-        raise ValueError(f"samples must be at least 1, got {samples}")
+    if samples < 1 or max_windows < 1:
+        raise ValueError(f"samples and max_windows must be at least 1, got {samples} and {max_windows}")
     final_fit_hz = config.model.max_frequency_hz if final_fit_hz is None else final_fit_hz
     if final_fit_hz < 0:
         raise ValueError(f"final_fit_hz must be ≥ 0 (0 = no final fit), got {final_fit_hz}")
@@ -304,60 +306,75 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     x0 = run.normalizer.normalize(windows_of(features))  # (W·K, L, D)
     window_frames = [frames.window(s) for s in starts for _ in range(samples)]
     to_canonical = _stack_transforms(window_frames)  # world → each window's frame
-    mask = torch.ones(x0.shape[:2], dtype=torch.bool, device=run.device)
-    cond, uncond = _dropped_condition(run, len(x0))  # a text model used without a caption
 
-    def model_fn(x, t):
-        return run.model(x, t, mask, cond=cond, uncond=uncond)
-
-    def to_joints(features: Tensor) -> Tensor:  # (W, L, D) normalized → (W, L, J, 3) in the current frames
+    def to_joints(features: Tensor) -> Tensor:  # (N, L, D) normalized → (N, L, J, 3) in the current frames
         return decode(run.normalizer.denormalize(features), run.skeleton.num_joints)
 
-    guide, state = None, None
     if observations is not None:
-        keypoints = windows_of(observations.keypoints, axis=1)  # (W, V, L, J, 2)
-        confidence = windows_of(observations.confidence, axis=1)  # (W, V, L, J)
-        R, t = _carry_views(windows_of(observations.R, axis=1), windows_of(observations.t, axis=1), to_canonical)
-        state = GuidanceState(R, t, to_canonical)
-
-        def placed(predicted: Tensor, cameras: GuidanceState) -> Tensor:
-            placement = solve_placement(*views_as_frames(predicted, keypoints, confidence, cameras.R, cameras.t),
-                                        solve_yaw=config.two_d.solve_yaw)
-            return placement.apply(predicted)
-
-        if guidance > 0:
-            weight = (guidance * confidence.amax(1)).clamp(0.0, 1.0)[..., None]  # (W, L, J, 1)
-
-            def guide(x0_hat: Tensor, level: int, cameras: GuidanceState) -> tuple[Tensor, GuidanceState]:
-                if level < guidance_min_t:
-                    return x0_hat, cameras
-                predicted = placed(to_joints(x0_hat), cameras)
-                on_rays = nearest_point_to_rays(predicted, keypoints, confidence, cameras.R, cameras.t,
-                                                min_depth=config.two_d.min_depth)
-                moved = predicted + weight * (on_rays - predicted)
-                _, step = canonicalize(moved, run.skeleton, facing_sigma=config.data.facing_sigma, floor=0.0)
-                R, t = _carry_views(cameras.R, cameras.t, step)
-                moved_x0 = run.normalizer.normalize(encode(moved, run.skeleton, floor=0.0, **encode_kw))
-                return moved_x0, GuidanceState(R, t, _compose(step, cameras.to_canonical))
-
+        all_keypoints = windows_of(observations.keypoints, axis=1)  # (W·K, V, L, J, 2)
+        all_confidence = windows_of(observations.confidence, axis=1)  # (W·K, V, L, J)
+        all_R, all_t = _carry_views(windows_of(observations.R, axis=1), windows_of(observations.t, axis=1),
+                                    to_canonical)
     generator = torch.Generator(device=run.device).manual_seed(seed)
-    noise = torch.randn(x0.shape, generator=generator, device=run.device)
+    noise = torch.randn(x0.shape, generator=generator, device=run.device)  # drawn once: chunking changes nothing
     if init == "teacher":
         level = torch.full((len(x0),), t_start, dtype=torch.long, device=run.device)
         x_start = run.diffusion.q_sample(x0, level, noise)
     else:
         x_start = noise
-    denoised, state = sample_ddim(run.diffusion, model_fn, x_start, level_sequence(t_start, steps), eta=0.0,
-                                  callback=guide, state=state)
-    canonical = to_joints(denoised)  # (W, L, J, 3)
-    if state is not None:
-        canonical, to_canonical = placed(canonical, state), state.to_canonical
+
+    def denoise(rows: slice) -> tuple[Tensor, RigidTransform]:
+        """Sample, guide, place and fit the windows ``rows`` of the W·K: their joints (N, L, J, 3) in their final
+        canonical frames, and those frames."""
+        mask = torch.ones(x_start[rows].shape[:2], dtype=torch.bool, device=run.device)
+        cond, uncond = _dropped_condition(run, len(mask))  # a text model used without a caption
+        frames_of_rows = RigidTransform(to_canonical.rotation[rows], to_canonical.translation[rows])
+
+        def model_fn(x, t):
+            return run.model(x, t, mask, cond=cond, uncond=uncond)
+
+        guide, state = None, None
+        if observations is not None:
+            keypoints, confidence = all_keypoints[rows], all_confidence[rows]
+            state = GuidanceState(all_R[rows], all_t[rows], frames_of_rows)
+            weight = (guidance * confidence.amax(1)).clamp(0.0, 1.0)[..., None]  # (N, L, J, 1)
+
+            def placed(predicted: Tensor, cameras: GuidanceState) -> Tensor:
+                placement = solve_placement(*views_as_frames(predicted, keypoints, confidence, cameras.R, cameras.t),
+                                            solve_yaw=config.two_d.solve_yaw)
+                return placement.apply(predicted)
+
+            def on_rays_of(predicted: Tensor, cameras: GuidanceState) -> Tensor:
+                return nearest_point_to_rays(predicted, keypoints, confidence, cameras.R, cameras.t,
+                                             min_depth=config.two_d.min_depth)
+
+            if guidance > 0:
+                def guide(x0_hat: Tensor, level: int, cameras: GuidanceState) -> tuple[Tensor, GuidanceState]:
+                    if level < guidance_min_t:
+                        return x0_hat, cameras
+                    predicted = placed(to_joints(x0_hat), cameras)
+                    moved = predicted + weight * (on_rays_of(predicted, cameras) - predicted)
+                    _, step = canonicalize(moved, run.skeleton, facing_sigma=config.data.facing_sigma, floor=0.0)
+                    R, t = _carry_views(cameras.R, cameras.t, step)
+                    moved_x0 = run.normalizer.normalize(encode(moved, run.skeleton, floor=0.0, **encode_kw))
+                    return moved_x0, GuidanceState(R, t, _compose(step, cameras.to_canonical))
+
+        denoised, state = sample_ddim(run.diffusion, model_fn, x_start[rows], level_sequence(t_start, steps),
+                                      eta=0.0, callback=guide, state=state)
+        canonical = to_joints(denoised)  # (N, L, J, 3)
+        if state is None:
+            return canonical, frames_of_rows
+        canonical = placed(canonical, state)
         if final_fit_hz > 0 and guidance > 0:
-            on_rays = nearest_point_to_rays(canonical, keypoints, confidence, state.R, state.t,
-                                            min_depth=config.two_d.min_depth)
-            residual = (weight * (on_rays - canonical)).flatten(2)  # (W, L, J·3)
+            residual = (weight * (on_rays_of(canonical, state) - canonical)).flatten(2)  # (N, L, J·3)
             fitted = bandlimit(residual, mask, min(final_fit_hz / config.data.fps, 0.5))
             canonical = canonical + fitted.unflatten(2, canonical.shape[2:])
+        return canonical, state.to_canonical
+
+    chunks = [denoise(slice(first, first + max_windows)) for first in range(0, len(x0), max_windows)]
+    canonical = torch.cat([joints_of_chunk for joints_of_chunk, _ in chunks])
+    to_canonical = RigidTransform(torch.cat([chunk_frames.rotation for _, chunk_frames in chunks]),
+                                  torch.cat([chunk_frames.translation for _, chunk_frames in chunks]))
     world = to_canonical.inverse().apply(canonical)  # (W·K, L, J, 3)
     world = world.unflatten(0, (len(starts), samples)).mean(1)  # the posterior mean of each window
     return blend_windows(world, starts, num_frames).float().cpu().numpy()
