@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from videomdm.checkpoint import latest_checkpoint, load_run_config
 from videomdm.config import apply_overrides, config_from_dict, config_to_dict, load_config
 from videomdm.factory import autocast_dtype
-from videomdm.model import _attention_with_dropout
+from videomdm.model import _attention_written_out
 from videomdm.sample import load_run
 from videomdm.train import prefetch, train
 
@@ -140,12 +140,12 @@ def test_written_out_attention_equals_torch_sdpa_with_dropout(padded):
         key_mask[0, 5:] = False
         key_mask[2, 1:] = False
     torch.manual_seed(7)
-    ours = _attention_with_dropout(q, k, v, key_mask, 0.3)
+    ours = _attention_written_out(q, k, v, key_mask, 0.3)
     torch.manual_seed(7)
     reference = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None], dropout_p=0.3)
     torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-6)
     torch.manual_seed(8)  # another dropout draw is a different result: the check can fail
-    assert not torch.allclose(_attention_with_dropout(q, k, v, key_mask, 0.3), reference)
+    assert not torch.allclose(_attention_written_out(q, k, v, key_mask, 0.3), reference)
 
 
 def test_placement_in_float32_matches_the_float64_solve():

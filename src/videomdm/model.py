@@ -72,13 +72,15 @@ def _activation(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}; expected 'gelu' or 'relu'")
 
 
-def _attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, dropout: float) -> Tensor:
+def _attention_written_out(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, dropout: float) -> Tensor:
     """``dropout(softmax(q kᵀ / √d + mask)) v`` with a key padding mask, written out.
 
     On the CPU, ``F.scaled_dot_product_attention`` with dropout runs this same sequence of operations (its math
     path: the same scaling, product, softmax and dropout draw, so the same numbers in fp32), plus a pass that zeroes
     fully masked rows, which never occur here (the condition token is always a valid key) and which costs a tenth of
-    a training step of the ``small`` model (README, "Training throughput").
+    a training step of the ``small`` model. Without dropout it runs its fused (flash) CPU kernel instead, whose
+    backward pass under bf16 autocast takes 4× as long as this one's (README, "Training throughput"); the result
+    differs from it by float rounding only (~1e-6 in fp32).
 
     Args:
         q, k, v: (B, H, S, d). key_mask: (B, S) bool, True = valid key, at least one per row. dropout: probability.
@@ -89,8 +91,16 @@ def _attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, d
     scores = (q * scale) @ (k * scale).transpose(-1, -2)  # (B, H, S, S)
     # (B, S) -> (B, 1, 1, S): 0 for a valid key, −inf for padding, broadcast over heads and queries.
     bias = torch.zeros(key_mask.shape, dtype=scores.dtype, device=scores.device).masked_fill(~key_mask, -math.inf)
-    weights = F.dropout(torch.softmax(scores + bias[:, None, None, :], dim=-1), dropout)
-    return weights @ v
+    weights = torch.softmax(scores + bias[:, None, None, :], dim=-1)
+    return (F.dropout(weights, dropout) if dropout > 0.0 else weights) @ v
+
+
+def use_fused_cpu_attention(network: nn.Module) -> None:
+    """Train ``network``'s attention through ``F.scaled_dot_product_attention`` on the CPU too, unless it has
+    dropout: the reference training step (``train.fast=false``), kept to benchmark the written-out path against."""
+    for module in network.modules():
+        if isinstance(module, SelfAttention):
+            module.written_out_on_cpu = False
 
 
 class SelfAttention(nn.Module):
@@ -105,6 +115,7 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         self.resid_dropout = nn.Dropout(dropout)
+        self.written_out_on_cpu = True  # training on the CPU: :func:`_attention_written_out` (see there)
 
     def forward(self, x: Tensor, key_mask: Tensor) -> Tensor:
         """Attend every token to the valid tokens.
@@ -123,8 +134,8 @@ class SelfAttention(nn.Module):
         q = q.view(batch, seq, self.heads, head_dim).transpose(1, 2)
         k = k.view(batch, seq, self.heads, head_dim).transpose(1, 2)
         v = v.view(batch, seq, self.heads, head_dim).transpose(1, 2)
-        if self.training and self.dropout > 0.0 and x.device.type == "cpu":
-            y = _attention_with_dropout(q, k, v, key_mask, self.dropout)  # (B, H, S, W/H)
+        if self.training and x.device.type == "cpu" and (self.written_out_on_cpu or self.dropout > 0.0):
+            y = _attention_written_out(q, k, v, key_mask, self.dropout)  # (B, H, S, W/H)
         else:
             # (B, S) -> (B, 1, 1, S): broadcast over heads and queries; True = take part in attention.
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])  # (B, H, S, W/H)

@@ -48,6 +48,7 @@ from .checkpoint import (CheckpointError, atomic_write_text, check_compatible, l
 from .config import Config
 from .data.dataset import MOTION_SOURCES, Batch, MotionWindows, collate
 from .factory import autocast_dtype, build_denoiser, build_diffusion, build_model, resolve_device
+from .model import use_fused_cpu_attention
 from .objectives import build_objective
 from .representation import Normalizer
 from .text import build_text_encoder
@@ -362,8 +363,11 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
         network.load_state_dict(initial[0])
     ema = copy.deepcopy(network).eval().requires_grad_(False)
     fast = config.train.fast
-    # The fast step updates all parameters in fused kernels (AdamW) or one call (gradient norm, EMA); the reference
-    # step (train.fast=false) one tensor at a time, as before. The arithmetic is the same up to float rounding.
+    # The fast step updates all parameters in fused kernels (AdamW) or one call (gradient norm, EMA) and trains
+    # attention on the CPU written out; the reference step (train.fast=false) one tensor at a time and through torch's
+    # fused CPU attention kernel, as before. The arithmetic is the same up to float rounding.
+    if not fast:
+        use_fused_cpu_attention(network)
     fused = fast and device.type in ("cpu", "cuda")
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay,
                                   fused=fused or None)
