@@ -323,9 +323,8 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     else:
         x_start = noise
 
-    def denoise(rows: slice) -> tuple[Tensor, RigidTransform]:
-        """Sample, guide, place and fit the windows ``rows`` of the W·K: their joints (N, L, J, 3) in their final
-        canonical frames, and those frames."""
+    def denoise(rows: slice) -> Tensor:
+        """Sample, guide, place and fit the windows ``rows`` of the W·K: their world joints (N, L, J, 3)."""
         mask = torch.ones(x_start[rows].shape[:2], dtype=torch.bool, device=run.device)
         cond, uncond = _dropped_condition(run, len(mask))  # a text model used without a caption
         frames_of_rows = RigidTransform(to_canonical.rotation[rows], to_canonical.translation[rows])
@@ -363,19 +362,16 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
                                       eta=0.0, callback=guide, state=state)
         canonical = to_joints(denoised)  # (N, L, J, 3)
         if state is None:
-            return canonical, frames_of_rows
+            return frames_of_rows.inverse().apply(canonical)
         canonical = placed(canonical, state)
         if final_fit_hz > 0 and guidance > 0:
             residual = (weight * (on_rays_of(canonical, state) - canonical)).flatten(2)  # (N, L, J·3)
             fitted = bandlimit(residual, mask, min(final_fit_hz / config.data.fps, 0.5))
             canonical = canonical + fitted.unflatten(2, canonical.shape[2:])
-        return canonical, state.to_canonical
+        return state.to_canonical.inverse().apply(canonical)
 
-    chunks = [denoise(slice(first, first + max_windows)) for first in range(0, len(x0), max_windows)]
-    canonical = torch.cat([joints_of_chunk for joints_of_chunk, _ in chunks])
-    to_canonical = RigidTransform(torch.cat([chunk_frames.rotation for _, chunk_frames in chunks]),
-                                  torch.cat([chunk_frames.translation for _, chunk_frames in chunks]))
-    world = to_canonical.inverse().apply(canonical)  # (W·K, L, J, 3)
+    world = torch.cat([denoise(slice(first, first + max_windows))
+                       for first in range(0, len(x0), max_windows)])  # (W·K, L, J, 3)
     world = world.unflatten(0, (len(starts), samples)).mean(1)  # the posterior mean of each window
     return blend_windows(world, starts, num_frames).float().cpu().numpy()
 
