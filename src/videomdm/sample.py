@@ -282,8 +282,10 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
     t_start = (config.two_d.teacher_min_t if init == "teacher" else last_level) if t_start is None else t_start
     if not 0 <= t_start <= last_level:
         raise ValueError(f"t_start must be in [0, {last_level}], got {t_start}")
-    if samples < 1 or max_windows < 1:
-        raise ValueError(f"samples and max_windows must be at least 1, got {samples} and {max_windows}")
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    if max_windows < 1:
+        raise ValueError(f"max_windows must be at least 1, got {max_windows}")
     final_fit_hz = config.model.max_frequency_hz if final_fit_hz is None else final_fit_hz
     if final_fit_hz < 0:
         raise ValueError(f"final_fit_hz must be ≥ 0 (0 = no final fit), got {final_fit_hz}")
