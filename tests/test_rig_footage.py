@@ -128,6 +128,8 @@ def test_prepare_video_with_a_calibration_on_the_real_rig(request, tmp_path):
     report = index.extra["takes"][clip.name]
     assert clip.num_views == 4 and clip.keypoint_skeleton == "blazepose33" and clip.num_frames >= 5
     assert report["teacher"]["used_median_px"] < 15  # pixels on 1088×1920 images
+    # Keypoints the triangulation rejected are stored with confidence 0: the views left per point are those it used.
+    assert (clip.confidence > 0).sum(0).mean() == pytest.approx(report["teacher"]["views_used_mean"], abs=1e-3)
     assert [c["name"] for c in index.extra["calibration"]["cameras"]] == ["cam01", "cam02", "cam03", "cam04"]
     assert json.dumps(index.extra)  # the provenance is plain JSON
 

@@ -170,16 +170,21 @@ def prepare_rig_videos(takes: Sequence[Sequence[Path]], calibration: Path, out: 
             name = _take_name(videos)
             log(f"{name}: detecting {len(videos)} views at {rates.pop():g} fps")
             sequences = [detect(v, fps=video_info(v)[0], max_seconds=max_seconds, progress=progress) for v in videos]
-            clip, report, _ = rig_clip(name, sequences, rig, fps=fps, offsets=offsets, max_offset=max_offset,
-                                       threshold_px=threshold_px, text=[caption] if caption else [])
-            writer.add("train", clip)
+            clip, report, views_used = rig_clip(name, sequences, rig, fps=fps, offsets=offsets,
+                                                max_offset=max_offset, threshold_px=threshold_px,
+                                                text=[caption] if caption else [])
+            # A keypoint the triangulation rejected (its view disagrees with the others beyond the outlier
+            # threshold: a detector that swapped left and right there) is no evidence of the joint: confidence 0,
+            # so that multi-view training and lifting use the views that agree.
+            writer.add("train", replace(clip, confidence=clip.confidence * views_used))
             summary["takes"][name] = report
             log(f"{name}: {report['frames']} frames, offsets {report['offsets']}, triangulation "
                 f"{report['teacher'].get('used_median_px')} px (median over the views used)")
         writer.commit(name=out.name, fps=fps, skeleton=SMPL_22.name, license=None, extra={
             "teacher": "triangulate", "detector": "mediapipe BlazePose (model_complexity=1)",
             "calibration": rig.to_dict(), "takes": summary["takes"],
-            "keypoints": "undistorted pixels (the calibration's lens models removed)"})
+            "keypoints": "undistorted pixels (the calibration's lens models removed); confidence 0 where the "
+                         "triangulation rejected the view for the joint"})
     summary["clips"] = len(summary["takes"])
     return summary
 
