@@ -148,6 +148,23 @@ def test_written_out_attention_equals_torch_sdpa_with_dropout(padded):
     assert not torch.allclose(_attention_written_out(q, k, v, key_mask, 0.3), reference)
 
 
+@pytest.mark.parametrize("padded", [False, True])
+def test_written_out_attention_without_dropout_equals_torch_sdpa_with_its_gradients(padded):
+    """What the fast step trains with on the CPU against the fused kernel the reference step uses."""
+    generator = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(3, 2, 9, 8, generator=generator, requires_grad=True) for _ in range(3))
+    key_mask = torch.ones(3, 9, dtype=torch.bool)
+    if padded:
+        key_mask[0, 5:] = False
+    ours = _attention_written_out(q, k, v, key_mask, 0.0)
+    ours_grads = torch.autograd.grad(ours.square().sum(), (q, k, v))
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None])
+    reference_grads = torch.autograd.grad(reference.square().sum(), (q, k, v))
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    for a, b in zip(ours_grads, reference_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_placement_in_float32_matches_the_float64_solve():
     from videomdm.camera import look_at, project_normalized, world_to_camera
     from videomdm.placement import Placement, solve_placement

@@ -104,7 +104,8 @@ def use_fused_cpu_attention(network: nn.Module) -> None:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with a key padding mask, through ``F.scaled_dot_product_attention``."""
+    """Multi-head self-attention with a key padding mask, through ``F.scaled_dot_product_attention`` (written out,
+    :func:`_attention_written_out`, when training on the CPU)."""
 
     def __init__(self, width: int, heads: int, dropout: float) -> None:
         super().__init__()

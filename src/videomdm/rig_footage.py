@@ -96,8 +96,8 @@ def rig_clip(name: str, sequences: Sequence[KeypointSequence], rig: Rig, *, fps:
 
     Returns:
         ``(clip, report, views_used)``: ``views_used`` ``(V, T, J2)`` bool, the views each keypoint was
-        triangulated from (the others were rejected as outliers or not seen); report with ``offsets``, ``offsets_estimated``, ``offset_error_px`` /
-        ``zero_offset_error_px`` (median two-view error of the chosen / zero offsets, per view; estimated only),
+        triangulated from (the others were rejected as outliers or not seen); report with ``offsets``,
+        ``offsets_estimated``, ``offset_error_px`` / ``zero_offset_error_px`` (median two-view error of the chosen / zero offsets, per view; estimated only),
         ``frames``, ``teacher`` (the triangulation's per-view median pixels, :meth:`TriangulatedTeacher.report`)
         and ``teacher_reprojection_px`` (the grounded teacher against the keypoints, mean over views).
     """
