@@ -91,8 +91,11 @@ def test_evaluate_run_writes_metrics_and_refuses_a_foreign_evaluator(dataset_2d,
 
 def test_cli_lift_and_evaluate(dataset_2d, run_2d, tmp_path, capsys):
     out = tmp_path / "lift"
-    assert main(["lift", str(run_2d), str(dataset_2d), "--out", str(out), "--guidance", "0.5"]) == 0
-    assert "lift_mpjpe_mm" in json.loads((out / "metrics.json").read_text())
+    assert main(["lift", str(run_2d), str(dataset_2d), "--out", str(out), "--guidance", "0.5", "--samples", "2"]) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert "lift_mpjpe_mm" in saved
+    assert saved["settings"]["guidance"] == 0.5 and saved["settings"]["samples"] == 2  # how it was lifted
+    assert saved["settings"]["final_fit_hz"] is None  # the run's band
     assert main(["lift", str(run_2d), str(dataset_2d), "--out", str(out)]) == 2  # nothing is overwritten
     assert "--overwrite" in capsys.readouterr().err
     assert main(["evaluate", str(run_2d), str(dataset_2d), "--out", str(tmp_path / "eval"), "--num", "4"]) == 0

@@ -374,6 +374,7 @@ def test_lift_video_decodes_the_video_once_for_all_overlays(tmp_path, monkeypatc
     assert all(row["lift_accel_ms2"] == row["teacher_accel_ms2"] > 0 for row in rows)
     assert metrics["lift_accel_ms2"] == pytest.approx(
         sum(row["lift_accel_ms2"] * row["frames"] for row in rows) / sum(row["frames"] for row in rows))
+    assert metrics["settings"]["samples"] == 8  # the lifting settings travel with the result
 
 
 # --- videos: bad input -----------------------------------------------------------------------------------------------

@@ -154,6 +154,7 @@ def test_lift_a_rig_take_draws_every_view(request, motion_dataset, tmp_path):
                  "--max-offset", "6"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["cameras"] == ["cam01", "cam02", "cam03", "cam04"] and len(metrics["offsets"]) == 4
+    assert metrics["settings"]["samples"] == 8 and metrics["settings"]["guidance"] == 1.0
     assert len(metrics["lift_reprojection_px_per_view"]) == 4 and np.isfinite(metrics["lift_reprojection_px"])
     joints = np.load(out / f"{metrics['take']}.npy")
     assert joints.shape == (metrics["frames"], 22, 3)

@@ -382,8 +382,10 @@ def cmd_lift(args: argparse.Namespace) -> None:
     if (out / "metrics.json").exists() and not args.overwrite:
         raise ValueError(f"{out} already holds lifted clips; pass --overwrite or choose another folder")
     run = load_run(Path(args.run), device=args.device)
-    metrics = lift_split(run, Path(args.data), args.split, _lift_settings(args), out_dir=out)
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    settings = _lift_settings(args)
+    metrics = lift_split(run, Path(args.data), args.split, settings, out_dir=out)
+    saved = {**metrics, "settings": settings.lift_kwargs()}
+    atomic_write_text(out / "metrics.json", json.dumps(saved, indent=2) + "\n")
     _print_summary(f"lifted clips in {out}", metrics)
 
 

@@ -185,7 +185,8 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
     ``<clip>.npy`` (T, 22, 3) world metres at the run's fps, ``<clip>_teacher.npy``, ``<clip>.mp4`` (the overlay,
     :func:`videomdm.render.render_overlay`), and ``metrics.json`` with, for the teacher and for the lift, the
     reprojection error in pixels (over the joints the detector sees) and the mean joint acceleration in m/s² (no
-    ground truth: how much each moves; jitter shows as acceleration), per clip and frame-weighted over the video.
+    ground truth: how much each moves; jitter shows as acceleration), per clip and frame-weighted over the video,
+    and the lifting ``settings``.
     """
     video, out = Path(video), Path(out)
     fps = run.config.data.fps
@@ -229,7 +230,8 @@ def lift_video(run: LoadedRun, video: Path, out: Path, *, settings: LiftSettings
             f"{row['lift_accel_ms2']:.1f} m/s²")
     frames = sum(r["frames"] for r in rows.values())
     metrics = {
-        "video": str(video), "run": str(run.checkpoint), "teacher": teacher, "clips": rows, "frames": frames,
+        "video": str(video), "run": str(run.checkpoint), "teacher": teacher, "settings": settings.lift_kwargs(),
+        "clips": rows, "frames": frames,
         **{key: sum(r[key] * r["frames"] for r in rows.values()) / frames for key in LIFT_COMPARISON_KEYS},
         "units": "joints in metres, world y up, floor y = 0; SMPL-22 order",
     }

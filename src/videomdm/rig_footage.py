@@ -227,7 +227,7 @@ def lift_rig_take(run: LoadedRun, videos: Sequence[Path], calibration: Path, out
     ``<take>_teacher.npy``, ``<take>.mp4`` (every view's raw frames with its keypoints and the lift's projection,
     both put back through the lens, beside the 3D skeleton) and ``metrics.json``: the teacher's and the lift's
     reprojection error in pixels per view and their mean (undistorted pixels, the joints the detector gives), the
-    acceleration of both, and the take's :func:`rig_clip` report.
+    acceleration of both, the take's :func:`rig_clip` report and the lifting ``settings``.
     """
     rig = read_rig(Path(calibration))
     videos, out = [Path(v) for v in videos], Path(out)
@@ -250,7 +250,8 @@ def lift_rig_take(run: LoadedRun, videos: Sequence[Path], calibration: Path, out
     per_view = {who: [clip_reprojection_px(clip.view(v), run.skeleton, joints=motion) for v in range(len(rig))]
                 for who, motion in (("teacher", clip.teacher_3d), ("lift", joints))}
     metrics = {
-        "take": name, "videos": [str(v) for v in videos], "run": str(run.checkpoint), "frames": len(joints),
+        "take": name, "videos": [str(v) for v in videos], "run": str(run.checkpoint),
+        "settings": settings.lift_kwargs(), "frames": len(joints),
         "fps": fps, "cameras": rig.names, **report,
         **{f"{who}_reprojection_px_per_view": [round(e, 3) for e in errors] for who, errors in per_view.items()},
         **{f"{who}_reprojection_px": float(np.mean(errors)) for who, errors in per_view.items()},
