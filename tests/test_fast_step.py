@@ -185,3 +185,25 @@ def test_placement_in_float32_matches_the_float64_solve():
     torch.testing.assert_close(single.translation.double(), exact.translation, atol=1e-5, rtol=0)
     torch.testing.assert_close(single.yaw.double(), exact.yaw, atol=1e-6, rtol=0)
     assert math.isfinite(float(exact.translation.abs().max()))
+
+
+def test_compiled_training_falls_back_to_eager_with_a_warning(monkeypatch):
+    """``train.compile``: a compiler failure costs a warning, not the run; the wrapper holds only the module's
+    parameters, and errors of the module itself still surface."""
+    from videomdm.train import CompiledOrEager
+
+    def failing_compile(module):
+        def call(*args, **kwargs):
+            raise RuntimeError("backend compiler failed")
+        return call
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    module = torch.nn.Linear(3, 2)
+    wrapped = CompiledOrEager(module)
+    assert list(wrapped.parameters()) == list(module.parameters())
+    x = torch.randn(4, 3)
+    with pytest.warns(UserWarning, match="torch.compile failed .*backend compiler failed"):
+        out = wrapped(x)
+    torch.testing.assert_close(out, module(x))
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        wrapped(torch.randn(4, 5))  # eager from now on: the module's own error

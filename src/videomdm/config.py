@@ -140,6 +140,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun, CUDA means each process's LOCAL_RANK GPU)
     precision: str = "auto"  # auto (bf16 where the device computes it natively, else fp32) | fp32 | bf16 (autocast)
     fast: bool = True  # False: the reference step (one tensor at a time in AdamW/EMA, batches built in the loop)
+    compile: bool = False  # torch.compile the denoiser for training (one process; eager, with a warning, if it fails)
     log_every: int = 50
     save_every: int = 5000
     keep_checkpoints: int = 3

@@ -304,6 +304,30 @@ def _on_all_processes(error: BaseException | None, processes: Processes) -> None
         raise error
 
 
+class CompiledOrEager(nn.Module):
+    """``module`` run through ``torch.compile`` (``train.compile``); if compiling or running the compiled graph
+    fails, one warning and ``module`` itself from then on (a real error in the module is raised again by it).
+
+    The compiled module is kept out of this module's children (and so out of ``parameters()`` and
+    ``state_dict()``): ``module`` is the one registered. Train / eval mode reaches both, since they share it.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self._compiled: list = [torch.compile(module)]  # a list: not registered as a child
+
+    def forward(self, *args, **kwargs):
+        if self._compiled:
+            try:
+                return self._compiled[0](*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - any compiler failure; the eager call below re-raises real ones
+                warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error)[:300]}); training "
+                              "continues without it", stacklevel=2)
+                self._compiled.clear()
+        return self.module(*args, **kwargs)
+
+
 def train(data_dir: Path, run_dir: Path, config: Config, *, resume: bool = False, progress: bool = True,
           init_from: Path | None = None) -> Path:
     """Train a denoiser on ``data_dir``'s train split, writing checkpoints and metrics to ``run_dir``.
@@ -386,6 +410,11 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
             warnings.warn(f"{last} was trained with an effective batch of {saved_batch} clips, this run uses "
                           f"{effective_batch}", stacklevel=2)
     model: nn.Module = build_denoiser(config, network).to(device)  # the x0 denoiser the objective calls
+    if config.train.compile:
+        if processes.world_size > 1:
+            warnings.warn("train.compile is for one process; the processes of this run train eager", stacklevel=2)
+        else:
+            model = CompiledOrEager(model)
     if processes.world_size > 1:  # buffers are constants derived from the config: nothing to broadcast
         model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
                                         broadcast_buffers=False)
