@@ -15,9 +15,9 @@ reports the share of the teacher→3D gap that ``2d`` supervision closes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence

@@ -38,7 +38,7 @@ def build_denoiser(config: Config, network: torch.nn.Module) -> Parameterized:
         layout = FeatureLayout.from_dim(network.feature_dim)
         data_std = torch.ones(layout.dim)
         if config.data.normalization == "group":
-            for name in ("root_angular_velocity", "root_linear_velocity", "root_height"):
+            for name in layout.root_names:  # the slices Normalizer.grouped divides by root_emphasis
                 data_std[layout.slices()[name]] = config.data.root_emphasis
     return Parameterized(network, config.model.prediction, build_diffusion(config).alphas_cumprod,
                          max_cycles_per_frame=config.model.max_frequency_hz / config.data.fps, data_std=data_std)

