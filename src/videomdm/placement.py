@@ -40,24 +40,15 @@ along θ or d, so a prediction is trained on its shape and motion, never on its 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .camera import DEFAULT_MIN_DEPTH, project_normalized, world_to_camera
+from .camera import DEFAULT_MIN_DEPTH, project_normalized
 from .representation import yaw_matrix
 
 __all__ = ["Placement", "solve_placement"]
-
-
-def _yaw(theta: Tensor) -> tuple[Tensor, Tensor]:
-    """``Y(θ)`` (:func:`~videomdm.representation.yaw_matrix`) and its derivative ``Y'(θ)``: ``(B,) → (B, 3, 3)``.
-
-    ``Y'(θ)`` is ``Y(θ + π/2)`` with its y row and column zeroed (the turn leaves y alone)."""
-    horizontal = torch.tensor([1.0, 0.0, 1.0], dtype=theta.dtype, device=theta.device)
-    return yaw_matrix(theta), yaw_matrix(theta + math.pi / 2) * horizontal[:, None] * horizontal
 
 
 @dataclass
@@ -69,10 +60,27 @@ class Placement:
 
     def apply(self, points: Tensor) -> Tensor:
         """``Y(yaw) P + translation`` for ``points (B, ..., 3)``."""
-        rotation, _ = _yaw(self.yaw)
+        rotation = yaw_matrix(self.yaw)
         shape = (points.shape[0],) + (1,) * (points.ndim - 2)
         rotated = torch.einsum("bij,b...j->b...i", rotation, points)
         return rotated + self.translation.reshape(shape + (3,))
+
+
+def _coefficients(theta: Tensor, shift: Tensor) -> Tensor:
+    """``v = (cos θ, sin θ, 1, d)`` ``(B, 3 + U)`` of :func:`_camera_columns` for ``θ (B,)`` and the solved
+    components of the translation ``d (B, U)``."""
+    return torch.cat([torch.stack([theta.cos(), theta.sin(), torch.ones_like(theta)], -1), shift], -1)
+
+
+def _coefficient_jacobian(theta: Tensor, num_axes: int, solve_yaw: bool) -> Tensor:
+    """``S = ∂v/∂(θ, d)`` ``(B, 3 + U, 1 + U)`` of :func:`_coefficients` (without ``solve_yaw``: ``∂v/∂d``,
+    ``(B, 3 + U, U)``)."""
+    d_shift = torch.eye(3 + num_axes, dtype=theta.dtype, device=theta.device)[:, 3:].expand(theta.shape[0], -1, -1)
+    if not solve_yaw:
+        return d_shift
+    zero = torch.zeros_like(theta)
+    d_theta = torch.stack([-theta.sin(), theta.cos(), *([zero] * (1 + num_axes))], -1)  # (B, 3 + U)
+    return torch.cat([d_theta[..., None], d_shift], -1)
 
 
 def _usable_keypoints(keypoints_norm: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
@@ -97,20 +105,19 @@ def _ridge_solve(normal: Tensor, rhs: Tensor, ridge: float) -> Tensor:
     return torch.linalg.solve(normal + lam[:, None, None] * eye, rhs)
 
 
-def _design_columns(points: Tensor, k: Tensor, R: Tensor, t: Tensor, axes: list[int]) -> Tensor:
-    """The columns ``M (B, T, J, 2, 3 + len(axes))`` that every residual and Jacobian of (P-2) combines, for the
-    keypoints ``k`` of :func:`_usable_keypoints`.
+def _camera_columns(points: Tensor, R: Tensor, t: Tensor, axes: list[int]) -> Tensor:
+    """The columns ``C (B, T, J, 3, 3 + len(axes))`` of the placed points in the camera frame:
+    ``Q(θ, d) = R (Y(θ) P + d) + t = C v`` with ``v = (cos θ, sin θ, 1, d_i for i in axes)``.
 
-    With ``col(q) = (q_x − x q_z, q_y − y q_z)`` (so ``A p = col(R p)`` and ``c = col(t)``) and
-    ``Y(θ) P = cos θ P_h + sin θ P_h⊥ + P_y`` (``P_h = (x, 0, z)``, ``P_h⊥ = (z, 0, −x)``, ``P_y = (0, y, 0)``):
-    ``M = [col(R P_h), col(R P_h⊥), col(R P_y + t), col(R e_i) for i in axes]``, so that
-    ``e(θ, 0) = M (cos θ, sin θ, 1, 0..)``, ``∂e/∂θ = M (−sin θ, cos θ, 0, 0..)`` and ``∂e/∂d_i = col(R e_i)``."""
+    With ``Y(θ) P = cos θ P_h + sin θ P_h⊥ + P_y`` (``P_h = (x, 0, z)``, ``P_h⊥ = (z, 0, −x)``, ``P_y = (0, y, 0)``):
+    ``C = [R P_h, R P_h⊥, R P_y + t, R e_i for i in axes]``, so ``∂Q/∂θ = C (−sin θ, cos θ, 0, 0..)`` and
+    ``∂Q/∂d_i = R e_i``. The algebraic residual of (P-2) is ``e = col(Q) = M v`` with ``col(q) = (q_x − x q_z,
+    q_y − y q_z)`` (so ``A p = col(R p)`` and ``c = col(t)``), ``M = col(C)``."""
     R_full, t_full = _per_frame(R, t, points.shape[:2])
     x, y, z = points[..., 0:1], points[..., 1:2], points[..., 2:3]  # (B, T, J, 1) each
     r0, r1, r2 = R_full[..., 0], R_full[..., 1], R_full[..., 2]  # (B, T, 1, 3): the columns R e_i
-    camera = torch.stack([r0 * x + r2 * z, r0 * z - r2 * x, r1 * y + t_full,  # (B, T, J, 3, 3 + axes): R p
-                          *(R_full[..., i].expand_as(r1 * y) for i in axes)], dim=-1)
-    return camera[..., :2, :] - k[..., None] * camera[..., 2:3, :]
+    return torch.stack([r0 * x + r2 * z, r0 * z - r2 * x, r1 * y + t_full,
+                        *(R_full[..., i].expand_as(r1 * y) for i in axes)], dim=-1)
 
 
 def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Tensor, t: Tensor, *,
@@ -142,28 +149,23 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
                          f"{tuple(points_world.shape)}, {tuple(keypoints_norm.shape)}, {tuple(weight.shape)}")
     axes = [0, 1, 2] if solve_height else [0, 2]  # the solved components of d
     batch = points_world.shape[0]
-    # Every residual and Jacobian is a combination of fixed columns M (_design_columns):
+    # Every point, residual and Jacobian is a combination of fixed columns (_camera_columns): Q = C v and
     #     e(θ, 0) = M (cos θ, sin θ, 1, 0..),   ∂e/∂θ = M (−sin θ, cos θ, 0, 0..) = M u,   ∂e/∂d = M E,
-    # so the weighted normal equations of every iteration are S^T G S with G = M^T W M, formed once (float64).
+    # so the weighted normal equations of every iteration of (P-2) are S^T G S with G = M^T W M, formed once (float64).
     k, w = _usable_keypoints(keypoints_norm, weight)  # (B, T, J, 2), (B, T, J)
-    M = _design_columns(points_world, k, R, t, axes)  # (B, T, J, 2, K)
+    C = _camera_columns(points_world, R, t, axes)  # (B, T, J, 3, K)
+    M = C[..., :2, :] - k[..., None] * C[..., 2:3, :]  # (B, T, J, 2, K)
     M = M.reshape(batch, -1, M.shape[-1]).double()  # (B, N, K): one row per joint, frame, view and image axis
-    row_weight = w[..., None].expand(w.shape + (2,)).reshape(batch, -1, 1).double()  # (B, N, 1)
-    G = (M * row_weight).transpose(1, 2) @ M  # (B, K, K)
-    K = G.shape[-1]
-    E = torch.zeros(K, len(axes), dtype=G.dtype, device=G.device)
-    E[3:] = torch.eye(len(axes), dtype=G.dtype, device=G.device)  # (K, axes): ∂e/∂d selects A_d
+    row_weight = w[..., None].expand(w.shape + (2,)).reshape(batch, -1, 1)  # (B, N, 1)
+    G = (M * row_weight.double()).transpose(1, 2) @ M  # (B, K, K)
     axes_index = torch.tensor(axes, device=G.device)
     theta = G.new_zeros(batch)
     translation = G.new_zeros(batch, 3)
     for _ in range(iterations if solve_yaw else 1):
-        cos, sin, one, zeros = theta.cos(), theta.sin(), torch.ones_like(theta), theta.new_zeros(batch, len(axes))
-        v = torch.cat([torch.stack([cos, sin, one], -1), zeros], -1)  # (B, K): e(θ, 0) = M v
-        S = E.expand(batch, K, len(axes))  # (B, K, U): the Jacobian is M S
+        v = _coefficients(theta, theta.new_zeros(batch, len(axes)))  # (B, K): e(θ, 0) = M v
+        S = _coefficient_jacobian(theta, len(axes), solve_yaw)  # (B, K, U): the Jacobian is M S
         if solve_yaw:
-            u = torch.cat([torch.stack([-sin, cos, torch.zeros_like(theta)], -1), zeros], -1)  # (B, K)
-            S = torch.cat([u[..., None], S], dim=-1)  # (B, K, 1 + axes)
-            v = v - u * theta[:, None]  # linearized about θ, not 0
+            v = v - S[..., 0] * theta[:, None]  # linearized about θ, not 0
         normal = S.transpose(1, 2) @ G @ S  # (B, U, U)
         rhs = -(S.transpose(1, 2) @ (G @ v[..., None]))[..., 0]  # (B, U)
         solution = _ridge_solve(normal, rhs, ridge)
@@ -172,23 +174,25 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
         translation = translation.index_copy(1, axes_index, solution)
     theta, translation = theta.to(points_world.dtype), translation.to(points_world.dtype)
 
-    # (P-3): Gauss–Newton on the reprojection error itself, from the solution of (P-2).
-    R_full, _ = _per_frame(R, t, points_world.shape[:2])  # (B, T, 1, 3, 3)
+    # (P-3): Gauss–Newton on the reprojection error itself, from the solution of (P-2). ∂π/∂Q = [I₂ | −π] / Z, so
+    # with D = C_xy − π C_z (Z times the Jacobian of π in v) and ω = w Z², the normal equations in v are
+    # Σ ω (D/Z)ᵀ (D/Z) = Σ w Dᵀ D and Σ ω (D/Z)ᵀ r = Σ w Z Dᵀ r, then S = ∂v/∂(θ, d) carries them to (θ, d).
+    K = C.shape[-1]
+    C = C.reshape(batch, -1, 3, K)  # (B, P, 3, K): one point per joint, frame and view
+    k = k.reshape(batch, -1, 2)  # (B, P, 2)
+    w_points = w.reshape(batch, -1, 1)  # (B, P, 1)
     for _ in range(refinements):
-        Q = world_to_camera(Placement(theta, translation).apply(points_world), R, t)  # (B, T, J, 3) camera frame
-        depth = Q[..., 2:].clamp_min(min_depth)  # (B, T, J, 1)
-        projected = project_normalized(Q, min_depth)
-        residual = projected - k  # (B, T, J, 2)
-        # ∂π/∂Q = [I₂ | −π] / Z, so a direction ∂Q of the camera-frame point moves the projection by (∂Q_xy − π ∂Q_z) / Z.
-        d_projection = (R_full[..., :2, :] - projected[..., :, None] * R_full[..., 2:3, :]) / depth[..., None]
-        jacobian = d_projection[..., axes]  # (B, T, J, 2, 3 or 2): ∂π/∂d
-        if solve_yaw:
-            turned = torch.einsum("bij,btkj->btki", _yaw(theta)[1], points_world)  # Y'(θ) P
-            jacobian = torch.cat([torch.einsum("btkai,btki->btka", d_projection, turned)[..., None], jacobian], -1)
-        omega = w * depth[..., 0].square()  # the loss's weights, fixed at the current depths
-        normal = torch.einsum("btk,btkai,btkaj->bij", omega, jacobian, jacobian)
-        rhs = -torch.einsum("btk,btkai,btka->bi", omega, jacobian, residual)
-        step = _ridge_solve(normal, rhs, ridge)
+        v = _coefficients(theta, translation[:, axes])  # (B, K)
+        Q = (C.reshape(batch, -1, K) @ v[..., None]).reshape(batch, -1, 3)  # (B, P, 3) camera frame
+        depth = Q[..., 2:].clamp_min(min_depth)  # (B, P, 1)
+        projected = project_normalized(Q, min_depth)  # (B, P, 2)
+        D = (C[..., :2, :] - projected[..., None] * C[..., 2:3, :]).reshape(batch, -1, K)  # (B, N, K)
+        normal_v = (D * row_weight).transpose(1, 2) @ D  # (B, K, K)
+        weighted_residual = (w_points * depth * (projected - k)).reshape(batch, -1, 1)  # (B, N, 1): w Z r
+        rhs_v = D.transpose(1, 2) @ weighted_residual  # (B, K, 1)
+        S = _coefficient_jacobian(theta, len(axes), solve_yaw)  # (B, K, U)
+        St = S.transpose(1, 2)
+        step = _ridge_solve(St @ normal_v @ S, -(St @ rhs_v)[..., 0], ridge)
         if solve_yaw:
             theta, step = (theta + step[:, 0]).clamp(-max_yaw, max_yaw), step[:, 1:]
         translation = translation.index_add(1, axes_index, step)
