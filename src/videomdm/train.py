@@ -447,12 +447,14 @@ def _train(data_dir: Path, run_dir: Path, config: Config, processes: Processes, 
     def make_batches(step: int) -> list[MicroBatch]:
         return step_batches(dataset, config, processes, step)
 
-    # The fast step builds the next step's batches on a background thread while this one computes.
-    prefetched = prefetch(make_batches, range(start, total)) if fast else None
+    # The fast step on a GPU builds the next step's batches on a background thread while the device computes. On the
+    # CPU the compute threads already use the cores, and the batch thread's Python holds the interpreter lock the
+    # loop needs: there, it made a step slower (README, "Training throughput"), so batches are built in the loop.
+    prefetched = prefetch(make_batches, range(start, total)) if fast and device.type != "cpu" else None
     with metrics_file.open("a") if processes.is_main else contextlib.nullcontext() as log, \
             contextlib.closing(prefetched) if prefetched is not None else contextlib.nullcontext():
         for step in range(start, total):
-            with record_function("videomdm.batch"):  # the fast step only waits here for the prefetched batches
+            with record_function("videomdm.batch"):  # with prefetching, only the wait for the batches
                 batches = next(prefetched) if prefetched is not None else make_batches(step)
             lr = _learning_rate(config, step)
             for group in optimizer.param_groups:
