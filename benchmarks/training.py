@@ -13,11 +13,10 @@ configuration:
   (Linux ``/proc``: ``VmHWM`` after resetting it) minus its resident set before, which includes loading the dataset.
 
 * ``--compare``: the reference step (``train.fast=false``, ``train.precision=fp32``: the loop as it was before the
-  fast step existed) and the default step (``train.fast=true``, ``train.precision=auto``) side by side, taking turns
-  step by step in this process, one JSON line per supervision mode (``3d``, ``teacher``, ``2d``) with the machine (CPU
-  model, bf16 units, torch, threads), ``baseline_steps_per_s``, ``steps_per_s`` and ``speedup``
-  (:func:`compare_interleaved`). ``--baseline-src OLD/src`` times another source tree's default step instead,
-  alternating whole ``videomdm train`` processes (:func:`compare`).
+  fast step existed) and the default step (``train.fast=true``, ``train.precision=auto``) side by side, whole
+  ``videomdm train`` processes alternating round by round, one JSON line per supervision mode (``3d``, ``teacher``,
+  ``2d``) with the machine (CPU model, bf16 units, torch, threads), ``baseline_steps_per_s``, ``steps_per_s`` and
+  ``speedup`` (:func:`compare`). ``--baseline-src OLD/src`` times another source tree's default step instead.
 
     OMP_NUM_THREADS=1 python benchmarks/training.py            # small model (the ``small`` preset) and reference size
     python benchmarks/training.py --quick                       # small model only
@@ -35,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -47,7 +45,7 @@ from conftest import make_motion_dataset  # noqa: E402
 
 from videomdm.config import load_config  # noqa: E402
 from videomdm.data.prepare import prepare_mocap_2d  # noqa: E402
-from videomdm.factory import autocast_dtype, device_summary, resolve_device  # noqa: E402
+from videomdm.factory import device_summary, resolve_device  # noqa: E402
 from videomdm.teacher import make_teacher  # noqa: E402
 from videomdm.train import train  # noqa: E402
 
@@ -153,98 +151,31 @@ def _cli_run(src: Path, data: Path, run: Path, mode: str, steps: int, device: st
     return step_seconds(run), cpu
 
 
-def interleaved_steps(data: Path, work: Path, configs: dict[str, object], warmup: int) -> dict[str, list[float]]:
-    """Wall seconds of each step of several :func:`videomdm.train.train` runs that take turns step by step.
-
-    Each run has its own thread; a baton passes between them at every optimizer step (a global optimizer-step
-    hook), so exactly one run computes at a time and consecutive steps of different runs are a fraction of a second
-    apart: load from other jobs hits them alike. A step's time runs from receiving the baton to the next optimizer
-    step (the EMA, logging and batch of the step included; batches a run prefetches on its own thread may overlap
-    another run's step). The first ``warmup`` steps of each run (set-up, clips encoded on first use) are dropped."""
-    from torch.optim.optimizer import register_optimizer_step_post_hook
-
-    order = list(configs)
-    turn = {"name": order[0]}
-    done: set[str] = set()
-    names: dict[int, str] = {}
-    started: dict[str, float] = {}
-    times: dict[str, list[float]] = {name: [] for name in order}
-    errors: list[BaseException] = []
-    baton = threading.Condition()
-
-    def hand_over(name: str) -> None:  # called holding the baton's lock
-        waiting = [other for other in order if other not in done and other != name]
-        if waiting:
-            turn["name"] = order[(order.index(name) + 1) % len(order)]
-            while turn["name"] in done:
-                turn["name"] = order[(order.index(turn["name"]) + 1) % len(order)]
-        baton.notify_all()
-
-    def take(name: str) -> None:  # called holding the baton's lock
-        baton.wait_for(lambda: turn["name"] == name or all(o in done for o in order if o != name))
-        started[name] = time.perf_counter()
-
-    def hook(optimizer, args, kwargs) -> None:
-        name = names.get(threading.get_ident())
-        if name is None:
-            return
-        if torch.cuda.is_available():  # the step's kernels have finished before it is timed
-            torch.cuda.synchronize()
-        with baton:
-            times[name].append(time.perf_counter() - started[name])
-            hand_over(name)
-            take(name)
-
-    def run(name: str) -> None:
-        names[threading.get_ident()] = name
-        try:
-            with baton:
-                take(name)
-            train(data, work / f"interleaved_{name}", configs[name], progress=False)
-        except BaseException as error:  # raised again in the caller
-            errors.append(error)
-        finally:
-            with baton:
-                done.add(name)
-                hand_over(name)
-
-    handle = register_optimizer_step_post_hook(hook)
-    try:
-        threads = [threading.Thread(target=run, args=(name,)) for name in order]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        handle.remove()
-    if errors:
-        raise errors[0]
-    return {name: values[warmup:] for name, values in times.items()}
-
-
 def compare(data: Path, work: Path, args) -> list[dict]:
     """The default step against the baseline step, round-robin: ``--repeats`` rounds, each a run of
     ``--warmup + --steps`` steps of ``videomdm train`` per step kind and supervision mode (``small`` preset, batch
-    32 x 60 frames), each in a fresh process, the two kinds alternating. A step's time is the wall time the training
-    loop logs for it (``log_every=1``); the first ``--warmup`` steps of every run are dropped (they load and encode
-    the clips they draw). ``steps_per_s`` = 1 / the median step time over all rounds; ``speedup`` = the median over
-    rounds of the ratio of the two kinds' median step times in that round (load that changes between rounds cancels).
+    32 x 60 frames), each in a fresh process, the two kinds alternating (and which goes first alternating by round).
+    A step's time is the wall time the training loop logs for it (``log_every=1``); the first ``--warmup`` steps of
+    every run are dropped (they load and encode the clips they draw). ``steps_per_s`` = 1 / the median step time over
+    all rounds; ``speedup`` = the median over rounds of the ratio of the two kinds' median step times in that round
+    (load that changes between rounds cancels).
 
-    Other load on a shared machine moves wall times by several times within a minute, so each round also runs every
-    kind for ``--warmup`` steps only: ``cpu_seconds_per_step`` = (CPU time of the long run − CPU time of the short
-    run) / ``--steps`` (set-up cancels; all threads, the prefetching one included), the work a step takes whatever
-    else runs, and ``cpu_speedup`` the ratio of the medians over rounds.
+    Other load on a shared machine moves wall times, so each round also runs every kind for ``--warmup`` steps only:
+    ``cpu_seconds_per_step`` = (CPU time of the long run − CPU time of the short run) / ``--steps`` (set-up cancels;
+    all threads), the work a step takes whatever else runs, and ``cpu_speedup`` the ratio of the medians over rounds.
 
-    The baseline is the reference step (``train.fast=false``) in fp32, the default precision before ``auto``; with
-    ``--baseline-src`` it is the default step of another source tree (e.g. an older checkout's ``src``) in fp32.
-    ``--set`` overrides the new step's settings (e.g. ``train.precision=fp32`` to time the fast step alone)."""
+    The baseline is this tree's reference step (``train.fast=false``, ``train.precision=fp32``: the loop as it was
+    before the fast step existed), or with ``--baseline-src`` the default step of another source tree (e.g. an older
+    checkout's ``src``); ``--baseline-set`` overrides the baseline's settings, ``--set`` the new step's.
+
+    Whole processes, not two runs taking turns in one process: runs sharing a process interfere (two runs' threads,
+    caches and allocator), which slowed both by 15–50 % on an idle 2-core machine and hid most of a speedup."""
     device = resolve_device(args.device)
     modes = args.modes.split(",")
-    if not args.baseline_src:
-        return compare_interleaved(data, work, args)
     baseline_src = Path(args.baseline_src).resolve() if args.baseline_src else SRC
-    kinds = {"baseline": (baseline_src, ["train.precision=fp32"] + ([] if args.baseline_src else ["train.fast=false"])),
-             "new": (SRC, list(args.set or []))}
+    baseline_sets = args.baseline_set if args.baseline_set is not None else (
+        [] if args.baseline_src else ["train.fast=false", "train.precision=fp32"])
+    kinds = {"baseline": (baseline_src, list(baseline_sets)), "new": (SRC, list(args.set or []))}
     times: dict[tuple[str, str], list[float]] = {(m, k): [] for m in modes for k in kinds}
     round_medians: dict[tuple[str, str], list[float]] = {(m, k): [] for m in modes for k in kinds}
     cpu: dict[tuple[str, str], list[float]] = {(m, k): [] for m in modes for k in kinds}
@@ -267,7 +198,7 @@ def compare(data: Path, work: Path, args) -> list[dict]:
         lines.append({"benchmark": "training", "kind": "compare", "mode": mode, "cpu": summary["cpu"],
                       "bf16_units": summary["bf16_units"], "gpu": summary["gpu"], "torch": summary["torch"],
                       "threads": summary["threads"], "preset": "small", "batch": 32, "frames": 60,
-                      "baseline": f"{'reference step' if not args.baseline_src else baseline_src}, fp32",
+                      "baseline": f"{baseline_src} {' '.join(kinds['baseline'][1]) or '(defaults)'}",
                       "new_settings": kinds["new"][1],
                       "baseline_steps_per_s": round(baseline, 3), "steps_per_s": round(new, 3),
                       "speedup": round(statistics.median(b / n for b, n in zip(round_medians[mode, "baseline"],
@@ -280,51 +211,13 @@ def compare(data: Path, work: Path, args) -> list[dict]:
     if "2d" in modes and "3d" in modes:
         for line in lines:
             if line["mode"] == "2d":
+                for kind, prefix in (("new", ""), ("baseline", "baseline_")):
+                    line[f"{prefix}ratio_2d_to_3d"] = round(statistics.median(times["2d", kind])
+                                                            / statistics.median(times["3d", kind]), 3)
                 line["cpu_ratio_2d_to_3d"] = round(statistics.median(cpu["2d", "new"])
                                                    / statistics.median(cpu["3d", "new"]), 3)
                 line["baseline_cpu_ratio_2d_to_3d"] = round(statistics.median(cpu["2d", "baseline"])
                                                             / statistics.median(cpu["3d", "baseline"]), 3)
-    for line in lines:
-        line.update({"load_average_before_after": [load_before, _load_average()],
-                     "benchmark_seconds": round(time.perf_counter() - started, 1)})
-    return lines
-
-
-def compare_interleaved(data: Path, work: Path, args) -> list[dict]:
-    """The default step (``--set`` applied) against this tree's reference step (``train.fast=false``, fp32), the
-    two runs of each supervision mode taking turns step by step in this process (:func:`interleaved_steps`):
-    ``--warmup + --steps`` steps each, ``--repeats`` times; steps per second = 1 / the median step time."""
-    device = resolve_device(args.device)
-    summary = device_summary(device)
-    load_before, started = _load_average(), time.perf_counter()
-    medians, lines = {}, []
-    for mode in args.modes.split(","):
-        times: dict[str, list[float]] = {"baseline": [], "new": []}
-        for round_ in range(args.repeats):
-            configs = {kind: run_config("small", mode, 32, 60, args.warmup + args.steps, args.device, precision,
-                                        extra=extra)
-                       for kind, precision, extra in (("baseline", "fp32", ("train.fast=false",)),
-                                                      ("new", "auto", tuple(args.set or ())))}
-            if round_ % 2:
-                configs = dict(reversed(configs.items()))
-            for kind, values in interleaved_steps(data, work / f"{mode}_{round_}", configs, args.warmup).items():
-                times[kind] += values
-        medians[mode] = {kind: statistics.median(values) for kind, values in times.items()}
-        lines.append({"benchmark": "training", "kind": "compare", "mode": mode, "cpu": summary["cpu"],
-                      "bf16_units": summary["bf16_units"], "gpu": summary["gpu"], "torch": summary["torch"],
-                      "threads": summary["threads"], "preset": "small", "batch": 32, "frames": 60,
-                      "baseline": "reference step (train.fast=false), fp32", "new_settings": list(args.set or []),
-                      "precision": str(autocast_dtype(configs["new"].train.precision, device)
-                                       or torch.float32).removeprefix("torch."),
-                      "baseline_steps_per_s": round(1.0 / medians[mode]["baseline"], 3),
-                      "steps_per_s": round(1.0 / medians[mode]["new"], 3),
-                      "speedup": round(medians[mode]["baseline"] / medians[mode]["new"], 3),
-                      "timed_steps_each": len(times["new"]), "rounds": args.repeats})
-    if "2d" in medians and "3d" in medians:
-        for line in lines:
-            if line["mode"] == "2d":
-                line["ratio_2d_to_3d"] = round(medians["2d"]["new"] / medians["3d"]["new"], 3)
-                line["baseline_ratio_2d_to_3d"] = round(medians["2d"]["baseline"] / medians["3d"]["baseline"], 3)
     for line in lines:
         line.update({"load_average_before_after": [load_before, _load_average()],
                      "benchmark_seconds": round(time.perf_counter() - started, 1)})
@@ -380,8 +273,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--steps", type=int, help="timed steps per configuration (default: 4, --compare: 10)")
-    parser.add_argument("--warmup", type=int, help="untimed first steps of a run (default: 1, --compare: 4)")
+    parser.add_argument("--steps", type=int, help="timed steps per configuration (default: 4, --compare: 20)")
+    parser.add_argument("--warmup", type=int, help="untimed first steps of a run (default: 1, --compare: 5)")
     parser.add_argument("--quick", action="store_true", help="small model only")
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: a temporary folder)")
     parser.add_argument("--compare", action="store_true",
@@ -390,11 +283,14 @@ def main() -> None:
     parser.add_argument("--modes", default="3d,teacher,2d", help="--compare: supervision modes (default: %(default)s)")
     parser.add_argument("--baseline-src", help="--compare: time the default step of this source tree (its src/ "
                         "folder) as the baseline instead of this tree's reference step")
+    parser.add_argument("--baseline-set", action="append", metavar="KEY=VALUE",
+                        help="--compare: config override of the baseline step, repeatable (default: the reference "
+                        "step's train.fast=false train.precision=fp32, none with --baseline-src)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="--compare: config override of the new step, repeatable")
     args = parser.parse_args()
-    args.steps = args.steps or (10 if args.compare else 4)
-    args.warmup = args.warmup if args.warmup is not None else (4 if args.compare else 1)
+    args.steps = args.steps or (20 if args.compare else 4)
+    args.warmup = args.warmup if args.warmup is not None else (5 if args.compare else 1)
     if args.compare:
         with tempfile.TemporaryDirectory() as tmp:
             work = args.work or Path(tmp)
