@@ -384,13 +384,14 @@ class CanonicalFrames:
     yaw: Tensor
     root: Tensor
 
-    def window(self, start: int) -> RigidTransform:
+    def window(self, start: int | Tensor) -> RigidTransform:
         """World → the frame of the window starting at ``start``: ``x ↦ Y(θ_s)(C(x) − o_s)`` with ``C`` the clip's
-        canonicalization, ``θ_s = yaw[start]`` and ``o_s`` the root's ground point at ``start``."""
-        origin = self.root[start] * self.root.new_tensor([1.0, 0.0, 1.0])
-        rotation = yaw_matrix(self.yaw[start])
-        return RigidTransform(rotation @ self.to_canonical.rotation,
-                              rotation @ (self.to_canonical.translation - origin))
+        canonicalization, ``θ_s = yaw[start]`` and ``o_s`` the root's ground point at ``start``. ``start`` an int:
+        ``rotation (3, 3)``, ``translation (3,)``; a tensor of N starts: ``(N, 3, 3)``, ``(N, 3)``."""
+        origin = self.root[start] * self.root.new_tensor([1.0, 0.0, 1.0])  # (..., 3)
+        rotation = yaw_matrix(self.yaw[start])  # (..., 3, 3)
+        offset = (self.to_canonical.translation - origin)[..., None]  # (..., 3, 1)
+        return RigidTransform(rotation @ self.to_canonical.rotation, (rotation @ offset)[..., 0])
 
 
 def canonical_frames(joints: Tensor, skeleton: Skeleton, *, facing_sigma: float = 20.0) -> CanonicalFrames:

@@ -31,8 +31,8 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from torch import Tensor
 
-from ..camera import pixels_to_normalized, transform_camera
-from ..representation import CanonicalFrames, FeatureLayout, Normalizer, encode, encode_with_frames
+from ..camera import pixels_to_normalized
+from ..representation import FeatureLayout, Normalizer, RigidTransform, encode, encode_with_frames
 from ..skeleton import Skeleton, get_skeleton, joint_map
 from .clip import Clip, load_clip, read_clip_summary, read_dataset_index
 from .errors import DataError
@@ -116,11 +116,12 @@ def clip_observations(clip, skeleton, where: str | Path = "") -> Observations:
 
 @dataclass
 class EncodedClip:
-    """One clip as windows are cut from it: whole-clip features, and with keypoints where its windows decode and its
-    observations."""
+    """One clip as windows are cut from it: whole-clip features, and with keypoints the world → window-frame
+    transform of the window starting at each frame (:meth:`CanonicalFrames.window`, ``rotation (T, 3, 3)``,
+    ``translation (T, 3)``) and its observations."""
 
     features: Tensor  # (T, D) float32
-    frames: CanonicalFrames | None = None
+    windows: RigidTransform | None = None
     observations: Observations | None = None
 
     @property
@@ -130,8 +131,8 @@ class EncodedClip:
         if self.observations is not None:
             size += sum(a.nbytes for a in (self.observations.keypoints, self.observations.confidence,
                                            self.observations.R, self.observations.t))
-        if self.frames is not None:
-            size += (self.frames.yaw.numel() + self.frames.root.numel()) * self.frames.root.element_size()
+        if self.windows is not None:
+            size += sum(x.numel() * x.element_size() for x in (self.windows.rotation, self.windows.translation))
         return size
 
 
@@ -285,7 +286,8 @@ class MotionWindows:
         if mirrored:
             observed = mirror_observations(observed, self.skeleton.mirror_permutation)
         # Features and the windows' frames from one canonicalization of the clip.
-        return EncodedClip(*encode_with_frames(joints, self.skeleton, **self.encode_kwargs), observed)
+        features, frames = encode_with_frames(joints, self.skeleton, **self.encode_kwargs)
+        return EncodedClip(features, frames.window(torch.arange(len(features))), observed)
 
     def sample(self, index: int, rng: np.random.Generator) -> Batch:
         """A random window of clip ``index`` as a batch of one: features ``(1, T_w, D)``, a random caption, and
@@ -306,13 +308,14 @@ class MotionWindows:
             return Batch(features, mask, [text])
         obs = clip.observations
         views = len(obs.keypoints)
-        window = clip.frames.window(start)
-        R, t = transform_camera(torch.from_numpy(obs.R[:, start:start + length]),  # (V, T_w, 3, 3)
-                                torch.from_numpy(obs.t[:, start:start + length]),  # (V, T_w, 3)
-                                window.rotation.expand(views, 3, 3), window.translation.expand(views, 3))
+        # The cameras carried into the window's frame x' = A x + b (eq. 5 of camera.transform_camera): R' = R Aᵀ,
+        # t' = t − R' b; in numpy, whose calls on arrays this small cost a fraction of torch's.
+        rotation, translation = clip.windows.rotation[start].numpy(), clip.windows.translation[start].numpy()
+        R = obs.R[:, start:start + length] @ rotation.T  # (V, T_w, 3, 3)
+        t = obs.t[:, start:start + length] - R @ translation  # (V, T_w, 3)
         return Batch(features, mask, [text], torch.from_numpy(obs.keypoints[:, start:start + length])[None],
-                     torch.from_numpy(obs.confidence[:, start:start + length])[None], R[None], t[None],
-                     torch.ones(1, views, dtype=torch.bool))
+                     torch.from_numpy(obs.confidence[:, start:start + length])[None], torch.from_numpy(R)[None],
+                     torch.from_numpy(t)[None], torch.ones(1, views, dtype=torch.bool))
 
     def batch(self, indices: list[int], rng: np.random.Generator) -> Batch:
         """Windows of the given clips, drawn in order from ``rng`` and padded together (:func:`collate`)."""
