@@ -1,5 +1,5 @@
 """The fast training step (``train.fast``) learns as the reference step does; ``train.precision=auto``; the pieces the
-fast step is made of (batch prefetching, the written-out attention, the placement solve in float64)."""
+fast step is made of (batch prefetching, the written-out attention, the placement solve in float32, against float64)."""
 
 import json
 import math

@@ -151,13 +151,14 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
     batch = points_world.shape[0]
     # Every point, residual and Jacobian is a combination of fixed columns (_camera_columns): Q = C v and
     #     e(θ, 0) = M (cos θ, sin θ, 1, 0..),   ∂e/∂θ = M (−sin θ, cos θ, 0, 0..) = M u,   ∂e/∂d = M E,
-    # so the weighted normal equations of every iteration of (P-2) are S^T G S with G = M^T W M, formed once (float64).
+    # so the weighted normal equations of every iteration of (P-2) are S^T G S with G = M^T W M, formed once. In the
+    # points' dtype: (P-3) refines the result in it anyway (float64 here changed the refined placement by ~2 µm).
     k, w = _usable_keypoints(keypoints_norm, weight)  # (B, T, J, 2), (B, T, J)
     C = _camera_columns(points_world, R, t, axes)  # (B, T, J, 3, K)
     M = C[..., :2, :] - k[..., None] * C[..., 2:3, :]  # (B, T, J, 2, K)
-    M = M.reshape(batch, -1, M.shape[-1]).double()  # (B, N, K): one row per joint, frame, view and image axis
+    M = M.reshape(batch, -1, M.shape[-1])  # (B, N, K): one row per joint, frame, view and image axis
     row_weight = w[..., None].expand(w.shape + (2,)).reshape(batch, -1, 1)  # (B, N, 1)
-    G = (M * row_weight.double()).transpose(1, 2) @ M  # (B, K, K)
+    G = (M * row_weight).transpose(1, 2) @ M  # (B, K, K)
     axes_index = torch.tensor(axes, device=G.device)
     theta = G.new_zeros(batch)
     translation = G.new_zeros(batch, 3)
@@ -172,7 +173,6 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
         if solve_yaw:
             theta, solution = solution[:, 0].clamp(-max_yaw, max_yaw), solution[:, 1:]
         translation = translation.index_copy(1, axes_index, solution)
-    theta, translation = theta.to(points_world.dtype), translation.to(points_world.dtype)
 
     # (P-3): Gauss–Newton on the reprojection error itself, from the solution of (P-2). ∂π/∂Q = [I₂ | −π] / Z, so
     # with D = C_xy − π C_z (Z times the Jacobian of π in v) and ω = w Z², the normal equations in v are
