@@ -72,8 +72,10 @@ def test_monocular_2d_losses_equal_the_losses_before_views(weighting):
     code before the view axis computed on the same batch (tests/data/legacy_v1_dataset/make_reference.py)."""
     reference = json.loads((LEGACY / "reference_2d_terms.json").read_text())[weighting]
     terms = _objective_terms(LEGACY, weighting)
-    assert terms["reprojection"] == reference["reprojection"]  # bit for bit
-    assert terms["velocity_2d"] == reference["velocity_2d"]
+    # Equal up to the float32 rounding of the placement solve (bit for bit until its algebraic stage left float64,
+    # fifth session: ~1e-7 relative); computing anything differently per view would move them by far more.
+    assert terms["reprojection"] == pytest.approx(reference["reprojection"], rel=1e-6)
+    assert terms["velocity_2d"] == pytest.approx(reference["velocity_2d"], rel=1e-6)
     # The alignment target (the point nearest to the rays) carries a 1e-6 ridge for views in general.
     assert terms["alignment"] == pytest.approx(reference["alignment"], rel=1e-5)
 
