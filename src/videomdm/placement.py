@@ -150,7 +150,7 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
     axes = [0, 1, 2] if solve_height else [0, 2]  # the solved components of d
     batch = points_world.shape[0]
     # Every point, residual and Jacobian is a combination of fixed columns (_camera_columns): Q = C v and
-    #     e(θ, 0) = M (cos θ, sin θ, 1, 0..),   ∂e/∂θ = M (−sin θ, cos θ, 0, 0..) = M u,   ∂e/∂d = M E,
+    #     e(θ, 0) = M (cos θ, sin θ, 1, 0..),   ∂e/∂θ = M (−sin θ, cos θ, 0, 0..),   ∂e/∂d_i = M e_{3+i},
     # so the weighted normal equations of every iteration of (P-2) are S^T G S with G = M^T W M, formed once. In the
     # points' dtype: (P-3) refines the result in it anyway (float64 here changed the refined placement by ~2 µm).
     k, w = _usable_keypoints(keypoints_norm, weight)  # (B, T, J, 2), (B, T, J)
