@@ -28,6 +28,7 @@ def test_gap_closed():
     assert gap_closed(teacher=2.0, two_d=1.0, three_d=1.0) == pytest.approx(1.0)
     assert gap_closed(teacher=2.0, two_d=2.5, three_d=1.0) == pytest.approx(-0.5)  # worse than the teacher
     assert math.isnan(gap_closed(teacher=1.0, two_d=1.0, three_d=1.0))
+    assert math.isnan(gap_closed(teacher=1.0, two_d=0.5, three_d=1.2))  # 3d worse than the teacher: no gap to close
 
 
 @pytest.fixture
@@ -112,7 +113,7 @@ def test_recovery_experiment_end_to_end(tmp_path):
     report = run_recovery(out, cache=tmp_path / "cache", mocap=mocap, overrides=TINY, steps=2, lifter_steps=2,
                           evaluator_config=TINY_EVALUATOR, num_samples=6, views=(1, 2), log=lambda _: None)
     assert set(report["results"]) == {"3d", "teacher", "2d", "2d_views1", "2d_views2"}
-    for key in ("gap_closed_fid", "gap_closed_lift_mpjpe_mm", "lift_mpjpe_vs_lifter", "gap_closed_fid_views1",
+    for key in ("gap_fid", "gap_closed_fid", "gap_closed_lift_mpjpe_mm", "lift_mpjpe_vs_lifter", "gap_closed_fid_views1",
                 "gap_closed_lift_mpjpe_mm_views2"):
         assert key in report["summary"]
     # The multi-view arm: one rig, cut to its first 1 and 2 views; the same clips, teachers and ground truth.
