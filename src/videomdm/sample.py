@@ -224,11 +224,6 @@ def _carry_views(R: Tensor, t: Tensor, transform: RigidTransform) -> tuple[Tenso
     return new_R.unflatten(0, R.shape[:2]), new_t.unflatten(0, t.shape[:2])
 
 
-def _stack_transforms(transforms: Sequence[RigidTransform]) -> RigidTransform:
-    return RigidTransform(torch.stack([tr.rotation for tr in transforms]),
-                          torch.stack([tr.translation for tr in transforms]))
-
-
 @torch.no_grad()
 def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | None = None, *,
          init: str = "teacher", t_start: int | None = None, steps: int | None = None, guidance: float = 1.0,
@@ -306,8 +301,8 @@ def lift(run: LoadedRun, teacher_3d: np.ndarray, observations: Observations | No
 
     features, frames = encode_with_frames(joints, run.skeleton, **encode_kw)  # (T, D): one clip, as in training
     x0 = run.normalizer.normalize(windows_of(features))  # (W·K, L, D)
-    window_frames = [frames.window(s) for s in starts for _ in range(samples)]
-    to_canonical = _stack_transforms(window_frames)  # world → each window's frame
+    row_starts = torch.tensor(starts, device=run.device).repeat_interleave(samples)  # (W·K,) each row's start
+    to_canonical = frames.window(row_starts)  # world → each window's frame
 
     def to_joints(features: Tensor) -> Tensor:  # (N, L, D) normalized → (N, L, J, 3) in the current frames
         return decode(run.normalizer.denormalize(features), run.skeleton.num_joints)
