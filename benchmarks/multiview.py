@@ -13,7 +13,13 @@ Two parts, one JSON line:
      own error as far as the rig can tell (its consistency with the other views);
    - ``heldout_view_median_px``: leave-one-camera-out: every point triangulated (robustly) from the other three
      views, projected into the held-out view and compared with that view's keypoints (median over its frames and
-     keypoints of confidence ≥ 0.5), averaged over the four cameras. Target: ≤ 1.5 × ``used_views_median_px``.
+     keypoints of confidence ≥ 0.5), averaged over the four cameras. Target: ≤ 1.5 × ``used_views_median_px``;
+   - ``ideal_rig_*``: the same two errors on the same rig, frames and masks without timing or calibration error
+     (:func:`videomdm.triangulation.ideal_rig`: the real keypoints triangulated from every view, reprojected, plus
+     Gaussian noise of ``ideal_rig_noise_px`` per image axis matched to the real used-view error), and
+     ``heldout_over_ideal_rig``, the real held-out error over the ideal one: what the rig's timing and calibration
+     add to the detector's noise (1 = nothing). The used views' error understates the detector's (each point is
+     fitted to them), so even the ideal rig's held-out error is well above it.
 
 2. **LAFAN1 virtual rigs** (:func:`videomdm.pipeline.prepare_benchmark` with ``--cameras`` views per clip: the
    built-in lifter trained on the ``lifter`` split lifts every view of the ``test`` clips alone, the simulated
@@ -47,7 +53,7 @@ from videomdm.data.rig_demo import fetch_rig_demo
 from videomdm.metrics import mpjpe, root_mpjpe
 from videomdm.pipeline import prepare_benchmark
 from videomdm.teacher import triangulate_teacher
-from videomdm.triangulation import estimate_offsets, reprojection_errors, triangulate
+from videomdm.triangulation import estimate_offsets, heldout_view_errors, ideal_rig, triangulate
 
 
 def detect_rig(demo: Path, rig, out: Path, fps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -80,22 +86,26 @@ def real_rig(args: argparse.Namespace) -> dict[str, object]:
     conf = np.stack([c[first + d:last + d] for c, d in zip(confidence, offsets)])
     teacher = triangulate_teacher(uv, conf, rig.K, rig.R, rig.t, keypoint_skeleton="blazepose33",
                                   threshold_px=args.threshold_px)
-    heldout = []
-    for h in range(len(rig)):
-        others = [v for v in range(len(rig)) if v != h]
-        tri = triangulate(uv[others], conf[others], rig.K[others], rig.R[others], rig.t[others],
-                          threshold_px=args.threshold_px)
-        errors = reprojection_errors(tri.points, uv[h:h + 1], rig.K[h:h + 1], rig.R[h:h + 1], rig.t[h:h + 1])[0]
-        seen = (conf[h] >= 0.5) & np.isfinite(errors)
-        heldout.append(float(np.median(errors[seen])))
+    heldout = heldout_view_errors(uv, conf, rig.K, rig.R, rig.t, threshold_px=args.threshold_px)
     used = teacher.used_median_px
+    # The same rig, frames and masks without timing or calibration error: the real keypoints triangulated from
+    # every view, reprojected, plus Gaussian noise whose used-view error matches the real one.
+    truth = triangulate(uv, conf, rig.K, rig.R, rig.t, threshold_px=args.threshold_px).points
+    ideal = ideal_rig(truth, conf, rig.K, rig.R, rig.t, used_median_px=used, threshold_px=args.threshold_px,
+                      seed=args.seed)
+    ideal_heldout = float(np.mean(ideal.heldout_median_px))
     return {
         "views": len(rig), "rig_frames": int(uv.shape[1]), "rig_fps": args.fps, "rig_offsets": offsets.tolist(),
         "used_views_median_px": round(used, 2),
         "used_views_median_px_per_camera": [round(float(e), 2) for e in teacher.per_view_median_px],
         "heldout_view_median_px": round(float(np.mean(heldout)), 2),
-        "heldout_view_median_px_per_camera": [round(e, 2) for e in heldout],
+        "heldout_view_median_px_per_camera": [round(float(e), 2) for e in heldout],
         "heldout_over_used": round(float(np.mean(heldout)) / used, 3),
+        "ideal_rig_noise_px": round(ideal.noise_px, 2),
+        "ideal_rig_used_views_median_px": round(ideal.used_median_px, 2),
+        "ideal_rig_heldout_view_median_px": round(ideal_heldout, 2),
+        "ideal_rig_heldout_over_used": round(ideal_heldout / ideal.used_median_px, 3),
+        "heldout_over_ideal_rig": round(float(np.mean(heldout)) / ideal_heldout, 3),
         "rig_views_used_mean": round(float(teacher.triangulation.used.sum(0).mean()), 3),
     }
 

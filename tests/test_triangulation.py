@@ -15,7 +15,8 @@ from videomdm.data.errors import DataError
 from videomdm.data.rig_demo import fetch_rig_demo
 from videomdm.skeleton import SMPL_22
 from videomdm.teacher import make_teacher, triangulate_teacher
-from videomdm.triangulation import estimate_offsets, project, triangulate, triangulate_dlt
+from videomdm.triangulation import (estimate_offsets, heldout_view_errors, ideal_rig, project, triangulate,
+                                   triangulate_dlt)
 
 LEFT = [SMPL_22.index(a) for a, _ in SMPL_22.left_right]
 RIGHT = [SMPL_22.index(b) for _, b in SMPL_22.left_right]
@@ -93,6 +94,29 @@ def test_frame_offsets_are_recovered():
     assert offsets.tolist() == [0, 2, -3]
     assert costs.shape == (3, 13) and np.isnan(costs[0]).all()
     assert costs[1, 6 + 2] < 2 and np.nanmin(np.delete(costs[1], 6 + 2)) > 2 * costs[1, 6 + 2]
+
+
+def test_heldout_views_and_the_ideal_rig_of_a_synthetic_rig():
+    """Leave-one-camera-out is exact without noise; with Gaussian noise the ideal rig finds the noise back from the
+    used views' error and predicts the held-out error, which is well above the used views' even on a perfect rig."""
+    rig = make_rig(4, seed=3)
+    motion = centred_walk(40, seed=1)
+    confidence = np.ones((4,) + motion.shape[:2])
+    assert np.nanmax(heldout_view_errors(observe(motion, rig), confidence, rig.K, rig.R, rig.t)) < 1e-6
+    with pytest.raises(ValueError, match="at least 3 views"):
+        heldout_view_errors(observe(motion, rig)[:2], confidence[:2], rig.K[:2], rig.R[:2], rig.t[:2])
+
+    noise_px = 3.0
+    uv = observe(motion, rig, noise_px=noise_px, seed=4)
+    used = float(np.nanmedian(triangulate(uv, confidence, rig.K, rig.R, rig.t).used_errors()))
+    heldout = heldout_view_errors(uv, confidence, rig.K, rig.R, rig.t)
+    ideal = ideal_rig(motion, confidence, rig.K, rig.R, rig.t, used_median_px=used, seed=7)
+    assert abs(ideal.noise_px - noise_px) < 0.1 * noise_px
+    assert abs(ideal.used_median_px - used) < 0.01 * used
+    assert ideal.heldout_median_px.shape == (4,)
+    np.testing.assert_allclose(ideal.heldout_median_px, heldout, rtol=0.15)
+    assert np.mean(heldout) > 1.5 * used and np.mean(ideal.heldout_median_px) > 1.5 * ideal.used_median_px
+    assert used < 1.177 * noise_px  # the fitted views understate the detector's median error (1.177 σ)
 
 
 def test_teacher_on_a_synthetic_rig_with_lens_distortion():

@@ -11,7 +11,16 @@ ideal pinhole camera (undistorted: :func:`videomdm.data.calibration.undistort_po
   further than ``threshold_px`` from its projection, the view whose removal leaves the smallest worst error is
   dropped (leave-one-out), down to two views; a point whose last two views still disagree is not triangulated.
   This rejects a view that swapped left and right, locked onto another person or guessed an occluded joint;
-- :func:`estimate_offsets`: per-camera frame offsets of unsynchronized videos, by the triangulation error.
+- :func:`estimate_offsets`: per-camera frame offsets of unsynchronized videos, by the triangulation error;
+- :func:`heldout_view_errors`: leave-one-camera-out, how well the other views predict each view's keypoints;
+- :func:`ideal_rig`: the same two errors for the same rig and motion without timing or calibration error (the
+  detector's noise alone), to read a real rig's held-out error against.
+
+A point triangulated from n views is fitted to them (3 unknowns from 2n coordinates), so the error in the views it
+used understates the detector's: with independent Gaussian noise of σ px per image axis, the expected sum of squared
+residuals is (2n − 3) σ², not 2n σ². A held-out view is not fitted and also carries the error of the point itself,
+so even a perfectly synchronized and calibrated rig shows held-out errors well above the used views' (1.6–2.1× for
+the Pose2Sim demo rig: README, "Multi-view benchmark"); :func:`ideal_rig` measures that ratio for a given rig.
 """
 
 from __future__ import annotations
@@ -20,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Triangulation", "triangulate_dlt", "project", "reprojection_errors", "triangulate", "estimate_offsets"]
+__all__ = ["Triangulation", "IdealRig", "triangulate_dlt", "project", "reprojection_errors", "triangulate",
+           "estimate_offsets", "heldout_view_errors", "ideal_rig"]
 
 
 def _check_views(uv: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> tuple:
@@ -245,3 +255,84 @@ def estimate_offsets(uv: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: n
         if np.isfinite(costs[v]).any():
             offsets[v] = int(shifts[np.nanargmin(costs[v])])
     return offsets, costs
+
+
+def heldout_view_errors(uv: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, *,
+                        threshold_px: float = 20.0, min_confidence: float = 0.1,
+                        scored_confidence: float = 0.5) -> np.ndarray:
+    """Leave-one-camera-out: for each view h, every point triangulated (:func:`triangulate`) from the other views,
+    projected into h and compared with h's keypoints of confidence ≥ ``scored_confidence``.
+
+    Args:
+        uv, confidence, K, R, t: as :func:`triangulate`, at least 3 views. threshold_px, min_confidence: passed on.
+
+    Returns:
+        ``(V,)`` median error in pixels of each held-out view (NaN where no keypoint could be scored).
+    """
+    uv, confidence, K, R, t = _check_views(uv, confidence, K, R, t)
+    V = uv.shape[0]
+    if V < 3:
+        raise ValueError(f"leave-one-camera-out needs at least 3 views, got {V}")
+    medians = np.full(V, np.nan)
+    for h in range(V):
+        others = [v for v in range(V) if v != h]
+        points = triangulate(uv[others], confidence[others], K[others], R[others], t[others],
+                             threshold_px=threshold_px, min_confidence=min_confidence).points
+        errors = reprojection_errors(points, uv[h:h + 1], K[h:h + 1], R[h:h + 1], t[h:h + 1])[0]
+        scored = (confidence[h] >= scored_confidence) & np.isfinite(errors)
+        if scored.any():
+            medians[h] = float(np.median(errors[scored]))
+    return medians
+
+
+@dataclass
+class IdealRig:
+    """What :func:`ideal_rig` measured on the simulated rig.
+
+    Attributes:
+        noise_px: σ of the Gaussian keypoint noise per image axis, pixels (its median 2D error is 1.177 σ).
+        used_median_px: median error in the views used (:meth:`Triangulation.used_errors`), over the draws.
+        heldout_median_px: ``(V,)`` :func:`heldout_view_errors`, averaged over the draws.
+    """
+
+    noise_px: float
+    used_median_px: float
+    heldout_median_px: np.ndarray
+
+
+def ideal_rig(points: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, *,
+              used_median_px: float, threshold_px: float = 20.0, min_confidence: float = 0.1, draws: int = 2,
+              seed: int = 0) -> IdealRig:
+    """The rig without timing or calibration error: ``points`` projected into every view (:func:`project`) plus
+    independent Gaussian noise of σ px per image axis, σ chosen (bisection, the same normal draws for every σ) so
+    that the simulated triangulation's median error in the views it used equals ``used_median_px``, the real one.
+    Its held-out errors are then what the detector's noise alone gives on this rig's geometry, frames and masks.
+
+    Args:
+        points: ``(T, J, 3)`` world metres, e.g. the real keypoints triangulated from every view (NaN: not seen).
+        confidence: ``(V, T, J)`` the real confidences (which keypoints each view has). K, R, t: as
+            :func:`triangulate`. used_median_px: the real triangulation's median error in the views used.
+        threshold_px, min_confidence: as the real triangulation. draws: noise draws averaged. seed: their seed.
+
+    Returns:
+        :class:`IdealRig`.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    uv, depth = project(points, K, R, t)  # (V, T, J, 2)
+    seen = np.isfinite(uv).all(-1) & (depth > 0)
+    confidence = np.where(seen, confidence, 0.0)
+    uv = np.nan_to_num(uv)
+    normal = np.random.default_rng(seed).standard_normal((draws,) + uv.shape)
+
+    def used_median(sigma: float) -> float:
+        return float(np.mean([np.nanmedian(triangulate(uv + sigma * z, confidence, K, R, t, threshold_px=threshold_px,
+                                                       min_confidence=min_confidence).used_errors()) for z in normal]))
+
+    low, high = 0.0, 4.0 * used_median_px
+    for _ in range(16):  # the used-view median grows with σ (its robust rejection only slows the growth)
+        sigma = 0.5 * (low + high)
+        low, high = (sigma, high) if used_median(sigma) < used_median_px else (low, sigma)
+    sigma = 0.5 * (low + high)
+    heldout = np.mean([heldout_view_errors(uv + sigma * z, confidence, K, R, t, threshold_px=threshold_px,
+                                           min_confidence=min_confidence) for z in normal], axis=0)
+    return IdealRig(noise_px=sigma, used_median_px=used_median(sigma), heldout_median_px=heldout)
