@@ -15,8 +15,8 @@ Two parts, one JSON line:
      views, projected into the held-out view and compared with that view's keypoints (median over its frames and
      keypoints of confidence ≥ 0.5), averaged over the four cameras. Target: ≤ 1.5 × ``used_views_median_px``;
    - ``ideal_rig_*``: the same two errors on the same rig, frames and masks without timing or calibration error
-     (:func:`videomdm.triangulation.ideal_rig`: the real keypoints triangulated from every view, reprojected, plus
-     Gaussian noise of ``ideal_rig_noise_px`` per image axis matched to the real used-view error), and
+     (:func:`videomdm.triangulation.rig_consistency`: the real keypoints triangulated from every view, reprojected,
+     plus Gaussian noise of ``ideal_rig_noise_px`` per image axis matched to the real used-view error), and
      ``heldout_over_ideal_rig``, the real held-out error over the ideal one: what the rig's timing and calibration
      add to the detector's noise (1 = nothing). The used views' error understates the detector's (each point is
      fitted to them), so even the ideal rig's held-out error is well above it.
@@ -53,7 +53,7 @@ from videomdm.data.rig_demo import fetch_rig_demo
 from videomdm.metrics import mpjpe, root_mpjpe
 from videomdm.pipeline import prepare_benchmark
 from videomdm.teacher import triangulate_teacher
-from videomdm.triangulation import estimate_offsets, heldout_view_errors, ideal_rig, triangulate
+from videomdm.triangulation import estimate_offsets, rig_consistency
 
 
 def detect_rig(demo: Path, rig, out: Path, fps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -86,26 +86,22 @@ def real_rig(args: argparse.Namespace) -> dict[str, object]:
     conf = np.stack([c[first + d:last + d] for c, d in zip(confidence, offsets)])
     teacher = triangulate_teacher(uv, conf, rig.K, rig.R, rig.t, keypoint_skeleton="blazepose33",
                                   threshold_px=args.threshold_px)
-    heldout = heldout_view_errors(uv, conf, rig.K, rig.R, rig.t, threshold_px=args.threshold_px)
     used = teacher.used_median_px
-    # The same rig, frames and masks without timing or calibration error: the real keypoints triangulated from
-    # every view, reprojected, plus Gaussian noise whose used-view error matches the real one.
-    truth = triangulate(uv, conf, rig.K, rig.R, rig.t, threshold_px=args.threshold_px).points
-    ideal = ideal_rig(truth, conf, rig.K, rig.R, rig.t, used_median_px=used, threshold_px=args.threshold_px,
-                      seed=args.seed)
-    ideal_heldout = float(np.mean(ideal.heldout_median_px))
+    # Leave-one-camera-out, and the same on the rig without timing or calibration error (rig_consistency).
+    consistency = rig_consistency(uv, conf, rig.K, rig.R, rig.t, threshold_px=args.threshold_px, seed=args.seed)
+    heldout = np.array(consistency["heldout_view_px"])
+    ideal_heldout = float(np.mean(consistency["ideal_rig_heldout_px"]))
     return {
         "views": len(rig), "rig_frames": int(uv.shape[1]), "rig_fps": args.fps, "rig_offsets": offsets.tolist(),
         "used_views_median_px": round(used, 2),
         "used_views_median_px_per_camera": [round(float(e), 2) for e in teacher.per_view_median_px],
         "heldout_view_median_px": round(float(np.mean(heldout)), 2),
-        "heldout_view_median_px_per_camera": [round(float(e), 2) for e in heldout],
+        "heldout_view_median_px_per_camera": heldout.tolist(),
         "heldout_over_used": round(float(np.mean(heldout)) / used, 3),
-        "ideal_rig_noise_px": round(ideal.noise_px, 2),
-        "ideal_rig_used_views_median_px": round(ideal.used_median_px, 2),
+        "ideal_rig_noise_px": consistency["ideal_rig_noise_px"],
         "ideal_rig_heldout_view_median_px": round(ideal_heldout, 2),
-        "ideal_rig_heldout_over_used": round(ideal_heldout / ideal.used_median_px, 3),
-        "heldout_over_ideal_rig": round(float(np.mean(heldout)) / ideal_heldout, 3),
+        "ideal_rig_heldout_over_used": round(ideal_heldout / used, 3),
+        "heldout_over_ideal_rig": consistency["heldout_over_ideal_rig"],
         "rig_views_used_mean": round(float(teacher.triangulation.used.sum(0).mean()), 3),
     }
 

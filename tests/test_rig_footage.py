@@ -46,9 +46,28 @@ def test_a_take_becomes_one_grounded_multi_view_clip_with_its_offsets_found():
     assert clip.num_frames == (90 - 4 - 3 - 1) // 3 + 1  # the 83 common 60 fps frames at 20 fps
     # Exact views: the triangulated teacher (unsmoothed) reprojects onto every view's (undistorted) keypoints.
     assert report["teacher"]["used_median_px"] < 0.05 and clip_reprojection_px(clip) < 0.05
+    # Noiseless, synchronized views: each held-out view is predicted exactly by the other two.
+    assert max(report["consistency"]["heldout_view_px"]) < 0.05 and report["consistency"]["heldout_over_ideal_rig"] is None
     # Grounded: root at the origin on the first frame, floor at y = 0 (the cameras moved along).
     assert np.allclose(clip.teacher_3d[0, 0, [0, 2]], 0.0, atol=1e-5)
     assert abs(np.percentile(clip.teacher_3d[..., 1].min(-1), 5)) < 0.02
+
+
+def test_the_rig_consistency_report_tells_a_synchronized_rig_from_an_unsynchronized_one():
+    """With detector noise alone the held-out views agree with a rig without timing error (ratio ≈ 1); a camera
+    whose offset is given wrong makes the held-out error grow well beyond it."""
+    from dataclasses import replace
+
+    rig = make_rig(4, seed=2)
+    sequences, _ = _filmed(rig, [0, 3, 0, -2])
+    rng = np.random.default_rng(0)
+    noisy = [replace(s, keypoints=s.keypoints + rng.normal(scale=2.0, size=s.keypoints.shape)) for s in sequences]
+    _, synced, _ = rig_clip("take", noisy, rig, fps=20.0, offsets=[0, 3, 0, -2], smooth_seconds=0.0)
+    _, shifted, _ = rig_clip("take", noisy, rig, fps=20.0, offsets=[0, 0, 0, -2], smooth_seconds=0.0)
+    ok, off = synced["consistency"], shifted["consistency"]
+    assert ok["frames"] == 85 and len(ok["heldout_view_px"]) == 4 and 1.8 < ok["ideal_rig_noise_px"] < 2.2
+    assert 0.9 < ok["heldout_over_ideal_rig"] < 1.1
+    assert off["heldout_over_ideal_rig"] > 1.5 and off["heldout_view_px"][1] > 2 * ok["heldout_view_px"][1]
 
 
 def test_a_view_that_swapped_left_and_right_is_left_out_of_the_views_used():
@@ -128,6 +147,8 @@ def test_prepare_video_with_a_calibration_on_the_real_rig(request, tmp_path):
     report = index.extra["takes"][clip.name]
     assert clip.num_views == 4 and clip.keypoint_skeleton == "blazepose33" and clip.num_frames >= 5
     assert report["teacher"]["used_median_px"] < 15  # pixels on 1088×1920 images
+    # The slow first 0.4 s: the views agree as on a rig without timing or calibration error (measured 0.94).
+    assert 0.7 < report["consistency"]["heldout_over_ideal_rig"] < 1.3
     # Keypoints the triangulation rejected are stored with confidence 0: the views left per point are those it used.
     assert (clip.confidence > 0).sum(0).mean() == pytest.approx(report["teacher"]["views_used_mean"], abs=1e-3)
     assert [c["name"] for c in index.extra["calibration"]["cameras"]] == ["cam01", "cam02", "cam03", "cam04"]

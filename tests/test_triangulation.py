@@ -117,6 +117,10 @@ def test_heldout_views_and_the_ideal_rig_of_a_synthetic_rig():
     np.testing.assert_allclose(ideal.heldout_median_px, heldout, rtol=0.15)
     assert np.mean(heldout) > 1.5 * used and np.mean(ideal.heldout_median_px) > 1.5 * ideal.used_median_px
     assert used < 1.177 * noise_px  # the fitted views understate the detector's median error (1.177 σ)
+    assert ideal.matched
+    # Past the outlier rejection's reach (a used-view median above what the 20 px threshold lets through): no match.
+    beyond = ideal_rig(motion, confidence, rig.K, rig.R, rig.t, used_median_px=25.0, seed=7)
+    assert not beyond.matched and beyond.used_median_px < 20.0
 
 
 def test_teacher_on_a_synthetic_rig_with_lens_distortion():

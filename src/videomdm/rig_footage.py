@@ -45,7 +45,7 @@ from .render import render_views_overlay
 from .sample import LoadedRun, lift
 from .skeleton import SMPL_22, get_skeleton
 from .teacher import TriangulatingTeacher
-from .triangulation import estimate_offsets
+from .triangulation import estimate_offsets, rig_consistency
 
 __all__ = ["take_videos", "align_views", "rig_clip", "prepare_rig_videos", "lift_rig_take"]
 
@@ -99,7 +99,8 @@ def rig_clip(name: str, sequences: Sequence[KeypointSequence], rig: Rig, *, fps:
         triangulated from (the others were rejected as outliers or not seen); report with ``offsets``,
         ``offsets_estimated``, ``offset_error_px`` / ``zero_offset_error_px`` (median two-view error of the chosen / zero offsets, per view; estimated only),
         ``frames``, ``teacher`` (the triangulation's per-view median pixels, :meth:`TriangulatedTeacher.report`)
-        and ``teacher_reprojection_px`` (the grounded teacher against the keypoints, mean over views).
+        ``teacher_reprojection_px`` (the grounded teacher against the keypoints, mean over views) and, with 3
+        cameras or more, ``consistency`` (:func:`~videomdm.triangulation.rig_consistency` at the detections' rate).
     """
     if len(sequences) != len(rig):
         raise DataError(f"{name}: {len(sequences)} videos for a rig of {len(rig)} cameras")
@@ -130,6 +131,8 @@ def rig_clip(name: str, sequences: Sequence[KeypointSequence], rig: Rig, *, fps:
     report["first_frame"] = max(0, -min(offsets))  # camera 0's first kept frame (camera v's: + d_v)
     report["source_fps"] = source_fps
     keypoints, confidence = align_views(keypoints, confidence, offsets)
+    if len(rig) >= 3:  # leave-one-camera-out against the ideal rig: the rig's timing and calibration, measured
+        report["consistency"] = rig_consistency(keypoints, confidence, rig.K, rig.R, rig.t, threshold_px=threshold_px)
     views = [resample_sequence(KeypointSequence(name=name, keypoints=k, confidence=c, skeleton=skeleton,
                                                 fps=source_fps, image_size=None, source=name), fps)
              for k, c in zip(keypoints, confidence)]
@@ -178,8 +181,11 @@ def prepare_rig_videos(takes: Sequence[Sequence[Path]], calibration: Path, out: 
             # so that multi-view training and lifting use the views that agree.
             writer.add("train", replace(clip, confidence=clip.confidence * views_used))
             summary["takes"][name] = report
+            consistency = report.get("consistency", {})
             log(f"{name}: {report['frames']} frames, offsets {report['offsets']}, triangulation "
-                f"{report['teacher'].get('used_median_px')} px (median over the views used)")
+                f"{report['teacher'].get('used_median_px')} px (median over the views used)"
+                + (f", held-out views {consistency['heldout_view_px']} px = {consistency['heldout_over_ideal_rig']}"
+                   f" × a rig without timing or calibration error" if consistency else ""))
         writer.commit(name=out.name, fps=fps, skeleton=SMPL_22.name, license=None, extra={
             "teacher": "triangulate", "detector": "mediapipe BlazePose (model_complexity=1)",
             "calibration": rig.to_dict(), "takes": summary["takes"],

@@ -14,7 +14,8 @@ ideal pinhole camera (undistorted: :func:`videomdm.data.calibration.undistort_po
 - :func:`estimate_offsets`: per-camera frame offsets of unsynchronized videos, by the triangulation error;
 - :func:`heldout_view_errors`: leave-one-camera-out, how well the other views predict each view's keypoints;
 - :func:`ideal_rig`: the same two errors for the same rig and motion without timing or calibration error (the
-  detector's noise alone), to read a real rig's held-out error against.
+  detector's noise alone), to read a real rig's held-out error against;
+- :func:`rig_consistency`: both for a take, as a report (what ``prepare video --calibration`` records per take).
 
 A point triangulated from n views is fitted to them (3 unknowns from 2n coordinates), so the error in the views it
 used understates the detector's: with independent Gaussian noise of σ px per image axis, the expected sum of squared
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Triangulation", "IdealRig", "triangulate_dlt", "project", "reprojection_errors", "triangulate",
-           "estimate_offsets", "heldout_view_errors", "ideal_rig"]
+           "estimate_offsets", "heldout_view_errors", "ideal_rig", "rig_consistency"]
 
 
 def _check_views(uv: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> tuple:
@@ -293,19 +294,23 @@ class IdealRig:
         noise_px: σ of the Gaussian keypoint noise per image axis, pixels (its median 2D error is 1.177 σ).
         used_median_px: median error in the views used (:meth:`Triangulation.used_errors`), over the draws.
         heldout_median_px: ``(V,)`` :func:`heldout_view_errors`, averaged over the draws.
+        matched: whether some σ reproduced the real used-view error. Not where that error is above what Gaussian
+            noise can give under the outlier rejection (heavy-tailed detector errors near ``threshold_px``); σ is
+            then the largest tried below the rejection's peak, and the held-out errors are not comparable.
     """
 
     noise_px: float
     used_median_px: float
     heldout_median_px: np.ndarray
+    matched: bool
 
 
 def ideal_rig(points: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, *,
               used_median_px: float, threshold_px: float = 20.0, min_confidence: float = 0.1, draws: int = 2,
               seed: int = 0) -> IdealRig:
     """The rig without timing or calibration error: ``points`` projected into every view (:func:`project`) plus
-    independent Gaussian noise of σ px per image axis, σ chosen (bisection, the same normal draws for every σ) so
-    that the simulated triangulation's median error in the views it used equals ``used_median_px``, the real one.
+    independent Gaussian noise of σ px per image axis, σ chosen (the same normal draws for every σ) so that the
+    simulated triangulation's median error in the views it used equals ``used_median_px``, the real one.
     Its held-out errors are then what the detector's noise alone gives on this rig's geometry, frames and masks.
 
     Args:
@@ -328,11 +333,59 @@ def ideal_rig(points: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np.n
         return float(np.mean([np.nanmedian(triangulate(uv + sigma * z, confidence, K, R, t, threshold_px=threshold_px,
                                                        min_confidence=min_confidence).used_errors()) for z in normal]))
 
-    low, high = 0.0, 4.0 * used_median_px
-    for _ in range(16):  # the used-view median grows with σ (its robust rejection only slows the growth)
-        sigma = 0.5 * (low + high)
-        low, high = (sigma, high) if used_median(sigma) < used_median_px else (low, sigma)
-    sigma = 0.5 * (low + high)
+    # The used-view error grows with σ until the outlier rejection starts removing the worst views, then falls
+    # again (a peak near σ ≈ 0.8 × threshold_px), so σ is the first crossing: scanned upwards, then bisected.
+    low, high, matched = 0.0, 0.0, False
+    for k in range(16):
+        high = 0.25 * used_median_px * 1.25**k
+        if used_median(high) >= used_median_px:
+            matched = True
+            break
+        low = high
+    if matched:
+        for _ in range(10):
+            sigma = 0.5 * (low + high)
+            low, high = (sigma, high) if used_median(sigma) < used_median_px else (low, sigma)
+    sigma = 0.5 * (low + high) if matched else low
     heldout = np.mean([heldout_view_errors(uv + sigma * z, confidence, K, R, t, threshold_px=threshold_px,
                                            min_confidence=min_confidence) for z in normal], axis=0)
-    return IdealRig(noise_px=sigma, used_median_px=used_median(sigma), heldout_median_px=heldout)
+    return IdealRig(noise_px=sigma, used_median_px=used_median(sigma), heldout_median_px=heldout, matched=matched)
+
+
+def rig_consistency(uv: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, *,
+                    threshold_px: float = 20.0, max_frames: int = 240, seed: int = 0) -> dict[str, object]:
+    """How well a take's views agree, against what the detector's noise alone allows on this rig.
+
+    On at most ``max_frames`` frames spread evenly over the take: :func:`heldout_view_errors`, and the same for the
+    :func:`ideal_rig` of the points triangulated from every view, with noise matched to the take's used-view error.
+    Their ratio is 1 where the rig's timing and calibration add nothing to the detector's noise and grows with
+    unsynchronized or miscalibrated cameras (the Pose2Sim demo rig: 1.29, README "Multi-view benchmark").
+
+    Args:
+        uv, confidence, K, R, t: as :func:`triangulate`, at least 3 views. threshold_px: its outlier threshold.
+
+    Returns:
+        ``heldout_view_px`` and ``ideal_rig_heldout_px`` (per view), ``ideal_rig_noise_px`` (σ per image axis),
+        ``heldout_over_ideal_rig`` (mean over views; None where the ideal rig's error is 0, i.e. noiseless
+        keypoints, or where no Gaussian noise reproduces the used-view error: :attr:`IdealRig.matched`) and
+        ``frames`` (the frames used).
+    """
+    uv, confidence, K, R, t = _check_views(uv, confidence, K, R, t)
+    T = uv.shape[1]
+    frames = np.unique(np.linspace(0, T - 1, min(T, max_frames)).round().astype(int))
+    uv, confidence = uv[:, frames], confidence[:, frames]
+    heldout = heldout_view_errors(uv, confidence, K, R, t, threshold_px=threshold_px)
+    seen = triangulate(uv, confidence, K, R, t, threshold_px=threshold_px)
+    used = seen.used_errors()
+    used_median = float(np.nanmedian(used)) if np.isfinite(used).any() else 0.0
+    ideal = ideal_rig(seen.points, confidence, K, R, t, used_median_px=used_median, threshold_px=threshold_px,
+                      seed=seed)
+    ideal_mean = float(np.nanmean(ideal.heldout_median_px)) if np.isfinite(ideal.heldout_median_px).any() else 0.0
+    return {
+        "heldout_view_px": [round(float(e), 2) for e in heldout],
+        "ideal_rig_heldout_px": [round(float(e), 2) for e in ideal.heldout_median_px],
+        "ideal_rig_noise_px": round(ideal.noise_px, 2),
+        "heldout_over_ideal_rig": (round(float(np.nanmean(heldout)) / ideal_mean, 3)
+                                   if ideal.matched and ideal_mean > 1e-2 else None),
+        "frames": int(len(frames)),
+    }
