@@ -151,6 +151,20 @@ def _cli_run(src: Path, data: Path, run: Path, mode: str, steps: int, device: st
     return step_seconds(run), cpu
 
 
+def _baseline_data(src: Path, work: Path) -> Path:
+    """The benchmark's dataset (16 walks of 120 frames) built by the tree of ``src`` with its own
+    ``benchmarks/training.py`` ``make_data``, in a fresh process: for a baseline that reads an older clip format."""
+    tree = src.parent
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import training; "
+            "print(training.make_data(Path(sys.argv[2]), num_walks=16, frames=120))")
+    done = subprocess.run([sys.executable, "-c", code, str(tree / "benchmarks"), str(work / "baseline_data")],
+                          env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True, cwd=tree)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the baseline's data with {tree / 'benchmarks' / 'training.py'} failed:\n"
+                           f"{done.stderr[-3000:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 def compare(data: Path, work: Path, args) -> list[dict]:
     """The default step against the baseline step, round-robin: ``--repeats`` rounds, each a run of
     ``--warmup + --steps`` steps of ``videomdm train`` per step kind and supervision mode (``small`` preset, batch
@@ -166,7 +180,8 @@ def compare(data: Path, work: Path, args) -> list[dict]:
 
     The baseline is this tree's reference step (``train.fast=false``, ``train.precision=fp32``: the loop as it was
     before the fast step existed), or with ``--baseline-src`` the default step of another source tree (e.g. an older
-    checkout's ``src``); ``--baseline-set`` overrides the baseline's settings, ``--set`` the new step's.
+    checkout's ``src``); ``--baseline-set`` overrides the baseline's settings, ``--set`` the new step's. A tree that
+    reads an older clip format trains on the same synthetic walks built by its own code (``--baseline-own-data``).
 
     Whole processes, not two runs taking turns in one process: runs sharing a process interfere (two runs' threads,
     caches and allocator), which slowed both by 15–50 % on an idle 2-core machine and hid most of a speedup."""
@@ -176,6 +191,7 @@ def compare(data: Path, work: Path, args) -> list[dict]:
     baseline_sets = args.baseline_set if args.baseline_set is not None else (
         [] if args.baseline_src else ["train.fast=false", "train.precision=fp32"])
     kinds = {"baseline": (baseline_src, list(baseline_sets)), "new": (SRC, list(args.set or []))}
+    datasets = {"baseline": _baseline_data(baseline_src, work) if args.baseline_own_data else data, "new": data}
     times: dict[tuple[str, str], list[float]] = {(m, k): [] for m in modes for k in kinds}
     round_medians: dict[tuple[str, str], list[float]] = {(m, k): [] for m in modes for k in kinds}
     cpu: dict[tuple[str, str], list[float]] = {(m, k): [] for m in modes for k in kinds}
@@ -185,8 +201,10 @@ def compare(data: Path, work: Path, args) -> list[dict]:
         for mode in modes:
             for kind, (src, sets) in (kinds.items() if round_ % 2 == 0 else reversed(kinds.items())):
                 run = work / f"compare_{mode}_{kind}_{round_}"
-                steps, cpu_long = _cli_run(src, data, run, mode, args.warmup + args.steps, args.device, sets)
-                _, cpu_short = _cli_run(src, data, work / f"{run.name}_short", mode, args.warmup, args.device, sets)
+                steps, cpu_long = _cli_run(src, datasets[kind], run, mode, args.warmup + args.steps, args.device,
+                                           sets)
+                _, cpu_short = _cli_run(src, datasets[kind], work / f"{run.name}_short", mode, args.warmup,
+                                        args.device, sets)
                 times[mode, kind] += steps[args.warmup:]
                 round_medians[mode, kind].append(statistics.median(steps[args.warmup:]))
                 cpu[mode, kind].append((cpu_long - cpu_short) / args.steps)
@@ -200,6 +218,7 @@ def compare(data: Path, work: Path, args) -> list[dict]:
                       "threads": summary["threads"], "preset": "small", "batch": 32, "frames": 60,
                       "baseline": f"{baseline_src} {' '.join(kinds['baseline'][1]) or '(defaults)'}",
                       "new_settings": kinds["new"][1],
+                      "baseline_data": "own" if args.baseline_own_data else "same",
                       "baseline_steps_per_s": round(baseline, 3), "steps_per_s": round(new, 3),
                       "speedup": round(statistics.median(b / n for b, n in zip(round_medians[mode, "baseline"],
                                                                                   round_medians[mode, "new"])), 3),
@@ -283,6 +302,9 @@ def main() -> None:
     parser.add_argument("--modes", default="3d,teacher,2d", help="--compare: supervision modes (default: %(default)s)")
     parser.add_argument("--baseline-src", help="--compare: time the default step of this source tree (its src/ "
                         "folder) as the baseline instead of this tree's reference step")
+    parser.add_argument("--baseline-own-data", action="store_true",
+                        help="--compare with --baseline-src: the baseline trains on the benchmark's walks prepared by "
+                        "its own tree (for a checkout that reads an older dataset format)")
     parser.add_argument("--baseline-set", action="append", metavar="KEY=VALUE",
                         help="--compare: config override of the baseline step, repeatable (default: the reference "
                         "step's train.fast=false train.precision=fp32, none with --baseline-src)")
@@ -291,6 +313,8 @@ def main() -> None:
     args = parser.parse_args()
     args.steps = args.steps or (20 if args.compare else 4)
     args.warmup = args.warmup if args.warmup is not None else (5 if args.compare else 1)
+    if args.baseline_own_data and not args.baseline_src:
+        parser.error("--baseline-own-data needs --baseline-src")
     if args.compare:
         with tempfile.TemporaryDirectory() as tmp:
             work = args.work or Path(tmp)
