@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .camera import DEFAULT_MIN_DEPTH, project_normalized
+from .camera import DEFAULT_MIN_DEPTH
 from .representation import yaw_matrix
 
 __all__ = ["Placement", "solve_placement"]
@@ -67,7 +67,7 @@ class Placement:
 
 
 def _coefficients(theta: Tensor, shift: Tensor) -> Tensor:
-    """``v = (cos θ, sin θ, 1, d)`` ``(B, 3 + U)`` of :func:`_camera_columns` for ``θ (B,)`` and the solved
+    """``v = (cos θ, sin θ, 1, d)`` ``(B, 3 + U)`` of :func:`_camera_planes` for ``θ (B,)`` and the solved
     components of the translation ``d (B, U)``."""
     return torch.cat([torch.stack([theta.cos(), theta.sin(), torch.ones_like(theta)], -1), shift], -1)
 
@@ -90,13 +90,6 @@ def _usable_keypoints(keypoints_norm: Tensor, weight: Tensor) -> tuple[Tensor, T
     return torch.where(w[..., None] > 0, keypoints_norm, torch.zeros_like(keypoints_norm)), w
 
 
-def _per_frame(R: Tensor, t: Tensor, frames: torch.Size) -> tuple[Tensor, Tensor]:
-    """Per-window or per-frame extrinsics as ``(B, T, 1, 3, 3)``, ``(B, T, 1, 3)``: broadcastable over joints."""
-    R_full = (R if R.ndim == 4 else R[:, None].expand(frames + (3, 3)))[:, :, None]
-    t_full = (t if t.ndim == 3 else t[:, None].expand(frames + (3,)))[:, :, None]
-    return R_full, t_full
-
-
 def _ridge_solve(normal: Tensor, rhs: Tensor, ridge: float) -> Tensor:
     """``(N + λ I)⁻¹ rhs`` per window, ``λ = ridge · trace(N) / U + 1e-9``: ``(B, U, U), (B, U) → (B, U)``."""
     unknowns = normal.shape[-1]
@@ -105,19 +98,32 @@ def _ridge_solve(normal: Tensor, rhs: Tensor, ridge: float) -> Tensor:
     return torch.linalg.solve(normal + lam[:, None, None] * eye, rhs)
 
 
-def _camera_columns(points: Tensor, R: Tensor, t: Tensor, axes: list[int]) -> Tensor:
-    """The columns ``C (B, T, J, 3, 3 + len(axes))`` of the placed points in the camera frame:
-    ``Q(θ, d) = R (Y(θ) P + d) + t = C v`` with ``v = (cos θ, sin θ, 1, d_i for i in axes)``.
+def _camera_planes(points: Tensor, R: Tensor, t: Tensor, axes: list[int]) -> Tensor:
+    """The columns of the placed points in the camera frame, ``C (B, K, 3, N)`` with ``K = 3 + len(axes)`` and
+    ``N = T·J``: ``Q(θ, d) = R (Y(θ) P + d) + t = Σ_k v_k C[:, k]`` with ``v = (cos θ, sin θ, 1, d_i for i in axes)``.
 
     With ``Y(θ) P = cos θ P_h + sin θ P_h⊥ + P_y`` (``P_h = (x, 0, z)``, ``P_h⊥ = (z, 0, −x)``, ``P_y = (0, y, 0)``):
     ``C = [R P_h, R P_h⊥, R P_y + t, R e_i for i in axes]``, so ``∂Q/∂θ = C (−sin θ, cos θ, 0, 0..)`` and
-    ``∂Q/∂d_i = R e_i``. The algebraic residual of (P-2) is ``e = col(Q) = M v`` with ``col(q) = (q_x − x q_z,
-    q_y − y q_z)`` (so ``A p = col(R p)`` and ``c = col(t)``), ``M = col(C)``."""
-    R_full, t_full = _per_frame(R, t, points.shape[:2])
-    x, y, z = points[..., 0:1], points[..., 1:2], points[..., 2:3]  # (B, T, J, 1) each
-    r0, r1, r2 = R_full[..., 0], R_full[..., 1], R_full[..., 2]  # (B, T, 1, 3): the columns R e_i
-    return torch.stack([r0 * x + r2 * z, r0 * z - r2 * x, r1 * y + t_full,
-                        *(R_full[..., i].expand_as(r1 * y) for i in axes)], dim=-1)
+    ``∂Q/∂d_i = R e_i``. Laid out column by column and camera axis by axis (``C[:, k, a]`` is one contiguous row of
+    the N points), so that every product below runs over contiguous rows."""
+    B, T, J = points.shape[:3]
+    R_full = R if R.ndim == 4 else R[:, None].expand(B, T, 3, 3)  # (B, T, 3, 3)
+    t_full = t if t.ndim == 3 else t[:, None].expand(B, T, 3)  # (B, T, 3)
+    Re = R_full.permute(0, 3, 2, 1)[..., None]  # (B, 3, 3, T, 1): [:, i, a] = (R e_i)_a over frames
+    x, y, z = (points[..., i][:, None] for i in range(3))  # (B, 1, T, J)
+    C = points.new_empty(B, 3 + len(axes), 3, T, J)
+    C[:, 0] = Re[:, 0] * x + Re[:, 2] * z  # R P_h
+    C[:, 1] = Re[:, 0] * z - Re[:, 2] * x  # R P_h⊥
+    C[:, 2] = Re[:, 1] * y + t_full.permute(0, 2, 1)[..., None]  # R P_y + t
+    for n, i in enumerate(axes):
+        C[:, 3 + n] = Re[:, i]  # R e_i, the same for every joint
+    return C.reshape(B, 3 + len(axes), 3, T * J)
+
+
+def _weighted_gram(rows_x: Tensor, rows_y: Tensor, w: Tensor) -> Tensor:
+    """``Σ_n w_n (x_n x_nᵀ + y_n y_nᵀ)``: rows ``(B, K, N)`` of the two image axes, weights ``(B, 1, N)`` →
+    ``(B, K, K)``."""
+    return (rows_x * w) @ rows_x.transpose(1, 2) + (rows_y * w) @ rows_y.transpose(1, 2)
 
 
 def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor, R: Tensor, t: Tensor, *,
@@ -149,16 +155,17 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
                          f"{tuple(points_world.shape)}, {tuple(keypoints_norm.shape)}, {tuple(weight.shape)}")
     axes = [0, 1, 2] if solve_height else [0, 2]  # the solved components of d
     batch = points_world.shape[0]
-    # Every point, residual and Jacobian is a combination of fixed columns (_camera_columns): Q = C v and
+    # Every point, residual and Jacobian is a combination of fixed columns (_camera_planes): Q = C v and
     #     e(θ, 0) = M (cos θ, sin θ, 1, 0..),   ∂e/∂θ = M (−sin θ, cos θ, 0, 0..),   ∂e/∂d_i = M e_{3+i},
-    # so the weighted normal equations of every iteration of (P-2) are S^T G S with G = M^T W M, formed once. In the
-    # points' dtype: (P-3) refines the result in it anyway (float64 here changed the refined placement by ~2 µm).
+    # with M = col(C), whose rows are C_x − x C_z and C_y − y C_z, so the weighted normal equations of every
+    # iteration of (P-2) are S^T G S with G = M^T W M, formed once. In the points' dtype: (P-3) refines the result
+    # in it anyway (float64 here changed the refined placement by ~2 µm).
     k, w = _usable_keypoints(keypoints_norm, weight)  # (B, T, J, 2), (B, T, J)
-    C = _camera_columns(points_world, R, t, axes)  # (B, T, J, 3, K)
-    M = C[..., :2, :] - k[..., None] * C[..., 2:3, :]  # (B, T, J, 2, K)
-    M = M.reshape(batch, -1, M.shape[-1])  # (B, N, K): one row per joint, frame, view and image axis
-    row_weight = w[..., None].expand(w.shape + (2,)).reshape(batch, -1, 1)  # (B, N, 1)
-    G = (M * row_weight).transpose(1, 2) @ M  # (B, K, K)
+    C = _camera_planes(points_world, R, t, axes)  # (B, K, 3, N)
+    Cx, Cy, Cz = C.unbind(2)  # (B, K, N) each: the columns' camera-frame x, y, z
+    kx, ky = (k.reshape(batch, 1, -1, 2)[..., i] for i in range(2))  # (B, 1, N)
+    w = w.reshape(batch, 1, -1)  # (B, 1, N)
+    G = _weighted_gram(torch.addcmul(Cx, kx, Cz, value=-1.0), torch.addcmul(Cy, ky, Cz, value=-1.0), w)  # (B, K, K)
     axes_index = torch.tensor(axes, device=G.device)
     theta = G.new_zeros(batch)
     translation = G.new_zeros(batch, 3)
@@ -177,19 +184,16 @@ def solve_placement(points_world: Tensor, keypoints_norm: Tensor, weight: Tensor
     # (P-3): Gauss–Newton on the reprojection error itself, from the solution of (P-2). ∂π/∂Q = [I₂ | −π] / Z, so
     # with D = C_xy − π C_z (Z times the Jacobian of π in v) and ω = w Z², the normal equations in v are
     # Σ ω (D/Z)ᵀ (D/Z) = Σ w Dᵀ D and Σ ω (D/Z)ᵀ r = Σ w Z Dᵀ r, then S = ∂v/∂(θ, d) carries them to (θ, d).
-    K = C.shape[-1]
-    C = C.reshape(batch, -1, 3, K)  # (B, P, 3, K): one point per joint, frame and view
-    k = k.reshape(batch, -1, 2)  # (B, P, 2)
-    w_points = w.reshape(batch, -1, 1)  # (B, P, 1)
+    columns = C.reshape(batch, C.shape[1], -1)  # (B, K, 3N)
     for _ in range(refinements):
         v = _coefficients(theta, translation[:, axes])  # (B, K)
-        Q = (C.reshape(batch, -1, K) @ v[..., None]).reshape(batch, -1, 3)  # (B, P, 3) camera frame
-        depth = Q[..., 2:].clamp_min(min_depth)  # (B, P, 1)
-        projected = project_normalized(Q, min_depth)  # (B, P, 2)
-        D = (C[..., :2, :] - projected[..., None] * C[..., 2:3, :]).reshape(batch, -1, K)  # (B, N, K)
-        normal_v = (D * row_weight).transpose(1, 2) @ D  # (B, K, K)
-        weighted_residual = (w_points * depth * (projected - k)).reshape(batch, -1, 1)  # (B, N, 1): w Z r
-        rhs_v = D.transpose(1, 2) @ weighted_residual  # (B, K, 1)
+        Q = (v[:, None, :] @ columns).reshape(batch, 3, 1, -1)  # (B, 3, 1, N) camera frame
+        depth = Q[:, 2].clamp_min(min_depth)  # (B, 1, N)
+        px, py = Q[:, 0] / depth, Q[:, 1] / depth  # (B, 1, N): π(Q), as camera.project_normalized
+        Dx, Dy = torch.addcmul(Cx, px, Cz, value=-1.0), torch.addcmul(Cy, py, Cz, value=-1.0)  # (B, K, N)
+        normal_v = _weighted_gram(Dx, Dy, w)  # (B, K, K)
+        wz = (w * depth).transpose(1, 2)  # (B, N, 1)
+        rhs_v = Dx @ (wz * (px - kx).transpose(1, 2)) + Dy @ (wz * (py - ky).transpose(1, 2))  # (B, K, 1): Σ w Z Dᵀ r
         S = _coefficient_jacobian(theta, len(axes), solve_yaw)  # (B, K, U)
         St = S.transpose(1, 2)
         step = _ridge_solve(St @ normal_v @ S, -(St @ rhs_v)[..., 0], ridge)
