@@ -88,7 +88,8 @@ def real_rig(args: argparse.Namespace) -> dict[str, object]:
                                   threshold_px=args.threshold_px)
     used = teacher.used_median_px
     # Leave-one-camera-out, and the same on the rig without timing or calibration error (rig_consistency).
-    consistency = rig_consistency(uv, conf, rig.K, rig.R, rig.t, threshold_px=args.threshold_px, seed=args.seed)
+    consistency = rig_consistency(uv, conf, rig.K, rig.R, rig.t, threshold_px=args.threshold_px, max_frames=240,
+                                  draws=2, seed=args.seed)
     heldout = np.array(consistency["heldout_view_px"])
     ideal_heldout = float(np.mean(consistency["ideal_rig_heldout_px"]))
     return {

@@ -336,14 +336,14 @@ def ideal_rig(points: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np.n
     # The used-view error grows with σ until the outlier rejection starts removing the worst views, then falls
     # again (a peak near σ ≈ 0.8 × threshold_px), so σ is the first crossing: scanned upwards, then bisected.
     low, high, matched = 0.0, 0.0, False
-    for k in range(16):
-        high = 0.25 * used_median_px * 1.25**k
+    for k in range(12):
+        high = 0.5 * used_median_px * 1.25**k
         if used_median(high) >= used_median_px:
             matched = True
             break
         low = high
     if matched:
-        for _ in range(10):
+        for _ in range(7):  # the bracket is 25 % wide: to 0.2 %
             sigma = 0.5 * (low + high)
             low, high = (sigma, high) if used_median(sigma) < used_median_px else (low, sigma)
     sigma = 0.5 * (low + high) if matched else low
@@ -353,7 +353,8 @@ def ideal_rig(points: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np.n
 
 
 def rig_consistency(uv: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, *,
-                    threshold_px: float = 20.0, max_frames: int = 240, seed: int = 0) -> dict[str, object]:
+                    threshold_px: float = 20.0, max_frames: int = 120, draws: int = 1,
+                    seed: int = 0) -> dict[str, object]:
     """How well a take's views agree, against what the detector's noise alone allows on this rig.
 
     On at most ``max_frames`` frames spread evenly over the take: :func:`heldout_view_errors`, and the same for the
@@ -363,6 +364,7 @@ def rig_consistency(uv: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np
 
     Args:
         uv, confidence, K, R, t: as :func:`triangulate`, at least 3 views. threshold_px: its outlier threshold.
+        max_frames: frames used at most. draws, seed: the ideal rig's noise draws (:func:`ideal_rig`).
 
     Returns:
         ``heldout_view_px`` and ``ideal_rig_heldout_px`` (per view), ``ideal_rig_noise_px`` (σ per image axis),
@@ -379,7 +381,7 @@ def rig_consistency(uv: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np
     used = seen.used_errors()
     used_median = float(np.nanmedian(used)) if np.isfinite(used).any() else 0.0
     ideal = ideal_rig(seen.points, confidence, K, R, t, used_median_px=used_median, threshold_px=threshold_px,
-                      seed=seed)
+                      draws=draws, seed=seed)
     ideal_mean = float(np.nanmean(ideal.heldout_median_px)) if np.isfinite(ideal.heldout_median_px).any() else 0.0
     return {
         "heldout_view_px": [round(float(e), 2) for e in heldout],
