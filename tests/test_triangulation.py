@@ -15,8 +15,8 @@ from videomdm.data.errors import DataError
 from videomdm.data.rig_demo import fetch_rig_demo
 from videomdm.skeleton import SMPL_22
 from videomdm.teacher import make_teacher, triangulate_teacher
-from videomdm.triangulation import (estimate_offsets, heldout_view_errors, ideal_rig, project, triangulate,
-                                   triangulate_dlt)
+from videomdm.triangulation import (estimate_offsets, heldout_view_errors, ideal_rig, project, rig_consistency,
+                                   triangulate, triangulate_dlt)
 
 LEFT = [SMPL_22.index(a) for a, _ in SMPL_22.left_right]
 RIGHT = [SMPL_22.index(b) for _, b in SMPL_22.left_right]
@@ -121,6 +121,27 @@ def test_heldout_views_and_the_ideal_rig_of_a_synthetic_rig():
     # Past the outlier rejection's reach (a used-view median above what the 20 px threshold lets through): no match.
     beyond = ideal_rig(motion, confidence, rig.K, rig.R, rig.t, used_median_px=25.0, seed=7)
     assert not beyond.matched and beyond.used_median_px < 20.0
+
+
+def test_the_rig_consistency_report_of_views_that_see_nothing():
+    """A camera that never sees the person has no held-out error (None, JSON-safe); a take no two views agree on
+    gives a report of Nones, without warnings."""
+    import json
+    import warnings
+
+    rig = make_rig(4, seed=3)
+    motion = centred_walk(30, seed=1)
+    uv = observe(motion, rig, noise_px=2.0, seed=2)
+    confidence = np.ones((4,) + motion.shape[:2])
+    confidence[2] = 0.0
+    report = rig_consistency(uv, confidence, rig.K, rig.R, rig.t)
+    assert report["heldout_view_px"][2] is None and report["ideal_rig_heldout_px"][2] is None
+    assert 0.9 < report["heldout_over_ideal_rig"] < 1.1 and report["frames"] == 30
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        empty = rig_consistency(uv, np.zeros_like(confidence), rig.K, rig.R, rig.t)
+    assert empty["heldout_view_px"] == [None] * 4 and empty["heldout_over_ideal_rig"] is None
+    assert json.loads(json.dumps(empty, allow_nan=False)) == empty
 
 
 def test_teacher_on_a_synthetic_rig_with_lens_distortion():

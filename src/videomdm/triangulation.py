@@ -368,9 +368,10 @@ def rig_consistency(uv: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np
 
     Returns:
         ``heldout_view_px`` and ``ideal_rig_heldout_px`` (per view), ``ideal_rig_noise_px`` (σ per image axis),
-        ``heldout_over_ideal_rig`` (mean over views; None where the ideal rig's error is 0, i.e. noiseless
-        keypoints, or where no Gaussian noise reproduces the used-view error: :attr:`IdealRig.matched`) and
-        ``frames`` (the frames used).
+        ``heldout_over_ideal_rig`` (mean over the views held out in both; None where the ideal rig's error is 0,
+        i.e. noiseless keypoints, or where no Gaussian noise reproduces the used-view error:
+        :attr:`IdealRig.matched`) and ``frames`` (the frames used); None for a view never seen, and for every
+        ideal-rig figure where no point was triangulated.
     """
     uv, confidence, K, R, t = _check_views(uv, confidence, K, R, t)
     T = uv.shape[1]
@@ -379,15 +380,20 @@ def rig_consistency(uv: np.ndarray, confidence: np.ndarray, K: np.ndarray, R: np
     heldout = heldout_view_errors(uv, confidence, K, R, t, threshold_px=threshold_px)
     seen = triangulate(uv, confidence, K, R, t, threshold_px=threshold_px)
     used = seen.used_errors()
-    used_median = float(np.nanmedian(used)) if np.isfinite(used).any() else 0.0
-    ideal = ideal_rig(seen.points, confidence, K, R, t, used_median_px=used_median, threshold_px=threshold_px,
-                      draws=draws, seed=seed)
-    ideal_mean = float(np.nanmean(ideal.heldout_median_px)) if np.isfinite(ideal.heldout_median_px).any() else 0.0
-    return {
-        "heldout_view_px": [round(float(e), 2) for e in heldout],
-        "ideal_rig_heldout_px": [round(float(e), 2) for e in ideal.heldout_median_px],
-        "ideal_rig_noise_px": round(ideal.noise_px, 2),
-        "heldout_over_ideal_rig": (round(float(np.nanmean(heldout)) / ideal_mean, 3)
-                                   if ideal.matched and ideal_mean > 1e-2 else None),
-        "frames": int(len(frames)),
-    }
+    report: dict[str, object] = {"heldout_view_px": _rounded(heldout), "ideal_rig_heldout_px": [None] * len(heldout),
+                                 "ideal_rig_noise_px": None, "heldout_over_ideal_rig": None, "frames": int(len(frames))}
+    if not np.isfinite(used).any() or not np.isfinite(heldout).any():
+        return report  # no point two views agree on, or no view that can be held out: nothing to compare
+    ideal = ideal_rig(seen.points, confidence, K, R, t, used_median_px=float(np.nanmedian(used)),
+                      threshold_px=threshold_px, draws=draws, seed=seed)
+    report.update(ideal_rig_heldout_px=_rounded(ideal.heldout_median_px), ideal_rig_noise_px=round(ideal.noise_px, 2))
+    both = np.isfinite(heldout) & np.isfinite(ideal.heldout_median_px)
+    ideal_mean = float(ideal.heldout_median_px[both].mean()) if both.any() else 0.0
+    if ideal.matched and ideal_mean > 1e-2:
+        report["heldout_over_ideal_rig"] = round(float(heldout[both].mean()) / ideal_mean, 3)
+    return report
+
+
+def _rounded(values: np.ndarray) -> list[float | None]:
+    """Pixels for a JSON report: 2 decimals, None where not finite."""
+    return [round(float(v), 2) if np.isfinite(v) else None for v in values]
