@@ -47,7 +47,8 @@ def test_a_take_becomes_one_grounded_multi_view_clip_with_its_offsets_found():
     # Exact views: the triangulated teacher (unsmoothed) reprojects onto every view's (undistorted) keypoints.
     assert report["teacher"]["used_median_px"] < 0.05 and clip_reprojection_px(clip) < 0.05
     # Noiseless, synchronized views: each held-out view is predicted exactly by the other two.
-    assert max(report["consistency"]["heldout_view_px"]) < 0.05 and report["consistency"]["heldout_over_ideal_rig"] is None
+    consistency = report["consistency"]
+    assert max(consistency["heldout_view_px"]) < 0.05 and consistency["heldout_over_ideal_rig"] is None
     # Grounded: root at the origin on the first frame, floor at y = 0 (the cameras moved along).
     assert np.allclose(clip.teacher_3d[0, 0, [0, 2]], 0.0, atol=1e-5)
     assert abs(np.percentile(clip.teacher_3d[..., 1].min(-1), 5)) < 0.02
