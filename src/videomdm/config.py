@@ -168,7 +168,9 @@ def _small() -> Config:
     gradient at low noise), min-SNR-5 level weights for the 2D objective with the levels below t* denoising the
     model's own estimate, predictions band-limited to 4 Hz (a short-trained network passes white noise and the
     teacher's jitter through to its output), and no dropout (a run this short does not overfit; CPU dropout masks
-    were 14 % of a step); README, "Does the prior clean its teacher?"."""
+    were 14 % of a step); README, "Does the prior clean its teacher?". A lifting prior: at this budget its
+    unconditional samples are noise, and a generator needs ``model.prediction=x0`` with ``loss.time_weighting=x0``
+    (README, "What breaks generation")."""
     return Config(
         model=ModelConfig(width=128, layers=4, heads=4, ff_size=256, dropout=0.0, prediction="edm",
                           max_frequency_hz=4.0, zero_init_output=True),
